@@ -1,0 +1,214 @@
+//! The clap tree: the single source of `--help`, the man page and the shell completions.
+//! Definitions only; what each command does lives in `commands/`, and how a flag combines with its
+//! environment variable and the config file lives in `settings.rs`. Flags are therefore optional
+//! here (no clap defaults, no clap `env`): a missing flag means "not given on the command line".
+
+pub mod sim;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "lingma-gw",
+    version,
+    about = "OpenAI-compatible gateway and terminal tool for Tongyi Lingma",
+    long_about = "lingma-gw runs an OpenAI-compatible HTTP gateway in front of a pool of local Lingma \
+                  (Tongyi Lingma) processes, and talks to Lingma from a terminal. `lingma-gw serve --sim` \
+                  runs everything on the built-in Lingma simulator.",
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Config file (TOML); default: lingma-gw/config.toml in the user's config dir [env: LINGMA_GW_CONFIG]
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// More log output (-v debug, -vv trace); overrides LOG_LEVEL
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only errors on stderr, no progress output
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Log format on stderr [env: LOG_FORMAT] [default: text]
+    #[arg(long, global = true, value_enum)]
+    pub log_format: Option<LogFormat>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the OpenAI-compatible HTTP gateway in front of a pool of Lingma processes
+    Serve(ServeArgs),
+    /// List the models Lingma offers
+    Models(ModelsArgs),
+    /// Ask Lingma one question and stream the answer to stdout
+    Chat(ChatArgs),
+    /// Diagnose the setup step by step (binary, work dir, start, login, models, a chat)
+    Probe(ProbeArgs),
+    /// Print a shell completion script
+    Completions(CompletionsArgs),
+    /// Print the man page (roff)
+    Man,
+    // SIM-WIRING: the `sim` subcommand is added here once src/cli/sim.rs defines SimCommand.
+}
+
+/// How to reach Lingma; shared by every command that needs it.
+#[derive(Debug, Clone, Args, Default)]
+pub struct LingmaArgs {
+    /// The Lingma binary [env: LINGMA_BIN] [default: newest ~/.lingma/bin/<version>/<platform>/Lingma]
+    #[arg(long, value_name = "PATH", conflicts_with = "sim")]
+    pub lingma_bin: Option<PathBuf>,
+    /// Use the built-in Lingma simulator instead of Lingma
+    #[arg(long)]
+    pub sim: bool,
+    /// Root of the instances' work dirs; an instance's is <work-dir>/<name> [env: LINGMA_WORK_DIR] [default: the user's data dir]
+    #[arg(long, value_name = "DIR")]
+    pub work_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AskModeArg {
+    Chat,
+    Agent,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub lingma: LingmaArgs,
+    /// Address to bind [env: GATEWAY_HOST] [default: 127.0.0.1]
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Port to bind; 0 picks a free one [env: GATEWAY_PORT] [default: 8000]
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// Number of Lingma instances [env: INSTANCE_COUNT] [default: 1]
+    #[arg(long, value_name = "N")]
+    pub instances: Option<usize>,
+    /// Client API key for /v1 (repeat for several) [env: API_KEYS, comma-separated]
+    #[arg(long = "api-key", value_name = "KEY")]
+    pub api_keys: Vec<String>,
+    /// Token for /internal admin endpoints [env: ADMIN_TOKEN] [default: the API keys]
+    #[arg(long, value_name = "TOKEN")]
+    pub admin_token: Option<String>,
+    /// Token for /metrics [env: METRICS_TOKEN]
+    #[arg(long, value_name = "TOKEN")]
+    pub metrics_token: Option<String>,
+    /// Serve /metrics without credentials [env: METRICS_PUBLIC]
+    #[arg(long)]
+    pub metrics_public: bool,
+    /// Allow binding a non-loopback address with no API keys
+    #[arg(long)]
+    pub allow_unauthenticated: bool,
+    /// Chats answered at once; more wait in the queue [env: GATEWAY_MAX_IN_FLIGHT] [default: 4 per instance]
+    #[arg(long, value_name = "N")]
+    pub max_in_flight: Option<usize>,
+    /// Seconds a chat may wait for a slot before 429 [env: GATEWAY_QUEUE_TIMEOUT_SEC] [default: 30]
+    #[arg(long, value_name = "SECS")]
+    pub queue_timeout: Option<f64>,
+    /// Continue the upstream session when a conversation's history matches [env: SESSION_REUSE_ENABLED] [default: on]
+    #[arg(long, overrides_with = "no_session_reuse")]
+    pub session_reuse: bool,
+    /// Replay the whole conversation in a new session every time
+    #[arg(long, overrides_with = "session_reuse")]
+    pub no_session_reuse: bool,
+    /// Model used when a request names none or an unknown one [env: DEFAULT_MODEL] [default: Lingma's default]
+    #[arg(long, value_name = "MODEL")]
+    pub default_model: Option<String>,
+    /// How questions are asked [env: DEFAULT_ASK_MODE] [default: chat]
+    #[arg(long, value_enum)]
+    pub ask_mode: Option<AskModeArg>,
+    /// Accounts file (JSON list) or inline JSON assigning accounts to instances [env: LINGMA_ACCOUNTS]
+    #[arg(long, value_name = "FILE|JSON")]
+    pub accounts: Option<String>,
+    /// Directory to seed work dirs that are not logged in [env: LINGMA_SESSION_BUNDLE]
+    #[arg(long, value_name = "DIR")]
+    pub session_bundle: Option<PathBuf>,
+    /// Seconds to let running answers finish on shutdown [env: GATEWAY_SHUTDOWN_GRACE_SEC] [default: 10]
+    #[arg(long, value_name = "SECS")]
+    pub shutdown_grace: Option<f64>,
+}
+
+#[derive(Debug, Args)]
+pub struct InstanceArg {
+    /// Instance name (inst-0, inst-1, ... or the accounts file's names) [default: inst-0]
+    #[arg(long, value_name = "NAME")]
+    pub instance: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ModelsArgs {
+    #[command(flatten)]
+    pub lingma: LingmaArgs,
+    #[command(flatten)]
+    pub instance: InstanceArg,
+    /// Print JSON instead of a table
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ChatArgs {
+    #[command(flatten)]
+    pub lingma: LingmaArgs,
+    #[command(flatten)]
+    pub instance: InstanceArg,
+    /// The question; `-` or none reads it from stdin
+    #[arg(value_name = "PROMPT|-")]
+    pub prompt: Option<String>,
+    /// Model key or display name [default: Lingma's default]
+    #[arg(long, short)]
+    pub model: Option<String>,
+    /// A system message sent before the question
+    #[arg(long, short)]
+    pub system: Option<String>,
+    /// Print one JSON object (text, model, session id, latency, usage) instead of streaming
+    #[arg(long)]
+    pub json: bool,
+    /// Show the model's reasoning on stderr (also with -v)
+    #[arg(long)]
+    pub show_reasoning: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ProbeArgs {
+    #[command(flatten)]
+    pub lingma: LingmaArgs,
+    #[command(flatten)]
+    pub instance: InstanceArg,
+    /// Print JSON instead of a checklist
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn tree_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

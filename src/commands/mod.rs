@@ -1,0 +1,137 @@
+//! One file per subcommand: the glue between the CLI, the settings and the library. This file
+//! owns what every command shares: logging set-up, the runtime, and mapping errors to exit codes
+//! (0 ok, 1 the operation failed, 2 usage or configuration error).
+
+pub mod chat;
+pub mod generate;
+pub mod models;
+pub mod probe;
+// GATEWAY-WIRING pub mod serve;
+pub mod sim;
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use crate::cli::{Cli, Command, InstanceArg, LingmaArgs, LogFormat};
+use crate::lingma::attach::{LocalInstance, default_instance};
+use crate::lingma::discovery::LingmaBinary;
+use crate::settings::{ConfigFile, LingmaSettings, LogSettings, SettingsError, Sources};
+
+/// An error that should exit with code 2 (bad usage or configuration).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// The instance is not logged in (exit 1, with what to do).
+#[derive(Debug, thiserror::Error)]
+#[error("Lingma is not logged in{}: run `lingma-gw login{}`", if .0.is_empty() { String::new() } else { format!(" (instance {})", .0) }, if .0.is_empty() { String::new() } else { format!(" --instance {}", .0) })]
+pub struct NotLoggedIn(pub String);
+
+/// Attach to the instance `serve` runs, or start a temporary one.
+pub async fn open_instance(
+    lingma: &LingmaArgs,
+    instance: &InstanceArg,
+    sources: &Sources<'_>,
+) -> anyhow::Result<LocalInstance> {
+    let settings = LingmaSettings::resolve(lingma, sources)?;
+    let binary = LingmaBinary::resolve(&settings.binary).map_err(|e| UsageError(e.to_string()))?;
+    let name = match &instance.instance {
+        Some(n) if crate::accounts::valid_name(n) => n.clone(),
+        Some(n) => return Err(UsageError(format!("instance name {n:?} is invalid")).into()),
+        None => default_instance(&settings.work_dir),
+    };
+    Ok(LocalInstance::open(
+        &binary,
+        &settings.work_dir,
+        &name,
+        &settings.client,
+        settings.startup_timeout,
+    )
+    .await?)
+}
+
+/// Writes command output; a closed pipe (`| head`) is not an error.
+pub fn print_stdout(bytes: &[u8]) -> anyhow::Result<ExitCode> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|_| out.flush()) {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(ExitCode::SUCCESS),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Exit code for a failed command: 2 for usage and configuration errors, 1 otherwise.
+pub fn exit_code_for(err: &anyhow::Error) -> u8 {
+    let usage = err.chain().any(|e| {
+        e.downcast_ref::<SettingsError>().is_some() || e.downcast_ref::<UsageError>().is_some()
+    });
+    if usage { 2 } else { 1 }
+}
+
+pub fn run(cli: Cli) -> ExitCode {
+    let env = |k: &str| std::env::var(k).ok();
+    let file = match ConfigFile::load(cli.global.config.as_deref(), &env) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let sources = Sources {
+        env: &env,
+        file: &file,
+    };
+    let log = match LogSettings::resolve(&cli.global, &sources) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(&log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = runtime.block_on(dispatch(cli, &sources));
+    // Children and background tasks get a moment to finish their own cleanup.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(exit_code_for(&e))
+        }
+    }
+}
+
+async fn dispatch(cli: Cli, sources: &Sources<'_>) -> anyhow::Result<ExitCode> {
+    let verbose = cli.global.verbose > 0;
+    match cli.command {
+        // GATEWAY-WIRING
+        Command::Serve(_) => Err(UsageError("serve is being wired".into()).into()),
+        Command::Models(args) => models::run(args, sources).await,
+        Command::Chat(args) => chat::run(args, sources, verbose).await,
+        Command::Probe(args) => probe::run(args, sources).await,
+        Command::Completions(args) => generate::completions(args.shell),
+        Command::Man => generate::man(),
+    }
+}
+
+fn init_logging(log: &LogSettings) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_new(&log.filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match log.format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
+    };
+}

@@ -1,0 +1,15 @@
+//! lingma-gw: an OpenAI-compatible gateway and terminal tool for Tongyi Lingma.
+//!
+//! The crate is one library and one thin binary. Everything that speaks to a Lingma process lives in
+//! [`lingma`]; the process pool in [`pool`]; the HTTP gateway in [`gateway`]; the built-in Lingma
+//! simulator in [`sim`]; each subcommand's glue in [`commands`].
+
+pub mod accounts;
+pub mod cli;
+pub mod commands;
+pub mod gateway;
+pub mod lingma;
+pub mod pool;
+pub mod prompt;
+pub mod settings;
+pub mod sim;

@@ -1,0 +1,844 @@
+//! The typed Lingma client: one initialized JSON-RPC connection and the calls the product makes
+//! (protocol §3, §4). `chat` returns a [`ChatStream`] of events for one ask.
+
+use std::collections::VecDeque;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use thiserror::Error;
+use tokio::sync::mpsc;
+
+use super::models::ModelRegistry;
+use super::rpc::{RpcConnection, RpcError, ServerMessage};
+use super::think::{Piece, ThinkSplitter};
+
+#[derive(Debug, Error, Clone)]
+pub enum LingmaError {
+    #[error(transparent)]
+    Rpc(#[from] RpcError),
+    #[error("Lingma answered {method} with an unexpected result: {detail}")]
+    Unexpected { method: String, detail: String },
+    #[error("{method} failed: {code} {message}")]
+    Failed {
+        method: String,
+        code: String,
+        message: String,
+    },
+}
+
+/// How a chat ended badly.
+#[derive(Debug, Error, Clone)]
+pub enum ChatError {
+    #[error("Lingma is not logged in")]
+    NotLoggedIn,
+    #[error("another chat is in progress on this connection")]
+    Busy,
+    #[error("Lingma refused the question: {code} {message}")]
+    Rejected { code: String, message: String },
+    #[error("Lingma finished with status {status_code}: {reason}")]
+    Upstream { status_code: i64, reason: String },
+    #[error("the Lingma connection was lost mid-answer")]
+    ConnectionLost,
+    #[error("Lingma sent nothing for {}s ({phase})", after.as_secs_f32())]
+    Timeout { phase: &'static str, after: Duration },
+    #[error(transparent)]
+    Rpc(#[from] RpcError),
+}
+
+/// Timeouts and behaviour switches of a client.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    pub connect_timeout: Duration,
+    /// Control calls (initialize, auth/status, ...): `LINGMA_RPC_TIMEOUT`.
+    pub rpc_timeout: Duration,
+    /// From the ask to the first delta.
+    pub first_token_timeout: Duration,
+    /// Between two messages of a running answer.
+    pub stall_timeout: Duration,
+    /// After `step_end` with no `chat/finish`, the turn ends after this much silence (real 2.x may
+    /// never send finish; protocol §3.8).
+    pub idle_finish: Duration,
+    /// The trigger-ask workaround of protocol §6.1; off by default.
+    pub off_by_one_workaround: bool,
+    pub machine_token: Option<String>,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(10),
+            rpc_timeout: Duration::from_secs(30),
+            first_token_timeout: Duration::from_secs(120),
+            stall_timeout: Duration::from_secs(120),
+            idle_finish: Duration::from_secs(3),
+            off_by_one_workaround: false,
+            machine_token: None,
+        }
+    }
+}
+
+/// `auth/status` (protocol §3.3). Only the fields the product uses are typed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct AuthStatus {
+    pub status: i64,
+    pub name: String,
+    pub id: String,
+    pub account_id: String,
+    pub user_type: String,
+    pub expire_time: i64,
+    pub whitelist: i64,
+    #[serde(skip_serializing)]
+    pub token: String,
+}
+
+impl AuthStatus {
+    pub const LOGGED_IN: i64 = 2;
+
+    pub fn logged_in(&self) -> bool {
+        self.status == Self::LOGGED_IN
+    }
+
+    pub fn status_name(&self) -> &'static str {
+        match self.status {
+            1 => "not_logged_in",
+            2 => "logged_in",
+            3 => "login_expired",
+            4 => "error",
+            5 => "network_error",
+            6 => "ip_banned",
+            7 => "app_disabled",
+            _ => "unknown",
+        }
+    }
+}
+
+/// `login/generateUrl` / `auth/login`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginUrl {
+    pub url: String,
+    pub nonce: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AskMode {
+    #[default]
+    Chat,
+    Agent,
+}
+
+/// One question to Lingma.
+#[derive(Debug, Clone, Default)]
+pub struct ChatRequest {
+    pub question: String,
+    /// An upstream session to continue; `None` starts a new conversation.
+    pub session_id: Option<String>,
+    pub model: Option<String>,
+    pub mode: AskMode,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChatEvent {
+    Reasoning(String),
+    Answer(String),
+    /// Lingma replaced the answer with text that does not extend what was already sent
+    /// (`overwrite:true`); this is the whole new answer.
+    Replace(String),
+    Finished(ChatFinish),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndedBy {
+    Finish,
+    /// `step_end` followed by silence.
+    IdleGap,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatFinish {
+    pub reason: String,
+    pub status_code: i64,
+    pub session_id: String,
+    pub request_id: String,
+    pub answer: String,
+    pub reasoning: String,
+    pub ended_by: EndedBy,
+}
+
+/// An initialized connection to one Lingma process.
+#[derive(Clone)]
+pub struct LingmaClient {
+    rpc: RpcConnection,
+    opts: ClientOptions,
+    server_version: String,
+}
+
+impl LingmaClient {
+    /// Connects to `ws://127.0.0.1:<port>` and sends `initialize` with `workspace` as the project.
+    pub async fn connect(
+        url: &str,
+        workspace: &Path,
+        opts: ClientOptions,
+    ) -> Result<Self, LingmaError> {
+        let rpc =
+            RpcConnection::connect(url, opts.machine_token.as_deref(), opts.connect_timeout)
+                .await?;
+        let uri = file_uri(workspace);
+        let name = workspace
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "workspace".into());
+        let result = rpc
+            .call(
+                "initialize",
+                json!({
+                    "processId": std::process::id(),
+                    "clientInfo": {"name": "lingma-gw", "version": env!("CARGO_PKG_VERSION")},
+                    "rootUri": uri,
+                    "capabilities": {},
+                    "workspaceFolders": [{"uri": uri, "name": name}],
+                }),
+                opts.rpc_timeout,
+            )
+            .await?;
+        let server_version = result
+            .pointer("/serverInfo/version")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        Ok(Self {
+            rpc,
+            opts,
+            server_version,
+        })
+    }
+
+    /// The same connection with other timeouts.
+    pub fn with_options(mut self, opts: ClientOptions) -> Self {
+        self.opts = opts;
+        self
+    }
+
+    pub fn server_version(&self) -> &str {
+        &self.server_version
+    }
+
+    pub fn options(&self) -> &ClientOptions {
+        &self.opts
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.rpc.is_closed()
+    }
+
+    pub async fn close(&self) {
+        self.rpc.close().await;
+    }
+
+    /// Server messages outside a chat (for example `auth/report` after a login).
+    pub fn subscribe(&self) -> mpsc::UnboundedReceiver<ServerMessage> {
+        self.rpc.subscribe()
+    }
+
+    async fn call(&self, method: &str, params: Value) -> Result<Value, LingmaError> {
+        Ok(self.rpc.call(method, params, self.opts.rpc_timeout).await?)
+    }
+
+    pub async fn ping(&self) -> Result<(), LingmaError> {
+        self.call("ping", json!({})).await.map(|_| ())
+    }
+
+    pub async fn auth_status(&self) -> Result<AuthStatus, LingmaError> {
+        let v = self.call("auth/status", json!({})).await?;
+        serde_json::from_value(v).map_err(|e| unexpected("auth/status", e))
+    }
+
+    pub async fn query_models(&self) -> Result<ModelRegistry, LingmaError> {
+        let v = self.call("config/queryModels", json!({})).await?;
+        Ok(ModelRegistry::from_query_result(&v))
+    }
+
+    /// The raw `config/queryModels` result, for diagnosis.
+    pub async fn query_models_raw(&self) -> Result<Value, LingmaError> {
+        self.call("config/queryModels", json!({})).await
+    }
+
+    /// A login URL: `login/generateUrl`, falling back to `auth/login` when that fails.
+    pub async fn login_url(&self) -> Result<LoginUrl, LingmaError> {
+        match self
+            .call("login/generateUrl", json!({"loginDedicatedType": ""}))
+            .await
+        {
+            Ok(v) if success(&v) && str_field(&v, "loginUrl").is_some() => {
+                return Ok(LoginUrl {
+                    url: str_field(&v, "loginUrl").unwrap_or_default(),
+                    nonce: str_field(&v, "nonce"),
+                });
+            }
+            Ok(v) => tracing::debug!(result = %v, "login/generateUrl gave no URL; trying auth/login"),
+            Err(e) => tracing::debug!(error = %e, "login/generateUrl failed; trying auth/login"),
+        }
+        let v = self.call("auth/login", json!({"loginType": ""})).await?;
+        match str_field(&v, "url") {
+            Some(url) if success(&v) => {
+                let nonce = url::Url::parse(&url).ok().and_then(|u| {
+                    u.query_pairs()
+                        .find(|(k, _)| k == "nonce")
+                        .map(|(_, v)| v.into_owned())
+                });
+                Ok(LoginUrl { url, nonce })
+            }
+            _ => Err(unexpected("auth/login", v)),
+        }
+    }
+
+    /// Submits the values of a browser's `/auth/callback` redirect (`state`, `auth`, `token`).
+    pub async fn auth_callback(
+        &self,
+        nonce: &str,
+        auth: &str,
+        token: &str,
+    ) -> Result<(), LingmaError> {
+        let v = self
+            .call(
+                "login/auth_callback",
+                json!({"nonce": nonce, "auth": auth, "tokenString": token}),
+            )
+            .await?;
+        check_success("login/auth_callback", &v)
+    }
+
+    pub async fn device_login(
+        &self,
+        token: &str,
+        refresh_token: &str,
+        expire_time_ms: i64,
+        user_id: &str,
+        username: &str,
+    ) -> Result<(), LingmaError> {
+        let v = self
+            .call(
+                "auth/device_login",
+                json!({
+                    "token": token, "refreshToken": refresh_token, "expiresIn": "",
+                    "expireTime": expire_time_ms.to_string(), "userId": user_id, "username": username,
+                }),
+            )
+            .await?;
+        // The real result's shape is not captured (protocol §10): only an explicit failure counts.
+        if v.get("success").and_then(Value::as_bool) == Some(false) {
+            return check_success("auth/device_login", &v);
+        }
+        Ok(())
+    }
+
+    pub async fn logout(&self) -> Result<(), LingmaError> {
+        self.call("auth/logout", json!({})).await.map(|_| ())
+    }
+
+    pub async fn get_endpoint(&self) -> Result<String, LingmaError> {
+        let v = self.call("config/getEndpoint", json!({})).await?;
+        Ok(str_field(&v, "endpoint").unwrap_or_default())
+    }
+
+    pub async fn update_endpoint(&self, endpoint: &str) -> Result<(), LingmaError> {
+        let v = self
+            .call("config/updateEndpoint", json!({"endpoint": endpoint}))
+            .await?;
+        check_success("config/updateEndpoint", &v)
+    }
+
+    /// Sends `chat/ask` and returns the stream of its callbacks. The connection carries one chat
+    /// at a time (protocol §5.1).
+    pub async fn chat(&self, req: ChatRequest) -> Result<ChatStream, ChatError> {
+        let rx = self.rpc.subscribe();
+        let session_id = req
+            .session_id
+            .clone()
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        let request_id = new_request_id();
+        let ask = ask_params(&req, &request_id, &session_id, false);
+        send_ask(&self.rpc, ask, self.opts.rpc_timeout).await?;
+        let now = Instant::now();
+        Ok(ChatStream {
+            rpc: self.rpc.clone(),
+            opts: self.opts.clone(),
+            rx,
+            request_id: request_id.clone(),
+            active_id: request_id,
+            session_id,
+            model: req.model,
+            mode: req.mode,
+            queue: VecDeque::new(),
+            splitter: ThinkSplitter::default(),
+            raw: String::new(),
+            fed: String::new(),
+            answer: String::new(),
+            reasoning: String::new(),
+            saw_step_end: false,
+            got_delta: false,
+            trigger_pending: false,
+            done: false,
+            started: now,
+            last_message: now,
+        })
+    }
+}
+
+fn new_request_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+fn ask_params(req: &ChatRequest, request_id: &str, session_id: &str, is_reply: bool) -> Value {
+    let (mode, session_type) = match req.mode {
+        AskMode::Chat => ("normal", "chat"),
+        AskMode::Agent => ("agent", "assistant"),
+    };
+    let extra = match &req.model {
+        Some(key) => json!({"modelConfig": {"key": key}}),
+        None => json!({}),
+    };
+    json!({
+        "requestId": request_id,
+        "chatTask": "FREE_INPUT",
+        "chatContext": null,
+        "sessionId": session_id,
+        "codeLanguage": "",
+        "isReply": is_reply,
+        "source": 1,
+        "questionText": req.question,
+        "stream": true,
+        "taskDefinitionType": "",
+        "extra": extra,
+        "sessionType": session_type,
+        "targetAgent": "",
+        "pluginPayloadConfig": null,
+        "mode": mode,
+        "shellType": "",
+        "customModel": null,
+    })
+}
+
+async fn send_ask(rpc: &RpcConnection, ask: Value, timeout: Duration) -> Result<(), ChatError> {
+    let result = match rpc.call("chat/ask", ask, timeout).await {
+        Ok(v) => v,
+        Err(RpcError::Remote { code: -32602, message, .. })
+            if message.to_ascii_lowercase().contains("in progress") =>
+        {
+            rpc.unsubscribe();
+            return Err(ChatError::Busy);
+        }
+        Err(e) => {
+            rpc.unsubscribe();
+            return Err(e.into());
+        }
+    };
+    if success(&result) {
+        return Ok(());
+    }
+    rpc.unsubscribe();
+    let code = str_field(&result, "errorCode").unwrap_or_default();
+    let message = str_field(&result, "errorMessage")
+        .or_else(|| str_field(&result, "errorMsg"))
+        .unwrap_or_default();
+    if code.eq_ignore_ascii_case("NOT_LOGIN") {
+        return Err(ChatError::NotLoggedIn);
+    }
+    Err(ChatError::Rejected { code, message })
+}
+
+/// The callbacks of one ask, as events. Dropping an unfinished stream sends `chat/stop`.
+pub struct ChatStream {
+    rpc: RpcConnection,
+    opts: ClientOptions,
+    rx: mpsc::UnboundedReceiver<ServerMessage>,
+    /// The ask the caller made.
+    request_id: String,
+    /// Whose callbacks are read: the ask itself, or the trigger ask of the off-by-one workaround.
+    active_id: String,
+    session_id: String,
+    model: Option<String>,
+    mode: AskMode,
+    queue: VecDeque<ChatEvent>,
+    splitter: ThinkSplitter,
+    /// The answer text as Lingma sent it (think block included).
+    raw: String,
+    /// The text that went through the splitter already.
+    fed: String,
+    answer: String,
+    reasoning: String,
+    saw_step_end: bool,
+    got_delta: bool,
+    trigger_pending: bool,
+    done: bool,
+    started: Instant,
+    last_message: Instant,
+}
+
+impl ChatStream {
+    pub fn request_id(&self) -> &str {
+        &self.request_id
+    }
+
+    /// The upstream session, as last reported by Lingma.
+    pub fn session_id(&self) -> &str {
+        &self.session_id
+    }
+
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Asks Lingma to stop this answer; the stream then ends with a `cancelled` finish.
+    pub async fn stop(&self) -> Result<(), RpcError> {
+        self.rpc
+            .call(
+                "chat/stop",
+                json!({"requestId": self.active_id, "sessionId": self.session_id}),
+                self.opts.rpc_timeout,
+            )
+            .await
+            .map(|_| ())
+    }
+
+    /// The next event; `None` after the finish event or an error.
+    pub async fn next(&mut self) -> Option<Result<ChatEvent, ChatError>> {
+        loop {
+            if let Some(ev) = self.queue.pop_front() {
+                if matches!(ev, ChatEvent::Finished(_)) {
+                    self.done = true;
+                    self.rpc.unsubscribe();
+                }
+                return Some(Ok(ev));
+            }
+            if self.done {
+                return None;
+            }
+            let (wait, phase) = if self.saw_step_end {
+                (self.opts.idle_finish, "after step_end")
+            } else if !self.got_delta {
+                (self.opts.first_token_timeout, "waiting for the first token")
+            } else {
+                (self.opts.stall_timeout, "mid-answer")
+            };
+            let deadline = self.last_message + wait;
+            let msg = match tokio::time::timeout_at(deadline.into(), self.rx.recv()).await {
+                Ok(Some(msg)) => msg,
+                Ok(None) => return Some(self.fail(ChatError::ConnectionLost)),
+                Err(_) if self.saw_step_end => {
+                    if self.trigger_pending {
+                        if let Err(e) = self.send_trigger().await {
+                            return Some(self.fail(e));
+                        }
+                        continue;
+                    }
+                    self.finish_with("success".into(), 200, EndedBy::IdleGap);
+                    continue;
+                }
+                Err(_) => {
+                    return Some(self.fail(ChatError::Timeout { phase, after: wait }));
+                }
+            };
+            self.last_message = Instant::now();
+            if let Err(e) = self.handle(msg).await {
+                return Some(self.fail(e));
+            }
+        }
+    }
+
+    /// Reads the stream to its end and returns the finish (with the whole answer).
+    pub async fn collect(mut self) -> Result<ChatFinish, ChatError> {
+        while let Some(ev) = self.next().await {
+            if let ChatEvent::Finished(f) = ev? {
+                return Ok(f);
+            }
+        }
+        Err(ChatError::ConnectionLost)
+    }
+
+    fn fail(&mut self, e: ChatError) -> Result<ChatEvent, ChatError> {
+        self.done = true;
+        self.rpc.unsubscribe();
+        Err(e)
+    }
+
+    async fn handle(&mut self, msg: ServerMessage) -> Result<(), ChatError> {
+        let p = &msg.params;
+        let for_us = |id: &str| p.get("requestId").and_then(Value::as_str) == Some(id);
+        let workaround_waiting = self.opts.off_by_one_workaround && self.active_id == self.request_id;
+        if workaround_waiting {
+            // Everything said under the real ask's id belongs to the previous question (§6.1);
+            // only its end matters, to know when to send the trigger.
+            if for_us(&self.request_id) {
+                if let Some(sid) = str_field(p, "sessionId").filter(|s| !s.is_empty()) {
+                    self.session_id = sid;
+                }
+                match msg.method.as_str() {
+                    "chat/process_step_callback"
+                        if p.get("step").and_then(Value::as_str) == Some("step_end") =>
+                    {
+                        self.saw_step_end = true;
+                        self.trigger_pending = true;
+                    }
+                    "chat/finish" => self.send_trigger().await?,
+                    _ => {}
+                }
+            }
+            return Ok(());
+        }
+        if !for_us(&self.active_id) {
+            if matches!(msg.method.as_str(), "error" | "fatal_error") {
+                let reason = str_field(p, "message")
+                    .or_else(|| str_field(p, "error"))
+                    .unwrap_or_else(|| msg.method.clone());
+                return Err(ChatError::Upstream {
+                    status_code: 500,
+                    reason,
+                });
+            }
+            return Ok(());
+        }
+        if let Some(sid) = str_field(p, "sessionId").filter(|s| !s.is_empty()) {
+            self.session_id = sid;
+        }
+        match msg.method.as_str() {
+            "chat/answer" => {
+                let text = str_field(p, "text").unwrap_or_default();
+                let overwrite = p.get("overwrite").and_then(Value::as_bool).unwrap_or(false);
+                self.on_answer(&text, overwrite);
+            }
+            "chat/think" => {
+                let text = str_field(p, "text").unwrap_or_default();
+                if !text.is_empty() {
+                    self.got_delta = true;
+                    self.reasoning.push_str(&text);
+                    self.queue.push_back(ChatEvent::Reasoning(text));
+                }
+            }
+            "chat/process_step_callback" => {
+                if p.get("step").and_then(Value::as_str) == Some("step_end") {
+                    self.saw_step_end = true;
+                }
+            }
+            "chat/finish" => {
+                let status = p.get("statusCode").and_then(Value::as_i64).unwrap_or(200);
+                let reason = str_field(p, "reason").unwrap_or_else(|| "success".into());
+                if let Some(full) = str_field(p, "fullAnswer")
+                    && self.raw.is_empty()
+                    && !full.is_empty()
+                    && status == 200
+                {
+                    self.on_answer(&full, false);
+                }
+                if status != 200 && reason != "cancelled" {
+                    return Err(ChatError::Upstream {
+                        status_code: status,
+                        reason,
+                    });
+                }
+                self.finish_with(reason, status, EndedBy::Finish);
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn on_answer(&mut self, text: &str, overwrite: bool) {
+        self.got_delta = true;
+        // Invariant: `raw` and `fed` are prefixes of one another, so equal lengths mean equal text.
+        let was_in_sync = self.raw.len() == self.fed.len();
+        if overwrite {
+            self.raw.clear();
+        }
+        self.raw.push_str(text);
+        let extends = (!overwrite && was_in_sync) || self.raw.starts_with(self.fed.as_str());
+        if extends {
+            if self.raw.len() > self.fed.len() {
+                // `fed` is a prefix of `raw`, so its length is a char boundary of `raw`.
+                let new = self.raw[self.fed.len()..].to_string();
+                self.fed.push_str(&new);
+                let pieces = self.splitter.push(&new);
+                self.push_pieces(pieces);
+            }
+            return;
+        }
+        if self.fed.starts_with(self.raw.as_str()) {
+            // A retried generation re-sends text we already have (protocol §9.21, remote EOF
+            // retry): only what goes beyond it is new.
+            return;
+        }
+        self.fed = self.raw.clone();
+        let mut splitter = ThinkSplitter::default();
+        let mut answer = String::new();
+        let mut reasoning = String::new();
+        for piece in splitter.push(&self.raw).into_iter().chain(splitter.finish()) {
+            match piece {
+                Piece::Answer(a) => answer.push_str(&a),
+                Piece::Reasoning(r) => reasoning.push_str(&r),
+            }
+        }
+        // Later deltas extend the new text as a whole: keep splitting from its end.
+        self.splitter = ThinkSplitter::after_text(&self.raw);
+        self.answer = answer.clone();
+        self.reasoning = reasoning;
+        self.queue.push_back(ChatEvent::Replace(answer));
+    }
+
+    fn push_pieces(&mut self, pieces: Vec<Piece>) {
+        for piece in pieces {
+            match piece {
+                Piece::Answer(a) => {
+                    self.answer.push_str(&a);
+                    self.queue.push_back(ChatEvent::Answer(a));
+                }
+                Piece::Reasoning(r) => {
+                    self.reasoning.push_str(&r);
+                    self.queue.push_back(ChatEvent::Reasoning(r));
+                }
+            }
+        }
+    }
+
+    fn finish_with(&mut self, reason: String, status_code: i64, ended_by: EndedBy) {
+        let pieces = self.splitter.finish();
+        self.push_pieces(pieces);
+        self.queue.push_back(ChatEvent::Finished(ChatFinish {
+            reason,
+            status_code,
+            session_id: self.session_id.clone(),
+            request_id: self.request_id.clone(),
+            answer: self.answer.clone(),
+            reasoning: self.reasoning.clone(),
+            ended_by,
+        }));
+        // `done` is set when the finish event is handed out.
+    }
+
+    /// The off-by-one workaround: a throw-away follow-up whose answer carries the real one.
+    async fn send_trigger(&mut self) -> Result<(), ChatError> {
+        self.trigger_pending = false;
+        self.saw_step_end = false;
+        self.got_delta = false;
+        let trigger_id = new_request_id();
+        let req = ChatRequest {
+            question: "OK".into(),
+            session_id: Some(self.session_id.clone()),
+            model: self.model.clone(),
+            mode: self.mode,
+        };
+        let ask = ask_params(&req, &trigger_id, &self.session_id, true);
+        self.active_id = trigger_id;
+        self.last_message = Instant::now();
+        // The subscription stays in place: send_ask only drops it on failure.
+        send_ask(&self.rpc, ask, self.opts.rpc_timeout).await
+    }
+}
+
+impl Drop for ChatStream {
+    fn drop(&mut self) {
+        if self.done || self.rpc.is_closed() {
+            return;
+        }
+        self.rpc.unsubscribe();
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let rpc = self.rpc.clone();
+        let params = json!({"requestId": self.active_id, "sessionId": self.session_id});
+        let timeout = self.opts.rpc_timeout;
+        handle.spawn(async move {
+            if let Err(e) = rpc.call("chat/stop", params, timeout).await {
+                tracing::debug!(error = %e, "chat/stop after an abandoned answer failed");
+            }
+        });
+    }
+}
+
+fn success(v: &Value) -> bool {
+    v.get("success")
+        .or_else(|| v.get("isSuccess"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false)
+}
+
+fn str_field(v: &Value, name: &str) -> Option<String> {
+    v.get(name).and_then(Value::as_str).map(str::to_string)
+}
+
+fn check_success(method: &str, v: &Value) -> Result<(), LingmaError> {
+    if success(v) {
+        return Ok(());
+    }
+    Err(LingmaError::Failed {
+        method: method.to_string(),
+        code: str_field(v, "errorCode").unwrap_or_default(),
+        message: str_field(v, "errorMsg")
+            .or_else(|| str_field(v, "errorMessage"))
+            .unwrap_or_else(|| v.to_string()),
+    })
+}
+
+fn unexpected(method: &str, detail: impl std::fmt::Display) -> LingmaError {
+    LingmaError::Unexpected {
+        method: method.to_string(),
+        detail: detail.to_string(),
+    }
+}
+
+/// `file:///abs/path` for a workspace directory.
+pub fn file_uri(path: &Path) -> String {
+    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    match url::Url::from_directory_path(&abs) {
+        Ok(u) => u.to_string().trim_end_matches('/').to_string(),
+        Err(()) => format!("file://{}", abs.display()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn success_accepts_both_spellings() {
+        assert!(success(&json!({"success": true})));
+        assert!(success(&json!({"isSuccess": true, "requestId": "x"})));
+        assert!(!success(&json!({"success": false})));
+        assert!(!success(&json!({})));
+    }
+
+    #[test]
+    fn ask_params_map_mode_and_model() {
+        let req = ChatRequest {
+            question: "q".into(),
+            session_id: None,
+            model: Some("m".into()),
+            mode: AskMode::Agent,
+        };
+        let v = ask_params(&req, "r", "s", false);
+        assert_eq!(v["mode"], "agent");
+        assert_eq!(v["sessionType"], "assistant");
+        assert_eq!(v["extra"]["modelConfig"]["key"], "m");
+        assert_eq!(v["questionText"], "q");
+        assert_eq!(v["sessionId"], "s");
+        assert_eq!(v["stream"], true);
+    }
+
+    #[test]
+    fn file_uri_is_absolute() {
+        assert_eq!(file_uri(Path::new("/tmp/a b")), "file:///tmp/a%20b");
+    }
+
+    #[test]
+    fn auth_status_parses_live_shape() {
+        let s: AuthStatus = serde_json::from_value(json!({
+            "status": 2, "name": "n", "id": "1", "token": "pt-x", "whitelist": 3,
+            "userType": "personal_standard", "extra": 1
+        }))
+        .unwrap();
+        assert!(s.logged_in());
+        assert_eq!(s.user_type, "personal_standard");
+    }
+}

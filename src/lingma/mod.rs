@@ -1,0 +1,17 @@
+//! Everything that talks to a Lingma process: framing, JSON-RPC, the typed client, the model
+//! registry, process spawning and discovery.
+
+pub mod attach;
+pub mod client;
+pub mod discovery;
+pub mod frame;
+pub mod models;
+pub mod process;
+pub mod rpc;
+pub mod think;
+
+pub use client::{
+    AskMode, AuthStatus, ChatError, ChatEvent, ChatFinish, ChatRequest, ChatStream, ClientOptions,
+    EndedBy, LingmaClient, LingmaError,
+};
+pub use models::{ModelInfo, ModelRegistry, Resolution};

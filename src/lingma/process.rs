@@ -1,0 +1,204 @@
+//! One Lingma child process: spawn with its work dir and ports, drain its output into tracing,
+//! wait until it answers `initialize`, and stop it (SIGTERM, grace, SIGKILL, always waited for).
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use thiserror::Error;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use super::client::{ClientOptions, LingmaClient, LingmaError};
+use super::discovery::LingmaBinary;
+
+#[derive(Debug, Error)]
+pub enum ProcessError {
+    #[error("cannot start {program}: {reason}")]
+    Spawn { program: PathBuf, reason: String },
+    #[error("cannot prepare work dir {path}: {reason}")]
+    WorkDir { path: PathBuf, reason: String },
+    #[error("Lingma exited during start-up ({status}); see {log}")]
+    ExitedEarly { status: String, log: PathBuf },
+    #[error("Lingma did not become ready within {}s (last error: {last})", timeout.as_secs_f32())]
+    NotReady { timeout: Duration, last: String },
+}
+
+/// Where a child listens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ports {
+    pub socket: u16,
+    pub http: u16,
+}
+
+impl Ports {
+    pub fn ws_url(&self) -> String {
+        format!("ws://127.0.0.1:{}/", self.socket)
+    }
+}
+
+pub struct LingmaProcess {
+    child: Child,
+    pid: u32,
+    pub ports: Ports,
+    pub work_dir: PathBuf,
+    label: String,
+}
+
+impl LingmaProcess {
+    /// Starts `Lingma start --workDir D --socketPort P --httpPort H`. The child gets its own process
+    /// group so that a terminal's Ctrl-C reaches us first and we stop it in order.
+    pub fn spawn(
+        binary: &LingmaBinary,
+        work_dir: &Path,
+        ports: Ports,
+        label: &str,
+    ) -> Result<Self, ProcessError> {
+        std::fs::create_dir_all(work_dir).map_err(|e| ProcessError::WorkDir {
+            path: work_dir.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        let mut cmd = Command::new(&binary.program);
+        cmd.args(&binary.prefix_args)
+            .arg("start")
+            .arg(format!("--workDir={}", work_dir.display()))
+            .arg(format!("--socketPort={}", ports.socket))
+            .arg(format!("--httpPort={}", ports.http))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .process_group(0);
+        let mut child = cmd.spawn().map_err(|e| ProcessError::Spawn {
+            program: binary.program.clone(),
+            reason: e.to_string(),
+        })?;
+        let pid = child.id().unwrap_or(0);
+        for (name, pipe) in [
+            ("stdout", child.stdout.take().map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Send + Unpin>)),
+            ("stderr", child.stderr.take().map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Send + Unpin>)),
+        ] {
+            if let Some(pipe) = pipe {
+                let label = label.to_string();
+                tokio::spawn(async move {
+                    let mut lines = BufReader::new(pipe).lines();
+                    while let Ok(Some(line)) = lines.next_line().await {
+                        tracing::debug!(instance = %label, stream = name, "{line}");
+                    }
+                });
+            }
+        }
+        tracing::debug!(instance = %label, pid, socket = ports.socket, http = ports.http, "spawned Lingma");
+        Ok(Self {
+            child,
+            pid,
+            ports,
+            work_dir: work_dir.to_path_buf(),
+            label: label.to_string(),
+        })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Polls until the WebSocket accepts a connection and `initialize` is answered, or the child
+    /// exits, or `timeout` passes. Returns that first, initialized connection.
+    pub async fn wait_ready(
+        &mut self,
+        workspace: &Path,
+        opts: &ClientOptions,
+        timeout: Duration,
+    ) -> Result<LingmaClient, ProcessError> {
+        let deadline = Instant::now() + timeout;
+        let url = self.ports.ws_url();
+        let mut last = String::from("no attempt yet");
+        let mut delay = Duration::from_millis(25);
+        loop {
+            if let Some(status) = self.try_exit_status() {
+                return Err(ProcessError::ExitedEarly {
+                    status,
+                    log: self.work_dir.join("logs/lingma.log"),
+                });
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(ProcessError::NotReady { timeout, last });
+            }
+            let mut attempt = opts.clone();
+            attempt.connect_timeout = left.min(Duration::from_secs(2));
+            attempt.rpc_timeout = left.min(opts.rpc_timeout);
+            match LingmaClient::connect(&url, workspace, attempt).await {
+                Ok(client) => {
+                    // Later connections use the normal timeouts.
+                    return Ok(client.with_options(opts.clone()));
+                }
+                Err(e) => last = short_error(&e),
+            }
+            tokio::time::sleep(delay.min(deadline.saturating_duration_since(Instant::now()))).await;
+            delay = (delay * 2).min(Duration::from_millis(500));
+        }
+    }
+
+    /// `Some(description)` when the child has exited.
+    pub fn try_exit_status(&mut self) -> Option<String> {
+        match self.child.try_wait() {
+            Ok(Some(status)) => Some(status.to_string()),
+            Ok(None) => None,
+            Err(e) => Some(format!("unknown ({e})")),
+        }
+    }
+
+    /// Resolves when the child exits.
+    pub async fn wait_exit(&mut self) -> String {
+        match self.child.wait().await {
+            Ok(status) => status.to_string(),
+            Err(e) => format!("unknown ({e})"),
+        }
+    }
+
+    /// SIGTERM, up to `grace` for a clean exit, then SIGKILL; the child is always reaped.
+    pub async fn stop(mut self, grace: Duration) {
+        if self.try_exit_status().is_some() {
+            return;
+        }
+        send_signal(self.pid, nix::sys::signal::Signal::SIGTERM);
+        match tokio::time::timeout(grace, self.child.wait()).await {
+            Ok(_) => tracing::debug!(instance = %self.label, pid = self.pid, "Lingma stopped"),
+            Err(_) => {
+                tracing::warn!(instance = %self.label, pid = self.pid, "Lingma ignored SIGTERM; killing it");
+                let _ = self.child.kill().await;
+            }
+        }
+    }
+
+    /// Kills the child at once (used when it stopped answering).
+    pub async fn kill(mut self) {
+        let _ = self.child.kill().await;
+    }
+}
+
+fn send_signal(pid: u32, signal: nix::sys::signal::Signal) {
+    if let Ok(raw) = i32::try_from(pid)
+        && raw > 0
+    {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(raw), signal);
+    }
+}
+
+fn short_error(e: &LingmaError) -> String {
+    let s = e.to_string();
+    if s.len() > 200 { format!("{}…", &s[..s.floor_char_boundary(200)]) } else { s }
+}
+
+/// A free TCP port on 127.0.0.1 (bound and released: a later bind can still race, which the
+/// caller handles by restarting with new ports).
+pub fn free_port() -> std::io::Result<u16> {
+    let l = std::net::TcpListener::bind(("127.0.0.1", 0))?;
+    Ok(l.local_addr()?.port())
+}
+
+/// Whether `port` can be bound on 127.0.0.1 right now.
+pub fn port_is_free(port: u16) -> bool {
+    port != 0 && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+}

@@ -1,0 +1,334 @@
+//! JSON-RPC 2.0 over one Lingma WebSocket (protocol §2.3, §2.4).
+//!
+//! Owns the socket: a reader task decodes Content-Length frames, completes pending calls by id,
+//! acknowledges every request the server sends (`true` for `chat/answer` and `chat/finish`, `null`
+//! otherwise, as the plugin contract expects) and hands server requests and notifications to the
+//! current subscriber. When the socket closes, every pending call fails at once with
+//! [`RpcError::Closed`] and the subscriber's channel ends.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use thiserror::Error;
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::Message as WsMessage;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use super::frame::{FrameDecoder, FrameError, encode_str};
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+#[derive(Debug, Error, Clone)]
+pub enum RpcError {
+    #[error("cannot connect to Lingma at {url}: {reason}")]
+    Connect { url: String, reason: String },
+    #[error("the Lingma connection is closed")]
+    Closed,
+    #[error("Lingma did not answer {method} within {}s", timeout.as_secs_f32())]
+    Timeout { method: String, timeout: Duration },
+    #[error("Lingma rejected {method}: {message} (code {code})")]
+    Remote {
+        method: String,
+        code: i64,
+        message: String,
+        data: Option<Value>,
+    },
+    #[error("Lingma sent a malformed frame: {0}")]
+    Frame(#[from] FrameError),
+    #[error("Lingma sent a malformed message: {0}")]
+    BadMessage(String),
+}
+
+/// A message the server sent on its own initiative.
+#[derive(Debug, Clone)]
+pub struct ServerMessage {
+    pub method: String,
+    pub params: Value,
+    /// Present when the server sent a request (already acknowledged by the reader).
+    pub id: Option<Value>,
+}
+
+type Pending = HashMap<i64, (String, oneshot::Sender<Result<Value, RpcError>>)>;
+
+struct Shared {
+    sink: tokio::sync::Mutex<SplitSink<Ws, WsMessage>>,
+    pending: Mutex<Pending>,
+    subscriber: Mutex<Option<mpsc::UnboundedSender<ServerMessage>>>,
+    closed: AtomicBool,
+    next_id: AtomicI64,
+}
+
+/// One JSON-RPC connection. Cheap to clone; the socket closes when the last clone is dropped
+/// (or on [`RpcConnection::close`]).
+#[derive(Clone)]
+pub struct RpcConnection {
+    shared: Arc<Shared>,
+    _reader: Arc<ReaderGuard>,
+}
+
+struct ReaderGuard(tokio::task::JoinHandle<()>);
+
+impl Drop for ReaderGuard {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl RpcConnection {
+    /// Opens the WebSocket. `machine_token` adds the `Cosy-MachineToken` header that Qoder CN
+    /// sidecars require (protocol §2.1).
+    pub async fn connect(
+        url: &str,
+        machine_token: Option<&str>,
+        timeout: Duration,
+    ) -> Result<Self, RpcError> {
+        let connect_err = |reason: String| RpcError::Connect {
+            url: url.to_string(),
+            reason,
+        };
+        let mut request = url
+            .into_client_request()
+            .map_err(|e| connect_err(e.to_string()))?;
+        if let Some(token) = machine_token {
+            let value = HeaderValue::from_str(token)
+                .map_err(|_| connect_err("machine token is not a valid header value".into()))?;
+            request.headers_mut().insert("Cosy-MachineToken", value);
+        }
+        let (ws, _) = tokio::time::timeout(timeout, tokio_tungstenite::connect_async(request))
+            .await
+            .map_err(|_| connect_err(format!("timed out after {}s", timeout.as_secs_f32())))?
+            .map_err(|e| connect_err(e.to_string()))?;
+        if let MaybeTlsStream::Plain(tcp) = ws.get_ref() {
+            // Deltas must leave as soon as they are written (design: no batching).
+            let _ = tcp.set_nodelay(true);
+        }
+        let (sink, stream) = ws.split();
+        let shared = Arc::new(Shared {
+            sink: tokio::sync::Mutex::new(sink),
+            pending: Mutex::new(HashMap::new()),
+            subscriber: Mutex::new(None),
+            closed: AtomicBool::new(false),
+            next_id: AtomicI64::new(1),
+        });
+        let reader = tokio::spawn(read_loop(stream, Arc::downgrade(&shared)));
+        Ok(Self {
+            shared,
+            _reader: Arc::new(ReaderGuard(reader)),
+        })
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.shared.closed.load(Ordering::Acquire)
+    }
+
+    /// Routes server requests and notifications to a new channel, replacing the previous
+    /// subscriber (whose channel then ends). Messages that arrive with no subscriber are logged.
+    pub fn subscribe(&self) -> mpsc::UnboundedReceiver<ServerMessage> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        if self.is_closed() {
+            return rx;
+        }
+        *lock(&self.shared.subscriber) = Some(tx);
+        rx
+    }
+
+    pub fn unsubscribe(&self) {
+        lock(&self.shared.subscriber).take();
+    }
+
+    /// Calls `method` and waits for its result.
+    pub async fn call(
+        &self,
+        method: &str,
+        params: Value,
+        timeout: Duration,
+    ) -> Result<Value, RpcError> {
+        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        lock(&self.shared.pending).insert(id, (method.to_string(), tx));
+        // The reader may have closed between the check and the insert; re-check so the call
+        // cannot wait for a reply that no one will deliver.
+        if self.is_closed() {
+            lock(&self.shared.pending).remove(&id);
+            return Err(RpcError::Closed);
+        }
+        let msg = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+        if let Err(e) = self.send_value(&msg).await {
+            lock(&self.shared.pending).remove(&id);
+            return Err(e);
+        }
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(RpcError::Closed),
+            Err(_) => {
+                lock(&self.shared.pending).remove(&id);
+                Err(RpcError::Timeout {
+                    method: method.to_string(),
+                    timeout,
+                })
+            }
+        }
+    }
+
+    /// Sends a notification (no reply expected).
+    pub async fn notify(&self, method: &str, params: Value) -> Result<(), RpcError> {
+        self.send_value(&json!({"jsonrpc": "2.0", "method": method, "params": params}))
+            .await
+    }
+
+    pub async fn close(&self) {
+        let mut sink = self.shared.sink.lock().await;
+        let _ = sink.close().await;
+    }
+
+    async fn send_value(&self, msg: &Value) -> Result<(), RpcError> {
+        send(&self.shared, msg).await
+    }
+}
+
+async fn send(shared: &Shared, msg: &Value) -> Result<(), RpcError> {
+    if shared.closed.load(Ordering::Acquire) {
+        return Err(RpcError::Closed);
+    }
+    let text = encode_str(&msg.to_string());
+    let mut sink = shared.sink.lock().await;
+    sink.send(WsMessage::text(text))
+        .await
+        .map_err(|_| RpcError::Closed)
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding one of these short critical sections cannot leave the map in a
+    // half-updated state, so a poisoned lock is still safe to use.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The reply Lingma's plugin contract gives to a server request.
+fn ack_result(method: &str) -> Value {
+    match method {
+        "chat/answer" | "chat/finish" => Value::Bool(true),
+        _ => Value::Null,
+    }
+}
+
+async fn read_loop(mut stream: SplitStream<Ws>, shared: std::sync::Weak<Shared>) {
+    let mut decoder = FrameDecoder::default();
+    let mut failure = RpcError::Closed;
+    'outer: while let Some(msg) = stream.next().await {
+        let data = match msg {
+            Ok(WsMessage::Text(t)) => t.as_bytes().to_vec(),
+            Ok(WsMessage::Binary(b)) => b.to_vec(),
+            Ok(WsMessage::Close(_)) => break,
+            Ok(_) => continue,
+            Err(_) => break,
+        };
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        decoder.push(&data);
+        loop {
+            match decoder.next_frame() {
+                Ok(Some(body)) => {
+                    if let Err(e) = dispatch(&shared, &body).await {
+                        tracing::warn!(error = %e, "ignoring malformed message from Lingma");
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "Lingma framing error; closing the connection");
+                    failure = RpcError::Frame(e);
+                    break 'outer;
+                }
+            }
+        }
+    }
+    if let Some(shared) = shared.upgrade() {
+        shared.closed.store(true, Ordering::Release);
+        let pending: Vec<_> = lock(&shared.pending).drain().collect();
+        for (_, (_, tx)) in pending {
+            let _ = tx.send(Err(failure.clone()));
+        }
+        lock(&shared.subscriber).take();
+        let mut sink = shared.sink.lock().await;
+        let _ = sink.close().await;
+    }
+}
+
+async fn dispatch(shared: &Shared, body: &[u8]) -> Result<(), RpcError> {
+    let msg: Value =
+        serde_json::from_slice(body).map_err(|e| RpcError::BadMessage(e.to_string()))?;
+    let method = msg.get("method").and_then(Value::as_str);
+    let id = msg.get("id").filter(|v| !v.is_null());
+    match (method, id) {
+        (None, Some(id)) => {
+            let Some(id) = id.as_i64() else {
+                return Err(RpcError::BadMessage(format!("response with unknown id {id}")));
+            };
+            let Some((method, tx)) = lock(&shared.pending).remove(&id) else {
+                tracing::debug!(id, "response for a call nobody waits for (timed out?)");
+                return Ok(());
+            };
+            let result = if let Some(err) = msg.get("error") {
+                Err(RpcError::Remote {
+                    method,
+                    code: err.get("code").and_then(Value::as_i64).unwrap_or(0),
+                    message: err
+                        .get("message")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string(),
+                    data: err.get("data").cloned(),
+                })
+            } else {
+                Ok(msg.get("result").cloned().unwrap_or(Value::Null))
+            };
+            let _ = tx.send(result);
+            Ok(())
+        }
+        (Some(method), id) => {
+            let params = msg.get("params").cloned().unwrap_or(Value::Null);
+            if let Some(id) = id {
+                // Ack first: a strict server stalls its stream until each callback is answered.
+                let reply = json!({"jsonrpc": "2.0", "id": id, "result": ack_result(method)});
+                send(shared, &reply).await?;
+            }
+            let server_msg = ServerMessage {
+                method: method.to_string(),
+                params,
+                id: id.cloned(),
+            };
+            let delivered = lock(&shared.subscriber)
+                .as_ref()
+                .map(|tx| tx.send(server_msg.clone()).is_ok())
+                .unwrap_or(false);
+            if !delivered {
+                tracing::debug!(method = %server_msg.method, "server message with no subscriber");
+            }
+            Ok(())
+        }
+        (None, None) => Err(RpcError::BadMessage(
+            "message has neither method nor id".into(),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn acks_follow_the_plugin_contract() {
+        assert_eq!(ack_result("chat/answer"), Value::Bool(true));
+        assert_eq!(ack_result("chat/finish"), Value::Bool(true));
+        assert_eq!(ack_result("chat/think"), Value::Null);
+        assert_eq!(ack_result("auth/report"), Value::Null);
+    }
+}

@@ -1,0 +1,646 @@
+//! Resolved settings. Every setting is looked up in one fixed order, written out here for each one:
+//! command-line flag, then environment variable, then config file, then the built-in default.
+//!
+//! The environment is passed in as a lookup function and the config file as a parsed struct, so
+//! the whole precedence is unit-testable without touching the process environment.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::Deserialize;
+use thiserror::Error;
+
+use crate::cli::{AskModeArg, GlobalArgs, LingmaArgs, LogFormat, ServeArgs};
+use crate::lingma::{AskMode, ClientOptions};
+
+#[derive(Debug, Error)]
+pub enum SettingsError {
+    #[error("environment variable {name}={value:?} is invalid: {reason}")]
+    BadEnv {
+        name: &'static str,
+        value: String,
+        reason: String,
+    },
+    #[error("cannot read config file {path}: {reason}")]
+    ConfigRead { path: PathBuf, reason: String },
+    #[error("config file {path} is invalid: {reason}")]
+    ConfigParse { path: PathBuf, reason: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// The config file (TOML). Keys are the long flag names with `_` for `-`.
+#[derive(Debug, Default, Deserialize, Clone)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConfigFile {
+    pub log_level: Option<String>,
+    pub log_format: Option<String>,
+    pub lingma_bin: Option<PathBuf>,
+    pub sim: Option<bool>,
+    pub work_dir: Option<PathBuf>,
+    pub socket_port: Option<u16>,
+    pub startup_timeout: Option<f64>,
+    pub rpc_timeout: Option<f64>,
+    pub first_token_timeout: Option<f64>,
+    pub idle_finish: Option<f64>,
+    pub off_by_one_workaround: Option<bool>,
+    pub connections_per_instance: Option<usize>,
+    pub health_interval: Option<f64>,
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub instances: Option<usize>,
+    pub api_keys: Option<Vec<String>>,
+    pub admin_token: Option<String>,
+    pub metrics_token: Option<String>,
+    pub metrics_public: Option<bool>,
+    pub max_in_flight: Option<usize>,
+    pub queue_timeout: Option<f64>,
+    pub session_reuse: Option<bool>,
+    pub session_cache_max_entries: Option<usize>,
+    pub session_cache_ttl: Option<f64>,
+    pub default_model: Option<String>,
+    pub ask_mode: Option<String>,
+    pub accounts: Option<String>,
+    pub session_bundle: Option<PathBuf>,
+    pub shutdown_grace: Option<f64>,
+    pub body_limit: Option<usize>,
+}
+
+impl ConfigFile {
+    /// Loads `explicit` (which must exist), else the default location if it exists, else nothing.
+    pub fn load(explicit: Option<&Path>, env: &dyn Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
+        let explicit = explicit
+            .map(Path::to_path_buf)
+            .or_else(|| env("LINGMA_GW_CONFIG").map(PathBuf::from));
+        let (path, required) = match explicit {
+            Some(p) => (p, true),
+            None => match default_config_path() {
+                Some(p) => (p, false),
+                None => return Ok(Self::default()),
+            },
+        };
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Self::default());
+            }
+            Err(e) => {
+                return Err(SettingsError::ConfigRead {
+                    path,
+                    reason: e.to_string(),
+                });
+            }
+        };
+        toml::from_str(&text).map_err(|e| SettingsError::ConfigParse {
+            path,
+            reason: e.to_string(),
+        })
+    }
+}
+
+pub fn default_config_path() -> Option<PathBuf> {
+    directories::ProjectDirs::from("", "", "lingma-gw").map(|d| d.config_dir().join("config.toml"))
+}
+
+pub fn default_work_dir() -> PathBuf {
+    directories::ProjectDirs::from("", "", "lingma-gw")
+        .map(|d| d.data_dir().join("instances"))
+        .unwrap_or_else(|| PathBuf::from(".lingma-gw/instances"))
+}
+
+/// Where a value comes from; one per lookup.
+pub struct Sources<'a> {
+    pub env: &'a dyn Fn(&str) -> Option<String>,
+    pub file: &'a ConfigFile,
+}
+
+impl Sources<'_> {
+    /// The environment variable `name`, parsed; empty counts as unset.
+    fn env<T: FromStr>(&self, name: &'static str) -> Result<Option<T>, SettingsError>
+    where
+        T::Err: std::fmt::Display,
+    {
+        match (self.env)(name).filter(|v| !v.trim().is_empty()) {
+            None => Ok(None),
+            Some(v) => v.trim().parse().map(Some).map_err(|e: T::Err| SettingsError::BadEnv {
+                name,
+                value: v,
+                reason: e.to_string(),
+            }),
+        }
+    }
+
+    fn env_bool(&self, name: &'static str) -> Result<Option<bool>, SettingsError> {
+        match (self.env)(name).filter(|v| !v.trim().is_empty()) {
+            None => Ok(None),
+            Some(v) => parse_bool(&v).map(Some).ok_or(SettingsError::BadEnv {
+                name,
+                value: v,
+                reason: "expected true/false, 1/0, yes/no or on/off".into(),
+            }),
+        }
+    }
+
+    fn env_secs(&self, name: &'static str) -> Result<Option<f64>, SettingsError> {
+        let v: Option<f64> = self.env(name)?;
+        match v {
+            Some(s) if !(s.is_finite() && s >= 0.0) => Err(SettingsError::BadEnv {
+                name,
+                value: s.to_string(),
+                reason: "expected a non-negative number of seconds".into(),
+            }),
+            other => Ok(other),
+        }
+    }
+}
+
+pub fn parse_bool(v: &str) -> Option<bool> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Some(true),
+        "0" | "false" | "no" | "off" => Some(false),
+        _ => None,
+    }
+}
+
+fn secs(v: f64) -> Result<Duration, SettingsError> {
+    Duration::try_from_secs_f64(v)
+        .map_err(|_| SettingsError::Invalid(format!("{v} is not a valid number of seconds")))
+}
+
+fn ask_mode(v: &str) -> Result<AskMode, SettingsError> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "chat" => Ok(AskMode::Chat),
+        "agent" => Ok(AskMode::Agent),
+        other => Err(SettingsError::Invalid(format!(
+            "ask mode {other:?} is not one of chat, agent"
+        ))),
+    }
+}
+
+/// Logging.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogSettings {
+    /// A tracing filter directive (`info`, `debug`, `lingma_gw=trace`, ...).
+    pub filter: String,
+    pub format: LogFormat,
+}
+
+impl LogSettings {
+    pub fn resolve(g: &GlobalArgs, src: &Sources) -> Result<Self, SettingsError> {
+        // -v/-q beat LOG_LEVEL/RUST_LOG, which beat the file, which beats `info`.
+        let filter = if g.quiet {
+            "error".to_string()
+        } else if g.verbose >= 2 {
+            "trace".to_string()
+        } else if g.verbose == 1 {
+            "debug".to_string()
+        } else {
+            (src.env)("LOG_LEVEL")
+                .or_else(|| (src.env)("RUST_LOG"))
+                .filter(|s| !s.trim().is_empty())
+                .or_else(|| src.file.log_level.clone())
+                .unwrap_or_else(|| "info".into())
+                .to_ascii_lowercase()
+        };
+        let format = match g.log_format {
+            Some(f) => f,
+            None => match (src.env)("LOG_FORMAT").or_else(|| src.file.log_format.clone()) {
+                Some(f) if f.eq_ignore_ascii_case("json") => LogFormat::Json,
+                Some(f) if f.eq_ignore_ascii_case("text") || f.is_empty() => LogFormat::Text,
+                Some(f) => {
+                    return Err(SettingsError::Invalid(format!(
+                        "log format {f:?} is not one of text, json"
+                    )));
+                }
+                None => LogFormat::Text,
+            },
+        };
+        Ok(Self { filter, format })
+    }
+}
+
+/// Which Lingma binary to run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BinaryChoice {
+    /// `--lingma-bin` / `LINGMA_BIN` / config.
+    Path(PathBuf),
+    /// The built-in simulator (this executable's `sim` subcommand).
+    Sim,
+    /// Look for an installed Lingma.
+    Discover,
+}
+
+/// How every command reaches Lingma.
+#[derive(Debug, Clone)]
+pub struct LingmaSettings {
+    pub binary: BinaryChoice,
+    pub work_dir: PathBuf,
+    /// First port tried for instances' sockets (`LINGMA_SOCKET_PORT`); `None` = any free port.
+    pub socket_port: Option<u16>,
+    pub startup_timeout: Duration,
+    pub connections_per_instance: usize,
+    pub health_interval: Duration,
+    pub client: ClientOptions,
+}
+
+impl LingmaSettings {
+    pub fn resolve(a: &LingmaArgs, src: &Sources) -> Result<Self, SettingsError> {
+        let f = src.file;
+        let binary = if a.sim {
+            BinaryChoice::Sim
+        } else if let Some(p) = &a.lingma_bin {
+            BinaryChoice::Path(p.clone())
+        } else if src.env_bool("LINGMA_SIM")? == Some(true) {
+            BinaryChoice::Sim
+        } else if let Some(p) = (src.env)("LINGMA_BIN").filter(|s| !s.is_empty()) {
+            BinaryChoice::Path(PathBuf::from(p))
+        } else if f.sim == Some(true) {
+            BinaryChoice::Sim
+        } else if let Some(p) = &f.lingma_bin {
+            BinaryChoice::Path(p.clone())
+        } else {
+            BinaryChoice::Discover
+        };
+        let work_dir = a
+            .work_dir
+            .clone()
+            .or_else(|| (src.env)("LINGMA_WORK_DIR").filter(|s| !s.is_empty()).map(PathBuf::from))
+            .or_else(|| f.work_dir.clone())
+            .unwrap_or_else(default_work_dir);
+        let socket_port = src.env("LINGMA_SOCKET_PORT")?.or(f.socket_port);
+        let startup = src
+            .env_secs("LINGMA_STARTUP_TIMEOUT")?
+            .or(f.startup_timeout)
+            .unwrap_or(30.0);
+        let rpc = src.env_secs("LINGMA_RPC_TIMEOUT")?.or(f.rpc_timeout).unwrap_or(30.0);
+        let first_token = src
+            .env_secs("LINGMA_FIRST_TOKEN_TIMEOUT")?
+            .or(f.first_token_timeout)
+            .unwrap_or(120.0);
+        let idle = src
+            .env_secs("LINGMA_IDLE_FINISH_SEC")?
+            .or(f.idle_finish)
+            .unwrap_or(3.0);
+        let off_by_one = src
+            .env_bool("LINGMA_OFF_BY_ONE_WORKAROUND")?
+            .or(f.off_by_one_workaround)
+            .unwrap_or(false);
+        let connections = src
+            .env("LINGMA_CONNECTIONS_PER_INSTANCE")?
+            .or(f.connections_per_instance)
+            .unwrap_or(4);
+        if connections == 0 {
+            return Err(SettingsError::Invalid(
+                "connections per instance must be at least 1".into(),
+            ));
+        }
+        let health = src
+            .env_secs("LINGMA_HEALTH_INTERVAL")?
+            .or(f.health_interval)
+            .unwrap_or(5.0);
+        Ok(Self {
+            binary,
+            work_dir,
+            socket_port,
+            startup_timeout: secs(startup)?,
+            connections_per_instance: connections,
+            health_interval: secs(health.max(0.05))?,
+            client: ClientOptions {
+                connect_timeout: Duration::from_secs(10),
+                rpc_timeout: secs(rpc)?,
+                first_token_timeout: secs(first_token)?,
+                stall_timeout: secs(first_token)?,
+                idle_finish: secs(idle)?,
+                off_by_one_workaround: off_by_one,
+                machine_token: (src.env)("LINGMA_MACHINE_TOKEN").filter(|s| !s.is_empty()),
+            },
+        })
+    }
+}
+
+/// Everything `serve` needs.
+#[derive(Debug, Clone)]
+pub struct ServeSettings {
+    pub lingma: LingmaSettings,
+    pub host: String,
+    pub port: u16,
+    pub instances: usize,
+    pub api_keys: Vec<String>,
+    pub admin_token: Option<String>,
+    pub metrics_token: Option<String>,
+    pub metrics_public: bool,
+    pub allow_unauthenticated: bool,
+    pub max_in_flight: usize,
+    pub queue_timeout: Duration,
+    pub session_reuse: bool,
+    pub session_cache_max_entries: usize,
+    pub session_cache_ttl: Duration,
+    pub default_model: Option<String>,
+    pub ask_mode: AskMode,
+    pub accounts: Option<String>,
+    pub session_bundle: Option<PathBuf>,
+    pub shutdown_grace: Duration,
+    pub body_limit: usize,
+}
+
+impl ServeSettings {
+    pub fn resolve(a: &ServeArgs, src: &Sources) -> Result<Self, SettingsError> {
+        let f = src.file;
+        let lingma = LingmaSettings::resolve(&a.lingma, src)?;
+        let host = a
+            .host
+            .clone()
+            .or_else(|| (src.env)("GATEWAY_HOST").filter(|s| !s.is_empty()))
+            .or_else(|| f.host.clone())
+            .unwrap_or_else(|| "127.0.0.1".into());
+        let port = match a.port {
+            Some(p) => p,
+            None => src.env("GATEWAY_PORT")?.or(f.port).unwrap_or(8000),
+        };
+        let instances = match a.instances {
+            Some(n) => n,
+            None => src.env("INSTANCE_COUNT")?.or(f.instances).unwrap_or(1),
+        };
+        if instances == 0 {
+            return Err(SettingsError::Invalid("--instances must be at least 1".into()));
+        }
+        let api_keys: Vec<String> = if !a.api_keys.is_empty() {
+            a.api_keys.clone()
+        } else if let Some(list) = (src.env)("API_KEYS").filter(|s| !s.trim().is_empty()) {
+            list.split(',')
+                .map(str::trim)
+                .filter(|k| !k.is_empty())
+                .map(String::from)
+                .collect()
+        } else {
+            f.api_keys.clone().unwrap_or_default()
+        };
+        let pick_str = |flag: &Option<String>, env: &str, file: &Option<String>| {
+            flag.clone()
+                .or_else(|| (src.env)(env).filter(|s| !s.is_empty()))
+                .or_else(|| file.clone())
+        };
+        let admin_token = pick_str(&a.admin_token, "ADMIN_TOKEN", &f.admin_token);
+        let metrics_token = pick_str(&a.metrics_token, "METRICS_TOKEN", &f.metrics_token);
+        let metrics_public = if a.metrics_public {
+            true
+        } else {
+            src.env_bool("METRICS_PUBLIC")?
+                .or(f.metrics_public)
+                .unwrap_or(false)
+        };
+        let max_in_flight = match a.max_in_flight {
+            Some(n) => n,
+            None => src
+                .env("GATEWAY_MAX_IN_FLIGHT")?
+                .or(f.max_in_flight)
+                .unwrap_or(instances * lingma.connections_per_instance),
+        };
+        if max_in_flight == 0 {
+            return Err(SettingsError::Invalid("--max-in-flight must be at least 1".into()));
+        }
+        let queue_timeout = match a.queue_timeout {
+            Some(s) => s,
+            None => src
+                .env_secs("GATEWAY_QUEUE_TIMEOUT_SEC")?
+                .or(f.queue_timeout)
+                .unwrap_or(30.0),
+        };
+        let session_reuse = if a.no_session_reuse {
+            false
+        } else if a.session_reuse {
+            true
+        } else {
+            src.env_bool("SESSION_REUSE_ENABLED")?
+                .or(f.session_reuse)
+                .unwrap_or(true)
+        };
+        let cache_max = src
+            .env("SESSION_CACHE_MAX_ENTRIES")?
+            .or(f.session_cache_max_entries)
+            .unwrap_or(10_000);
+        let cache_ttl = src
+            .env_secs("SESSION_CACHE_TTL_SEC")?
+            .or(f.session_cache_ttl)
+            .unwrap_or(3600.0);
+        let default_model = pick_str(&a.default_model, "DEFAULT_MODEL", &f.default_model);
+        let mode = match a.ask_mode {
+            Some(AskModeArg::Chat) => AskMode::Chat,
+            Some(AskModeArg::Agent) => AskMode::Agent,
+            None => match (src.env)("DEFAULT_ASK_MODE")
+                .filter(|s| !s.is_empty())
+                .or_else(|| f.ask_mode.clone())
+            {
+                Some(m) => ask_mode(&m)?,
+                None => AskMode::Chat,
+            },
+        };
+        let accounts = pick_str(&a.accounts, "LINGMA_ACCOUNTS", &f.accounts);
+        let session_bundle = a
+            .session_bundle
+            .clone()
+            .or_else(|| (src.env)("LINGMA_SESSION_BUNDLE").filter(|s| !s.is_empty()).map(PathBuf::from))
+            .or_else(|| f.session_bundle.clone());
+        let grace = match a.shutdown_grace {
+            Some(s) => s,
+            None => src
+                .env_secs("GATEWAY_SHUTDOWN_GRACE_SEC")?
+                .or(f.shutdown_grace)
+                .unwrap_or(10.0),
+        };
+        let body_limit = src
+            .env("GATEWAY_BODY_LIMIT")?
+            .or(f.body_limit)
+            .unwrap_or(10 * 1024 * 1024);
+        let settings = Self {
+            lingma,
+            host,
+            port,
+            instances,
+            api_keys,
+            admin_token,
+            metrics_token,
+            metrics_public,
+            allow_unauthenticated: a.allow_unauthenticated,
+            max_in_flight,
+            queue_timeout: secs(queue_timeout)?,
+            session_reuse,
+            session_cache_max_entries: cache_max.max(1),
+            session_cache_ttl: secs(cache_ttl)?,
+            default_model,
+            ask_mode: mode,
+            accounts,
+            session_bundle,
+            shutdown_grace: secs(grace)?,
+            body_limit,
+        };
+        settings.check_exposure()?;
+        Ok(settings)
+    }
+
+    /// Binding beyond loopback with no API keys exposes Lingma accounts to the network.
+    fn check_exposure(&self) -> Result<(), SettingsError> {
+        let loopback = match self.host.parse::<std::net::IpAddr>() {
+            Ok(ip) => ip.is_loopback(),
+            Err(_) => self.host == "localhost",
+        };
+        if !loopback && self.api_keys.is_empty() && !self.allow_unauthenticated {
+            return Err(SettingsError::Invalid(format!(
+                "refusing to listen on {} without API keys: set --api-key/API_KEYS, or pass \
+                 --allow-unauthenticated if this is really what you want",
+                self.host
+            )));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Cli, Command};
+    use clap::Parser;
+    use std::collections::HashMap;
+
+    fn serve(argv: &[&str], env: &[(&str, &str)], file: ConfigFile) -> Result<ServeSettings, SettingsError> {
+        let mut full = vec!["lingma-gw", "serve"];
+        full.extend_from_slice(argv);
+        let cli = Cli::try_parse_from(full).unwrap();
+        let Command::Serve(args) = cli.command else {
+            unreachable!()
+        };
+        let map: HashMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let lookup = move |k: &str| map.get(k).cloned();
+        ServeSettings::resolve(&args, &Sources { env: &lookup, file: &file })
+    }
+
+    #[test]
+    fn defaults() {
+        let s = serve(&[], &[], ConfigFile::default()).unwrap();
+        assert_eq!(s.host, "127.0.0.1");
+        assert_eq!(s.port, 8000);
+        assert_eq!(s.instances, 1);
+        assert_eq!(s.max_in_flight, 4);
+        assert!(s.session_reuse);
+        assert_eq!(s.lingma.binary, BinaryChoice::Discover);
+        assert_eq!(s.queue_timeout, Duration::from_secs(30));
+        assert_eq!(s.ask_mode, AskMode::Chat);
+    }
+
+    #[test]
+    fn flag_beats_env_beats_file_beats_default() {
+        let file = ConfigFile {
+            port: Some(7000),
+            instances: Some(3),
+            default_model: Some("file-model".into()),
+            queue_timeout: Some(5.0),
+            ..Default::default()
+        };
+        let s = serve(&["--port", "9000"], &[("GATEWAY_PORT", "8500"), ("INSTANCE_COUNT", "2")], file.clone()).unwrap();
+        assert_eq!(s.port, 9000);
+        assert_eq!(s.instances, 2);
+        assert_eq!(s.default_model.as_deref(), Some("file-model"));
+        assert_eq!(s.queue_timeout, Duration::from_secs(5));
+        assert_eq!(s.max_in_flight, 8);
+        let s = serve(&[], &[("GATEWAY_PORT", "8500")], file.clone()).unwrap();
+        assert_eq!(s.port, 8500);
+        let s = serve(&[], &[], file).unwrap();
+        assert_eq!(s.port, 7000);
+    }
+
+    #[test]
+    fn legacy_env_names_work() {
+        let s = serve(
+            &[],
+            &[
+                ("API_KEYS", "a, b,,c"),
+                ("ADMIN_TOKEN", "adm"),
+                ("METRICS_PUBLIC", "true"),
+                ("LINGMA_BIN", "/opt/Lingma"),
+                ("LINGMA_WORK_DIR", "/w"),
+                ("LINGMA_SOCKET_PORT", "37010"),
+                ("GATEWAY_MAX_IN_FLIGHT", "7"),
+                ("GATEWAY_QUEUE_TIMEOUT_SEC", "0.5"),
+                ("SESSION_REUSE_ENABLED", "false"),
+                ("SESSION_CACHE_MAX_ENTRIES", "5"),
+                ("SESSION_CACHE_TTL_SEC", "60"),
+                ("DEFAULT_MODEL", "auto"),
+                ("DEFAULT_ASK_MODE", "agent"),
+                ("LINGMA_STARTUP_TIMEOUT", "12"),
+                ("LINGMA_RPC_TIMEOUT", "4"),
+            ],
+            ConfigFile::default(),
+        )
+        .unwrap();
+        assert_eq!(s.api_keys, vec!["a", "b", "c"]);
+        assert_eq!(s.admin_token.as_deref(), Some("adm"));
+        assert!(s.metrics_public);
+        assert_eq!(s.lingma.binary, BinaryChoice::Path("/opt/Lingma".into()));
+        assert_eq!(s.lingma.work_dir, PathBuf::from("/w"));
+        assert_eq!(s.lingma.socket_port, Some(37010));
+        assert_eq!(s.max_in_flight, 7);
+        assert_eq!(s.queue_timeout, Duration::from_millis(500));
+        assert!(!s.session_reuse);
+        assert_eq!(s.session_cache_max_entries, 5);
+        assert_eq!(s.default_model.as_deref(), Some("auto"));
+        assert_eq!(s.ask_mode, AskMode::Agent);
+        assert_eq!(s.lingma.startup_timeout, Duration::from_secs(12));
+        assert_eq!(s.lingma.client.rpc_timeout, Duration::from_secs(4));
+    }
+
+    #[test]
+    fn sim_flag_beats_lingma_bin_env() {
+        let s = serve(&["--sim"], &[("LINGMA_BIN", "/opt/Lingma")], ConfigFile::default()).unwrap();
+        assert_eq!(s.lingma.binary, BinaryChoice::Sim);
+    }
+
+    #[test]
+    fn session_reuse_flags() {
+        let s = serve(&["--no-session-reuse"], &[("SESSION_REUSE_ENABLED", "1")], ConfigFile::default()).unwrap();
+        assert!(!s.session_reuse);
+        let s = serve(&["--session-reuse"], &[("SESSION_REUSE_ENABLED", "0")], ConfigFile::default()).unwrap();
+        assert!(s.session_reuse);
+    }
+
+    #[test]
+    fn bad_values_are_errors_not_defaults() {
+        assert!(matches!(
+            serve(&[], &[("GATEWAY_PORT", "eighty")], ConfigFile::default()),
+            Err(SettingsError::BadEnv { name: "GATEWAY_PORT", .. })
+        ));
+        assert!(serve(&[], &[("METRICS_PUBLIC", "maybe")], ConfigFile::default()).is_err());
+        assert!(serve(&[], &[("GATEWAY_QUEUE_TIMEOUT_SEC", "-1")], ConfigFile::default()).is_err());
+        assert!(serve(&[], &[("DEFAULT_ASK_MODE", "yolo")], ConfigFile::default()).is_err());
+        assert!(serve(&["--instances", "0"], &[], ConfigFile::default()).is_err());
+    }
+
+    #[test]
+    fn non_loopback_without_keys_is_refused() {
+        assert!(serve(&["--host", "0.0.0.0"], &[], ConfigFile::default()).is_err());
+        assert!(serve(&["--host", "0.0.0.0", "--api-key", "k"], &[], ConfigFile::default()).is_ok());
+        assert!(serve(&["--host", "0.0.0.0", "--allow-unauthenticated"], &[], ConfigFile::default()).is_ok());
+        assert!(serve(&["--host", "::1"], &[], ConfigFile::default()).is_ok());
+    }
+
+    #[test]
+    fn config_file_parses_and_rejects_unknown_keys() {
+        let f: ConfigFile = toml::from_str("port = 1234\napi_keys = [\"x\"]\nsim = true\n").unwrap();
+        assert_eq!(f.port, Some(1234));
+        assert!(toml::from_str::<ConfigFile>("prot = 1").is_err());
+    }
+
+    #[test]
+    fn log_settings_precedence() {
+        let g = |v: u8, q: bool| GlobalArgs { config: None, verbose: v, quiet: q, log_format: None };
+        let file = ConfigFile { log_level: Some("warn".into()), ..Default::default() };
+        let env = |k: &str| (k == "LOG_LEVEL").then(|| "DEBUG".to_string());
+        let none = |_: &str| None;
+        let src = Sources { env: &env, file: &file };
+        assert_eq!(LogSettings::resolve(&g(0, false), &src).unwrap().filter, "debug");
+        assert_eq!(LogSettings::resolve(&g(2, false), &src).unwrap().filter, "trace");
+        assert_eq!(LogSettings::resolve(&g(0, true), &src).unwrap().filter, "error");
+        let src = Sources { env: &none, file: &file };
+        assert_eq!(LogSettings::resolve(&g(0, false), &src).unwrap().filter, "warn");
+    }
+}
