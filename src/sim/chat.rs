@@ -1,0 +1,635 @@
+//! `chat/ask` (protocol §3.7, §3.8, §9.17): parameter checks, the deterministic reply generator,
+//! and the per-ask stream task that sends the callbacks in Lingma's order and injects the faults.
+//!
+//! Stream order: `process_step_callback step_start` -> first-token delay -> thinking
+//! (`chat/think` callbacks for reasoning models in callback style) -> `session/title/update`
+//! (first turn) -> `chat/answer` deltas (inline think block first, empty deltas included) ->
+//! `process_step_callback step_end` -> `chat/finish`. Every callback is a request with a
+//! server-assigned integer id; with `--strict-acks` the stream waits for each ack.
+//!
+//! The turn is recorded, and the connection freed for the next ask, *before* the final
+//! `chat/finish` is sent, so a client that asks again (or reads the session) as soon as it sees
+//! the finish never races the simulator.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Map, Value, json};
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+
+use super::config::{DEFAULT_FAULT_AFTER, Faults, ThinkStyle};
+use super::conn::{Conn, Wire};
+use super::directives;
+use super::log::now_ms;
+use super::models::{self, DEFAULT_MODEL};
+use super::server::{INVALID_PARAMS, Reply};
+use super::state::{RunningChat, Shared, lock};
+use super::store::ChatRecord;
+
+/// Frames per WebSocket message under the `batch` fault.
+const BATCH: usize = 3;
+const THINK_MS: u64 = 1200;
+pub const QUOTA_REASON: &str =
+    "quota exceeded: the free quota of this account is used up, please upgrade or try again later";
+
+const REPLY_MARK: &str = "Reply with exactly:";
+
+/// The reply to a question (directives already removed): the rest of the line after the last
+/// `Reply with exactly:` (trimmed), else `echo: ` + the question.
+pub fn generate_reply(question: &str) -> String {
+    if let Some(pos) = question.rfind(REPLY_MARK) {
+        let rest = &question[pos + REPLY_MARK.len()..];
+        return rest.split('\n').next().unwrap_or("").trim().to_string();
+    }
+    format!("echo: {question}")
+}
+
+/// `w1 w2 ... wN`: answers of a known length for the `len` directive.
+pub fn words(n: usize) -> String {
+    let mut s = String::with_capacity(n * 6);
+    for i in 1..=n {
+        if i > 1 {
+            s.push(' ');
+        }
+        s.push('w');
+        s.push_str(&i.to_string());
+    }
+    s
+}
+
+/// Splits into pieces of `size` characters (never inside a character); 0 means one piece.
+pub fn chunk_text(text: &str, size: usize) -> Vec<String> {
+    if text.is_empty() {
+        return Vec::new();
+    }
+    if size == 0 {
+        return vec![text.to_string()];
+    }
+    let chars: Vec<char> = text.chars().collect();
+    chars.chunks(size).map(|c| c.iter().collect()).collect()
+}
+
+fn title_of(question: &str) -> String {
+    let first = question.trim().lines().next().unwrap_or("").trim();
+    let t: String = first.chars().take(30).collect();
+    if t.is_empty() {
+        "New Chat".to_string()
+    } else {
+        t
+    }
+}
+
+pub fn think_block(thinking: &str) -> String {
+    format!("````think::{THINK_MS}\n{thinking}\n````\n")
+}
+
+fn error_reason(code: u16) -> String {
+    let text = match code {
+        400 => "bad request",
+        401 | 403 => "unauthorized",
+        408 => "request timeout",
+        429 => "too many requests",
+        500 => "internal server error",
+        502..=504 => "service unavailable",
+        _ => "error",
+    };
+    format!("error: {text} (statusCode {code})")
+}
+
+/// Everything decided when the ask is accepted.
+struct Plan {
+    request_id: String,
+    session_id: String,
+    session_type: String,
+    question: String,
+    chat_task: String,
+    chat_context: Value,
+    model_key: String,
+    model_known: bool,
+    stream: bool,
+    first_turn: bool,
+    title: String,
+    /// The text streamed as `chat/answer` deltas (inline think block included; under off-by-one
+    /// the previous ask's text).
+    emitted: String,
+    /// Thinking for `chat/think` callbacks (callback style only).
+    think_callbacks: Option<String>,
+    faults: Faults,
+    first_token_delay: Duration,
+    chunk_delay: Duration,
+    chunk_size: usize,
+    after: usize,
+    wire: Wire,
+    strict: bool,
+    started: i64,
+}
+
+fn invalid(msg: &str) -> Reply {
+    Reply::Err(INVALID_PARAMS, format!("invalid params: {msg}"))
+}
+
+pub async fn ask(shared: &Arc<Shared>, conn: &Arc<Conn>, id: Value, params: Value) -> Reply {
+    let Some(p) = params.as_object() else {
+        return invalid("expected an object");
+    };
+    let request_id = match p.get("requestId") {
+        Some(Value::String(s)) if !s.is_empty() => s.clone(),
+        _ => return invalid("requestId is required"),
+    };
+    let question = match p.get("questionText") {
+        Some(Value::String(s)) => s.clone(),
+        _ => return invalid("questionText is required"),
+    };
+    let text_param = |k: &str| p.get(k).and_then(Value::as_str).filter(|s| !s.is_empty());
+    let session_in = text_param("sessionId").unwrap_or("").to_string();
+    let session_type = text_param("sessionType").unwrap_or("chat").to_string();
+    let chat_task = text_param("chatTask").unwrap_or("FREE_INPUT").to_string();
+    let stream = p.get("stream").and_then(Value::as_bool).unwrap_or(true);
+    let model_key = p
+        .get("extra")
+        .and_then(|e| e.get("modelConfig"))
+        .and_then(|m| m.get("key"))
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .unwrap_or(DEFAULT_MODEL)
+        .to_string();
+
+    let d = directives::parse(&question);
+    for u in &d.unknown {
+        shared
+            .log
+            .warn(&format!("ignored directive in {request_id}: {u}"));
+    }
+    let faults = d.faults.over(&shared.cfg.faults);
+    if d.faults.expired == Some(true) {
+        shared.set_expired();
+    }
+    if !shared.logged_in() {
+        let expired = lock(&shared.login).expired;
+        let msg = if expired {
+            "login expired, please login again"
+        } else {
+            "not logged in, please login first"
+        };
+        shared
+            .log
+            .warn(&format!("chat rejected, {msg}: requestId {request_id}"));
+        return Reply::Ok(json!({"success": false, "errorCode": "NOT_LOGIN", "errorMessage": msg}));
+    }
+    {
+        let mut running = lock(&conn.chat);
+        if running.is_some() {
+            return Reply::Err(INVALID_PARAMS, "Another chat is in progress".to_string());
+        }
+        *running = Some(request_id.clone());
+    }
+    let session_id = if session_in.is_empty() {
+        uuid::Uuid::new_v4().to_string()
+    } else {
+        session_in
+    };
+    *lock(&conn.last_session) = Some(session_id.clone());
+
+    let cfg = &shared.cfg;
+    let model = models::find(&model_key);
+    let clean = if d.text.len() == question.len() {
+        d.text
+    } else {
+        d.text.trim().to_string()
+    };
+    let answer = match faults.len {
+        Some(n) => words(n),
+        None => generate_reply(&clean),
+    };
+    let title = title_of(&clean);
+    let think_style = faults.think.unwrap_or(cfg.think);
+    let thinking = model
+        .filter(|m| m.is_reasoning)
+        .map(|_| format!("The user asks: {title}. I will answer exactly what was asked."));
+    let (full, think_callbacks) = match (&thinking, think_style) {
+        (Some(t), ThinkStyle::Inline) => (format!("{}{answer}", think_block(t)), None),
+        (Some(t), ThinkStyle::Callback) => (answer, Some(t.clone())),
+        (None, _) => (answer, None),
+    };
+
+    let (first_turn, emitted) = {
+        let mut store = lock(&shared.sessions);
+        let s = store.session_mut(&session_id, &session_type);
+        let first_turn = !s.started && s.chat_records.is_empty();
+        s.started = true;
+        if first_turn {
+            s.session_title = title.clone();
+        }
+        if let Some(u) = &lock(&shared.login).user {
+            s.user_id = u.uid.clone();
+            s.user_name = u.name.clone();
+        }
+        if faults.off_by_one == Some(true) {
+            s.off_by_one = true;
+        }
+        let emitted = if s.off_by_one && faults.off_by_one != Some(false) {
+            s.pending_answer.replace(full).unwrap_or_default()
+        } else {
+            full
+        };
+        (first_turn, emitted)
+    };
+
+    let stop = CancellationToken::new();
+    lock(&shared.chats).insert(
+        request_id.clone(),
+        RunningChat {
+            session_id: session_id.clone(),
+            stop: stop.clone(),
+        },
+    );
+    let plan = Plan {
+        request_id,
+        session_id,
+        session_type,
+        question,
+        chat_task,
+        chat_context: p.get("chatContext").cloned().unwrap_or(Value::Null),
+        model_known: model.is_some(),
+        model_key,
+        stream,
+        first_turn,
+        title,
+        emitted,
+        think_callbacks,
+        first_token_delay: faults.slow.unwrap_or(cfg.first_token_delay),
+        chunk_delay: faults.delay.unwrap_or(cfg.chunk_delay),
+        chunk_size: faults.chunk.unwrap_or(cfg.chunk_size),
+        after: faults.after.unwrap_or(DEFAULT_FAULT_AFTER),
+        wire: Wire::from_faults(faults.split.unwrap_or(false), faults.batch.unwrap_or(false)),
+        faults,
+        strict: cfg.strict_acks,
+        started: now_ms(),
+    };
+    shared.log.debug(&format!(
+        "doAsk requestId: {}, sessionId: {}, model: {}, params.SessionType: {}",
+        plan.request_id, plan.session_id, plan.model_key, plan.session_type
+    ));
+    conn.respond(
+        id,
+        json!({"success": true, "errorCode": "", "errorMessage": ""}),
+    )
+    .await;
+    let s = Stream {
+        shared: shared.clone(),
+        conn: conn.clone(),
+        stop,
+        group: Vec::new(),
+        waits: Vec::new(),
+        visible: String::new(),
+        finalized: false,
+    };
+    shared.tasks.spawn(s.run(plan));
+    Reply::Sent
+}
+
+/// Why a stream stopped early.
+enum Abort {
+    /// `chat/stop`: finish with reason `cancelled`.
+    Stopped,
+    /// The connection is gone (or the simulator crashed / is stopping): send nothing more.
+    Gone,
+}
+
+/// How a stream that ran to its end finishes.
+enum End {
+    Finish {
+        reason: String,
+        code: u16,
+    },
+    /// Fault `no-finish`: step_end, then silence.
+    Silent,
+}
+
+struct Stream {
+    shared: Arc<Shared>,
+    conn: Arc<Conn>,
+    stop: CancellationToken,
+    /// Frames not yet handed to the connection (more than one only under `batch`).
+    group: Vec<String>,
+    waits: Vec<oneshot::Receiver<()>>,
+    /// What a client honouring `overwrite` holds now.
+    visible: String,
+    finalized: bool,
+}
+
+impl Stream {
+    fn params(&self, plan: &Plan, extra: Value) -> Value {
+        let mut m = Map::new();
+        m.insert("requestId".into(), Value::String(plan.request_id.clone()));
+        m.insert("sessionId".into(), Value::String(plan.session_id.clone()));
+        if let Value::Object(e) = extra {
+            m.extend(e);
+        }
+        Value::Object(m)
+    }
+
+    async fn emit(&mut self, plan: &Plan, method: &str, params: Value) -> Result<(), Abort> {
+        if self.stop.is_cancelled() {
+            return Err(Abort::Stopped);
+        }
+        let (body, rx) = self.conn.server_request(method, params, plan.strict);
+        self.group.push(body);
+        self.waits.extend(rx);
+        if plan.wire != Wire::Batch || self.group.len() >= BATCH {
+            self.flush(plan).await?;
+        }
+        Ok(())
+    }
+
+    async fn flush(&mut self, plan: &Plan) -> Result<(), Abort> {
+        if self.group.is_empty() {
+            return Ok(());
+        }
+        let bodies = std::mem::take(&mut self.group);
+        if !self.conn.send(bodies, plan.wire).await {
+            return Err(Abort::Gone);
+        }
+        for rx in std::mem::take(&mut self.waits) {
+            tokio::select! {
+                biased;
+                _ = self.conn.closed.cancelled() => return Err(Abort::Gone),
+                _ = self.stop.cancelled() => return Err(Abort::Stopped),
+                r = rx => if r.is_err() { return Err(Abort::Gone) },
+            }
+        }
+        Ok(())
+    }
+
+    async fn pause(&mut self, plan: &Plan, d: Duration) -> Result<(), Abort> {
+        self.flush(plan).await?;
+        if d.is_zero() {
+            return if self.stop.is_cancelled() {
+                Err(Abort::Stopped)
+            } else {
+                Ok(())
+            };
+        }
+        tokio::select! {
+            biased;
+            _ = self.conn.closed.cancelled() => Err(Abort::Gone),
+            _ = self.stop.cancelled() => Err(Abort::Stopped),
+            _ = tokio::time::sleep(d) => Ok(()),
+        }
+    }
+
+    async fn step(&mut self, plan: &Plan, step: &str) -> Result<(), Abort> {
+        let p = self.params(
+            plan,
+            json!({"step": step, "description": "", "status": "done", "result": null, "message": ""}),
+        );
+        self.emit(plan, "chat/process_step_callback", p).await
+    }
+
+    async fn delta(&mut self, plan: &Plan, text: &str, overwrite: bool) -> Result<(), Abort> {
+        if overwrite {
+            self.visible.clear();
+        }
+        self.visible.push_str(text);
+        let p = self.params(
+            plan,
+            json!({
+                "text": text, "overwrite": overwrite, "isFiltered": false,
+                "timestamp": now_ms(), "extra": {"sessionType": plan.session_type},
+            }),
+        );
+        self.emit(plan, "chat/answer", p).await
+    }
+
+    /// Frees the connection and records the turn; exactly once, before any final `chat/finish`.
+    fn finalize(&mut self, plan: &Plan, reason: &str, code: u16) {
+        if self.finalized {
+            return;
+        }
+        self.finalized = true;
+        {
+            let mut running = lock(&self.conn.chat);
+            if running.as_deref() == Some(plan.request_id.as_str()) {
+                *running = None;
+            }
+        }
+        lock(&self.shared.chats).remove(&plan.request_id);
+        let now = now_ms();
+        lock(&self.shared.sessions).record_turn(ChatRecord {
+            request_id: plan.request_id.clone(),
+            session_id: plan.session_id.clone(),
+            chat_task: plan.chat_task.clone(),
+            chat_context: plan.chat_context.clone(),
+            question: plan.question.clone(),
+            answer: self.visible.clone(),
+            like_status: 0,
+            gmt_create: plan.started,
+            gmt_modified: now,
+            reason: reason.to_string(),
+            status_code: i64::from(code),
+        });
+    }
+
+    async fn finish(&mut self, plan: &Plan, reason: &str, code: u16) {
+        self.finalize(plan, reason, code);
+        let p = self.params(
+            plan,
+            json!({
+                "reason": reason, "statusCode": code, "fullAnswer": self.visible,
+                "extra": {"sessionType": plan.session_type, "modelKey": plan.model_key},
+            }),
+        );
+        // The chat is already over for the simulator; a stop now must not swallow the finish.
+        let (body, rx) = self.conn.server_request("chat/finish", p, false);
+        drop(rx);
+        self.group.push(body);
+        let bodies = std::mem::take(&mut self.group);
+        self.waits.clear();
+        self.conn.send(bodies, plan.wire).await;
+        self.shared.log.debug(&format!(
+            "finish chat answer requestId: {} reason: {reason} statusCode: {code} cost: {}ms",
+            plan.request_id,
+            now_ms() - plan.started
+        ));
+    }
+
+    async fn run(mut self, plan: Plan) {
+        let outcome = self.body(&plan).await;
+        match outcome {
+            Ok(End::Finish { reason, code }) => self.finish(&plan, &reason, code).await,
+            Ok(End::Silent) => {
+                let _ = self.flush(&plan).await;
+                self.finalize(&plan, "", 0);
+            }
+            Err(Abort::Stopped) => {
+                self.shared
+                    .log
+                    .info(&format!("chat stopped: requestId {}", plan.request_id));
+                self.finish(&plan, "cancelled", 200).await
+            }
+            Err(Abort::Gone) => self.finalize(&plan, "", 0),
+        }
+    }
+
+    /// A fault that ends the stream mid-way: crash the process or close the socket.
+    async fn mid_stream_fault(&mut self, plan: &Plan) -> Result<(), Abort> {
+        if plan.faults.crash == Some(true) {
+            self.flush(plan).await?;
+            self.conn.flush().await;
+            self.shared.crash();
+            return Err(Abort::Gone);
+        }
+        if plan.faults.close == Some(true) {
+            self.flush(plan).await?;
+            self.shared.log.warn(&format!(
+                "simulated close of connection {} during {}",
+                self.conn.id, plan.request_id
+            ));
+            self.conn.close(1011, "simulated close").await;
+            return Err(Abort::Gone);
+        }
+        Ok(())
+    }
+
+    async fn body(&mut self, plan: &Plan) -> Result<End, Abort> {
+        let f = &plan.faults;
+        if f.hang == Some(true) {
+            tokio::select! {
+                _ = self.conn.closed.cancelled() => return Err(Abort::Gone),
+                _ = self.stop.cancelled() => return Err(Abort::Stopped),
+            }
+        }
+        if plan.stream {
+            self.step(plan, "step_start").await?;
+        }
+        self.pause(plan, plan.first_token_delay).await?;
+
+        let failure = if !plan.model_known {
+            Some((format!("model not found: {}", plan.model_key), 500))
+        } else if let Some(code) = f.error.filter(|c| *c != 0 && *c != 200) {
+            Some((error_reason(code), code))
+        } else if f.quota == Some(true) {
+            Some((QUOTA_REASON.to_string(), 500))
+        } else {
+            None
+        };
+        if let Some((reason, code)) = failure {
+            if plan.stream {
+                self.step(plan, "step_end").await?;
+            }
+            return Ok(End::Finish { reason, code });
+        }
+        if !plan.stream {
+            // CW-style servers send only chat/finish when `stream` is false (protocol §3.7).
+            self.visible = plan.emitted.clone();
+            return Ok(End::Finish {
+                reason: "success".into(),
+                code: 200,
+            });
+        }
+
+        if let Some(thinking) = &plan.think_callbacks {
+            for (i, piece) in chunk_text(thinking, plan.chunk_size).iter().enumerate() {
+                if i > 0 {
+                    self.pause(plan, plan.chunk_delay).await?;
+                }
+                let p = self.params(
+                    plan,
+                    json!({"text": piece, "step": "start", "timestamp": now_ms(),
+                           "extra": {"sessionType": plan.session_type}}),
+                );
+                self.emit(plan, "chat/think", p).await?;
+            }
+            let p = self.params(
+                plan,
+                json!({"text": "", "step": "done", "timestamp": now_ms(),
+                       "extra": {"sessionType": plan.session_type}}),
+            );
+            self.emit(plan, "chat/think", p).await?;
+        }
+        if plan.first_turn {
+            let p = json!({"sessionId": plan.session_id, "sessionTitle": plan.title});
+            self.emit(plan, "session/title/update", p).await?;
+        }
+
+        let chunks = chunk_text(&plan.emitted, plan.chunk_size);
+        let at = plan.after.min(chunks.len());
+        if chunks.is_empty() {
+            self.delta(plan, "", false).await?;
+        }
+        if at == 0 {
+            self.mid_stream_fault(plan).await?;
+        }
+        let mut i = 0;
+        while i < chunks.len() {
+            if i > 0 {
+                self.pause(plan, plan.chunk_delay).await?;
+            }
+            self.delta(plan, &chunks[i], false).await?;
+            i += 1;
+            // Real Lingma interleaves empty deltas ("pon", "", "g", ""; protocol §3.8).
+            if i == 1 || i == chunks.len() {
+                self.delta(plan, "", false).await?;
+            }
+            if i != at {
+                continue;
+            }
+            self.mid_stream_fault(plan).await?;
+            if f.retry == Some(true) {
+                // Remote EOF retry: the daemon re-sends what it had (appended, so a naive client
+                // doubles it), then repairs the buffer with an overwrite.
+                for c in &chunks[..i] {
+                    self.pause(plan, plan.chunk_delay).await?;
+                    self.delta(plan, c, false).await?;
+                }
+                let partial: String = chunks[..i].concat();
+                self.delta(plan, &partial, true).await?;
+            }
+            if f.overwrite == Some(true) {
+                let upto = (i + 1).min(chunks.len());
+                let prefix: String = chunks[..upto].concat();
+                self.pause(plan, plan.chunk_delay).await?;
+                self.delta(plan, &prefix, true).await?;
+                i = upto;
+            }
+        }
+        self.step(plan, "step_end").await?;
+        if f.no_finish == Some(true) {
+            return Ok(End::Silent);
+        }
+        Ok(End::Finish {
+            reason: "success".into(),
+            code: 200,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reply_generator() {
+        assert_eq!(generate_reply("Reply with exactly: pong"), "pong");
+        assert_eq!(
+            generate_reply("Reply with exactly: A\nignored\nReply with exactly:  B  \nmore"),
+            "B"
+        );
+        assert_eq!(generate_reply("hi there"), "echo: hi there");
+        assert_eq!(words(3), "w1 w2 w3");
+        assert_eq!(words(0), "");
+    }
+
+    #[test]
+    fn chunks_respect_characters() {
+        assert_eq!(chunk_text("通义灵码abc", 3), vec!["通义灵", "码ab", "c"]);
+        assert_eq!(chunk_text("abc", 0), vec!["abc"]);
+        assert!(chunk_text("", 4).is_empty());
+    }
+
+    #[test]
+    fn think_block_shape() {
+        assert_eq!(think_block("t"), "````think::1200\nt\n````\n");
+    }
+}
