@@ -63,7 +63,11 @@ pub enum Command {
     Completions(CompletionsArgs),
     /// Print the man page (roff)
     Man,
-    // SIM-WIRING: the `sim` subcommand is added here once src/cli/sim.rs defines SimCommand.
+    /// The built-in Lingma simulator (same command line as the Lingma binary)
+    Sim {
+        #[command(subcommand)]
+        command: sim::SimCommand,
+    },
 }
 
 /// How to reach Lingma; shared by every command that needs it.

@@ -119,6 +119,7 @@ async fn dispatch(cli: Cli, sources: &Sources<'_>) -> anyhow::Result<ExitCode> {
         Command::Probe(args) => probe::run(args, sources).await,
         Command::Completions(args) => generate::completions(args.shell),
         Command::Man => generate::man(),
+        Command::Sim { command } => sim::run(command).await,
     }
 }
 

@@ -376,6 +376,7 @@ impl LingmaClient {
             splitter: ThinkSplitter::default(),
             raw: String::new(),
             fed: String::new(),
+            held: String::new(),
             answer: String::new(),
             reasoning: String::new(),
             saw_step_end: false,
@@ -468,6 +469,8 @@ pub struct ChatStream {
     raw: String,
     /// The text that went through the splitter already.
     fed: String,
+    /// Text held back as a suspected replay (see `on_answer`).
+    held: String,
     answer: String,
     reasoning: String,
     saw_step_end: bool,
@@ -648,6 +651,43 @@ impl ChatStream {
 
     fn on_answer(&mut self, text: &str, overwrite: bool) {
         self.got_delta = true;
+        if overwrite {
+            // An overwrite states the whole buffer: it settles any suspected replay.
+            self.held.clear();
+            self.apply_text(text, true);
+            return;
+        }
+        if text.is_empty() {
+            return;
+        }
+        // A remote EOF retry replays the answer from its start before an overwrite corrects it
+        // (protocol §9.21). Text that repeats the start of what was already sent is held back
+        // until it is told apart: an overwrite confirms the replay (held text dropped), anything
+        // else releases it unchanged. Nothing is ever dropped without that confirmation.
+        let suspect = !self.held.is_empty()
+            || (self.raw.len() == self.fed.len() && self.fed.starts_with(text));
+        if suspect {
+            let mut candidate = std::mem::take(&mut self.held);
+            candidate.push_str(text);
+            if self.fed.starts_with(candidate.as_str()) {
+                self.held = candidate;
+                return;
+            }
+            self.apply_text(&candidate, false);
+            return;
+        }
+        self.apply_text(text, false);
+    }
+
+    /// Releases held-back text at the end of the answer (it was not a replay after all).
+    fn release_held(&mut self) {
+        if !self.held.is_empty() {
+            let held = std::mem::take(&mut self.held);
+            self.apply_text(&held, false);
+        }
+    }
+
+    fn apply_text(&mut self, text: &str, overwrite: bool) {
         // Invariant: `raw` and `fed` are prefixes of one another, so equal lengths mean equal text.
         let was_in_sync = self.raw.len() == self.fed.len();
         if overwrite {
@@ -703,6 +743,7 @@ impl ChatStream {
     }
 
     fn finish_with(&mut self, reason: String, status_code: i64, ended_by: EndedBy) {
+        self.release_held();
         let pieces = self.splitter.finish();
         self.push_pieces(pieces);
         self.queue.push_back(ChatEvent::Finished(ChatFinish {

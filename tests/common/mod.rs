@@ -1,0 +1,298 @@
+//! Shared test harness: spawn the real binary as a simulator or a gateway, find its ports, read the
+//! simulator's request record, and always kill and reap what was spawned.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_lingma-gw");
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind(("127.0.0.1", 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Environment for fast simulators: no start-up delay, small but non-zero streaming delays.
+pub fn fast_sim_env() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("LINGMA_SIM_STARTUP_DELAY_MS", "0"),
+        ("LINGMA_SIM_FIRST_TOKEN_DELAY_MS", "5"),
+        ("LINGMA_SIM_CHUNK_DELAY_MS", "1"),
+    ]
+}
+
+/// A `lingma-gw sim start` process.
+pub struct Sim {
+    child: Child,
+    pub work_dir: PathBuf,
+    pub socket: u16,
+    pub http: u16,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Sim {
+    pub fn start(extra: &[&str]) -> Sim {
+        let dir = tempfile::tempdir().unwrap();
+        let wd = dir.path().join("wd");
+        let mut sim = Sim::start_in(&wd, extra, &[]);
+        sim._dir = Some(dir);
+        sim
+    }
+
+    pub fn start_in(work_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Sim {
+        for _attempt in 0..5 {
+            let socket = free_port();
+            let http = free_port();
+            let mut cmd = Command::new(BIN);
+            cmd.args(["sim", "start"])
+                .arg(format!("--workDir={}", work_dir.display()))
+                .arg(format!("--socketPort={socket}"))
+                .arg(format!("--httpPort={http}"))
+                .args(extra)
+                .envs(fast_sim_env())
+                .envs(env.iter().copied())
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+            let mut child = cmd.spawn().unwrap();
+            let deadline = Instant::now() + Duration::from_secs(15);
+            loop {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break; // port race: try other ports
+                }
+                if std::net::TcpStream::connect(("127.0.0.1", socket)).is_ok() {
+                    return Sim {
+                        child,
+                        work_dir: work_dir.to_path_buf(),
+                        socket,
+                        http,
+                        _dir: None,
+                    };
+                }
+                if Instant::now() > deadline {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!("simulator did not start listening");
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        panic!("simulator could not start on free ports");
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://127.0.0.1:{}/", self.socket)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Every client message the simulator received, in order.
+    pub fn requests(&self) -> Vec<Value> {
+        read_requests(&self.work_dir)
+    }
+
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                return Some(s);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn terminate(&mut self) {
+        signal(self.child.id(), "TERM");
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn read_requests(work_dir: &Path) -> Vec<Value> {
+    let Ok(text) = std::fs::read_to_string(work_dir.join("logs/sim-requests.jsonl")) else {
+        return Vec::new();
+    };
+    text.lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// The `chat/ask` params the simulator received, in order.
+pub fn asks(work_dir: &Path) -> Vec<Value> {
+    read_requests(work_dir)
+        .into_iter()
+        .filter(|r| r["method"] == "chat/ask")
+        .map(|r| r["params"].clone())
+        .collect()
+}
+
+pub fn signal(pid: u32, sig: &str) {
+    let _ = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status();
+}
+
+/// A `lingma-gw serve --sim --port 0` process (or any command that prints `listening on`).
+pub struct Gateway {
+    pub child: Child,
+    pub base: String,
+    pub work_dir: PathBuf,
+    pub stderr: Arc<Mutex<String>>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Gateway {
+    pub fn start(args: &[&str], env: &[(&str, &str)]) -> Gateway {
+        let dir = tempfile::tempdir().unwrap();
+        let wd = dir.path().join("instances");
+        let mut g = Gateway::start_in(&wd, args, env);
+        g._dir = Some(dir);
+        g
+    }
+
+    pub fn start_in(work_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Gateway {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["serve", "--sim", "--port", "0", "--work-dir"])
+            .arg(work_dir)
+            .args(args)
+            .envs(fast_sim_env())
+            .env("LINGMA_HEALTH_INTERVAL", "0.2")
+            .envs(env.iter().copied())
+            .env_remove("API_KEYS")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let mut err_pipe = child.stderr.take().unwrap();
+        let sink = stderr.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = err_pipe.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(addr) = line.strip_prefix("listening on ") {
+                    let _ = tx.send(addr.to_string());
+                }
+            }
+        });
+        let base = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(b) => b,
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("gateway did not print its address; stderr:\n{}", stderr.lock().unwrap());
+            }
+        };
+        Gateway {
+            child,
+            base,
+            work_dir: work_dir.to_path_buf(),
+            stderr,
+            _dir: None,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub fn instance_dir(&self, name: &str) -> PathBuf {
+        self.work_dir.join(name)
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                return Some(s);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            signal(self.child.id(), "TERM");
+            if self.wait_exit(Duration::from_secs(10)).is_none() {
+                let _ = self.child.kill();
+            }
+        }
+        let _ = self.child.wait();
+    }
+}
+
+/// Pids of live processes whose command line contains `needle` (from /proc, not our bookkeeping).
+pub fn processes_matching(needle: &str) -> Vec<u32> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        let zombie = std::fs::read_to_string(e.path().join("stat"))
+            .ok()
+            .and_then(|s| s.rsplit_once(')').map(|(_, r)| r.trim_start().starts_with('Z')))
+            .unwrap_or(false);
+        if cmd.contains(needle) && !zombie {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// Polls `f` until it returns true or `timeout` passes.
+pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if f() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
