@@ -30,6 +30,8 @@ pub struct LingmaBinary {
     pub program: PathBuf,
     pub prefix_args: Vec<String>,
     pub is_sim: bool,
+    /// Extra environment for the child (simulator knobs in tests and the benchmark).
+    pub env: Vec<(String, String)>,
 }
 
 impl LingmaBinary {
@@ -42,6 +44,7 @@ impl LingmaBinary {
                     program: exe,
                     prefix_args: vec!["sim".into()],
                     is_sim: true,
+                    env: Vec::new(),
                 })
             }
             BinaryChoice::Path(p) => {
@@ -52,6 +55,7 @@ impl LingmaBinary {
                     program: p.clone(),
                     prefix_args: vec![],
                     is_sim: false,
+                    env: Vec::new(),
                 })
             }
             BinaryChoice::Discover => {
@@ -64,6 +68,7 @@ impl LingmaBinary {
                         program,
                         prefix_args: vec![],
                         is_sim: false,
+                        env: Vec::new(),
                     }),
                     None => Err(DiscoveryError::NotFound {
                         looked: root.join("<version>").join(platform_dir()).display().to_string(),
@@ -78,6 +83,7 @@ impl LingmaBinary {
         let out = tokio::process::Command::new(&self.program)
             .args(&self.prefix_args)
             .arg("version")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(std::process::Stdio::null())
             .kill_on_drop(true)
             .output();

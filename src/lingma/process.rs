@@ -60,6 +60,7 @@ impl LingmaProcess {
         })?;
         let mut cmd = Command::new(&binary.program);
         cmd.args(&binary.prefix_args)
+            .envs(binary.env.iter().map(|(k, v)| (k, v)))
             .arg("start")
             .arg(format!("--workDir={}", work_dir.display()))
             .arg(format!("--socketPort={}", ports.socket))
