@@ -6,6 +6,7 @@
 
 use std::path::PathBuf;
 
+use clap::builder::BoolishValueParser;
 use clap::{Args, Subcommand, ValueEnum};
 
 use crate::sim::config::{
@@ -72,7 +73,7 @@ pub struct SimStartArgs {
 #[command(next_help_heading = "Simulator knobs")]
 pub struct SimKnobs {
     /// Set every delay (startup, first token, between chunks) to 0; fault delays still apply.
-    #[arg(long, env = "LINGMA_SIM_NO_DELAY")]
+    #[arg(long, value_parser = BoolishValueParser::new(), env = "LINGMA_SIM_NO_DELAY")]
     pub no_delay: bool,
     /// Delay before listening.
     #[arg(long, value_name = "MS", env = "LINGMA_SIM_STARTUP_DELAY_MS",
@@ -91,13 +92,13 @@ pub struct SimKnobs {
           default_value_t = DEFAULT_CHUNK_DELAY_MS)]
     pub chunk_delay_ms: u64,
     /// Stall every stream until the client acks each callback.
-    #[arg(long, env = "LINGMA_SIM_STRICT_ACKS")]
+    #[arg(long, value_parser = BoolishValueParser::new(), env = "LINGMA_SIM_STRICT_ACKS")]
     pub strict_acks: bool,
     /// Require this `Cosy-MachineToken` header on the WebSocket handshake (else 401).
     #[arg(long, value_name = "TOKEN", env = "LINGMA_SIM_MACHINE_TOKEN")]
     pub machine_token: Option<String>,
     /// Do not log a fresh work dir in as the demo account.
-    #[arg(long, env = "LINGMA_SIM_LOGGED_OUT")]
+    #[arg(long, value_parser = BoolishValueParser::new(), env = "LINGMA_SIM_LOGGED_OUT")]
     pub logged_out: bool,
     /// What the test login page does after a correct password.
     #[arg(long, value_enum, value_name = "MODE", env = "LINGMA_SIM_LOGIN_CHALLENGE",
@@ -115,7 +116,7 @@ pub struct SimKnobs {
           default_value_t = ThinkStyle::Inline)]
     pub think: ThinkStyle,
     /// Do not write logs/sim-requests.jsonl.
-    #[arg(long, env = "LINGMA_SIM_NO_REQUEST_LOG")]
+    #[arg(long, value_parser = BoolishValueParser::new(), env = "LINGMA_SIM_NO_REQUEST_LOG")]
     pub no_request_log: bool,
 }
 
@@ -127,19 +128,19 @@ pub struct SimFaultArgs {
     #[arg(long, value_name = "LIST", env = "LINGMA_SIM_FAULTS", value_parser = parse_list)]
     pub faults: Option<Faults>,
     /// Exit the process (code 101) mid-stream.
-    #[arg(long, env = "LINGMA_SIM_CRASH")]
+    #[arg(long, value_parser = BoolishValueParser::new(), env = "LINGMA_SIM_CRASH")]
     pub crash: bool,
     /// Close the WebSocket mid-stream.
-    #[arg(long, env = "LINGMA_SIM_CLOSE")]
+    #[arg(long, value_parser = BoolishValueParser::new(), env = "LINGMA_SIM_CLOSE")]
     pub close: bool,
     /// Send step_end, then nothing (no chat/finish).
-    #[arg(long, env = "LINGMA_SIM_NO_FINISH")]
+    #[arg(long, value_parser = BoolishValueParser::new(), env = "LINGMA_SIM_NO_FINISH")]
     pub no_finish: bool,
     /// Finish every chat with this statusCode (e.g. 408, 500).
     #[arg(long, value_name = "CODE", env = "LINGMA_SIM_ERROR")]
     pub error: Option<u16>,
     /// Finish every chat as quota exhausted.
-    #[arg(long, env = "LINGMA_SIM_QUOTA")]
+    #[arg(long, value_parser = BoolishValueParser::new(), env = "LINGMA_SIM_QUOTA")]
     pub quota: bool,
     /// First-token delay (overrides --no-delay).
     #[arg(long, value_name = "MS", env = "LINGMA_SIM_SLOW")]
@@ -148,25 +149,25 @@ pub struct SimFaultArgs {
     #[arg(long, value_name = "MS", env = "LINGMA_SIM_DELAY")]
     pub delay: Option<u64>,
     /// Send an overwrite:true delta mid-stream.
-    #[arg(long, env = "LINGMA_SIM_OVERWRITE")]
+    #[arg(long, value_parser = BoolishValueParser::new(), env = "LINGMA_SIM_OVERWRITE")]
     pub overwrite: bool,
     /// Simulate a remote EOF retry: duplicated partial deltas, then an overwrite.
-    #[arg(long, env = "LINGMA_SIM_RETRY")]
+    #[arg(long, value_parser = BoolishValueParser::new(), env = "LINGMA_SIM_RETRY")]
     pub retry: bool,
     /// Emit each answer under the next ask's requestId (per session).
-    #[arg(long, env = "LINGMA_SIM_OFF_BY_ONE")]
+    #[arg(long, value_parser = BoolishValueParser::new(), env = "LINGMA_SIM_OFF_BY_ONE")]
     pub off_by_one: bool,
     /// Start with an expired token (auth/status 3, asks rejected).
-    #[arg(long, env = "LINGMA_SIM_EXPIRED")]
+    #[arg(long, value_parser = BoolishValueParser::new(), env = "LINGMA_SIM_EXPIRED")]
     pub expired: bool,
     /// Send each frame as two WebSocket messages.
-    #[arg(long, env = "LINGMA_SIM_SPLIT")]
+    #[arg(long, value_parser = BoolishValueParser::new(), env = "LINGMA_SIM_SPLIT")]
     pub split: bool,
     /// Send several frames per WebSocket message.
-    #[arg(long, env = "LINGMA_SIM_BATCH")]
+    #[arg(long, value_parser = BoolishValueParser::new(), env = "LINGMA_SIM_BATCH")]
     pub batch: bool,
     /// Accept asks and send nothing at all.
-    #[arg(long, env = "LINGMA_SIM_HANG")]
+    #[arg(long, value_parser = BoolishValueParser::new(), env = "LINGMA_SIM_HANG")]
     pub hang: bool,
     /// Answer deltas sent before crash/close/overwrite/retry fire.
     #[arg(long, value_name = "N", env = "LINGMA_SIM_FAULT_AFTER")]

@@ -189,6 +189,61 @@ impl Faults {
     }
 }
 
+/// Directive syntax (`crash, after=3, slow=500`), for the log.
+impl std::fmt::Display for Faults {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut items: Vec<String> = Vec::new();
+        let flags = [
+            ("crash", self.crash),
+            ("close", self.close),
+            ("no-finish", self.no_finish),
+            ("quota", self.quota),
+            ("overwrite", self.overwrite),
+            ("retry", self.retry),
+            ("off-by-one", self.off_by_one),
+            ("expired", self.expired),
+            ("split", self.split),
+            ("batch", self.batch),
+            ("hang", self.hang),
+        ];
+        for (name, v) in flags {
+            match v {
+                Some(true) => items.push(name.to_string()),
+                Some(false) => items.push(format!("{name}=off")),
+                None => {}
+            }
+        }
+        if let Some(c) = self.error {
+            items.push(format!("error={c}"));
+        }
+        for (name, d) in [("slow", self.slow), ("delay", self.delay)] {
+            if let Some(d) = d {
+                items.push(format!("{name}={}", d.as_millis()));
+            }
+        }
+        if let Some(t) = self.think {
+            items.push(format!(
+                "think={}",
+                if t == ThinkStyle::Callback {
+                    "callback"
+                } else {
+                    "inline"
+                }
+            ));
+        }
+        for (name, n) in [
+            ("len", self.len),
+            ("after", self.after),
+            ("chunk", self.chunk),
+        ] {
+            if let Some(n) = n {
+                items.push(format!("{name}={n}"));
+            }
+        }
+        f.write_str(&items.join(", "))
+    }
+}
+
 /// The resolved configuration of one simulator process.
 #[derive(Debug, Clone)]
 pub struct SimConfig {

@@ -185,6 +185,13 @@ mod tests {
         assert!(parse_list("").unwrap().is_empty());
     }
 
+    #[test]
+    fn display_round_trips_through_the_list_parser() {
+        let f = parse_list("crash, after=3, slow=500, think=callback, off-by-one=off, error=408")
+            .unwrap();
+        assert_eq!(parse_list(&f.to_string()).unwrap(), f);
+    }
+
     proptest! {
         #[test]
         fn never_panics(s in ".{0,80}") {

@@ -194,7 +194,7 @@ fn prepare(cfg: &SimConfig) -> Result<Prepared, SimError> {
         }
     ));
     if !cfg.faults.is_empty() {
-        log.info(&format!("simulator faults: {:?}", cfg.faults));
+        log.info(&format!("simulator faults: {}", cfg.faults));
     }
     Ok(Prepared {
         dir,
