@@ -1,4 +1,7 @@
 //! The OpenAI-compatible HTTP gateway.
+pub mod admission;
+pub mod auth;
 pub mod error;
 pub mod schema;
+pub mod session_cache;
 pub mod usage;

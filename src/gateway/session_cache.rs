@@ -1,0 +1,621 @@
+//! Conversation reuse: which upstream Lingma session already holds a conversation's history.
+//!
+//! OpenAI clients resend the whole conversation every turn; Lingma keeps history in a session
+//! (protocol §5.3). After the gateway answers messages `M` with answer `A` on instance `I` in
+//! upstream session `S`, it [`insert`](SessionCache::insert)s `M + assistant(A)` → `(I, S)`. When
+//! the next request arrives with `M' = M + assistant(A) + new turn(s)`,
+//! [`take`](SessionCache::take) finds that entry and the gateway sends only the new turn(s) to `S`
+//! on `I`.
+//!
+//! * Entries are keyed by SHA-256 over an unambiguous, length-prefixed encoding of
+//!   (scope, roles, tool call ids, contents); only digests are stored, never conversation text.
+//! * `scope` separates callers (client identity + model, see [`scope`]): different API keys never
+//!   share a session.
+//! * A hit is **consumed** (removed). The gateway re-inserts the extended conversation only after a
+//!   successful turn, so a failed or cancelled turn leaves nothing behind and a retry replays the
+//!   whole conversation in a fresh session.
+//! * Bounded: LRU eviction beyond `max_entries` (0 disables the cache), TTL from insertion
+//!   (expired entries are dropped lazily on access and by [`purge_expired`](SessionCache::purge_expired)).
+//! * [`invalidate_instance`](SessionCache::invalidate_instance) drops a restarted instance's
+//!   entries; entries also carry the instance epoch for the caller to compare on a hit.
+//! * Thread-safe behind a `std::sync::Mutex` that is held only for map operations, never across an
+//!   `.await`; hashing happens outside the lock.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+
+use crate::prompt::{Message, Role};
+
+type Key = [u8; 32];
+
+/// The scope string for a client identity and a model. The identity never contains a newline
+/// (it is hex or `anonymous`), so the pair is unambiguous.
+pub fn scope(identity: &str, model: &str) -> String {
+    format!("{identity}\n{model}")
+}
+
+/// Where a conversation's history lives upstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionEntry {
+    pub instance: String,
+    pub session_id: String,
+    /// The instance's restart counter when the session was created; a different current epoch
+    /// means the session is gone.
+    pub instance_epoch: u64,
+}
+
+/// A cache hit: the session holding `messages[..k]`, and the messages after it to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hit<'m> {
+    pub entry: SessionEntry,
+    pub new_messages: &'m [Message],
+}
+
+/// Counters since creation, plus the current size.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    pub hits: u64,
+    /// Lookups of a continuation (a request with assistant history) that found nothing usable.
+    /// First turns (no assistant message yet) are not lookups and are not counted.
+    pub misses: u64,
+    /// Entries dropped to stay within `max_entries` (least recently inserted first).
+    pub evictions: u64,
+    /// Entries dropped because their TTL passed.
+    pub expirations: u64,
+    /// Entries dropped by [`SessionCache::invalidate_instance`].
+    pub invalidations: u64,
+    pub entries: usize,
+}
+
+#[derive(Debug)]
+struct Slot {
+    entry: SessionEntry,
+    inserted: Instant,
+    tick: u64,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    map: HashMap<Key, Slot>,
+    /// Insertion tick -> key, oldest first. Ticks grow with time, and a TTL counts from
+    /// insertion, so expired entries are always at the front.
+    order: BTreeMap<u64, Key>,
+    next_tick: u64,
+    stats: CacheStats,
+}
+
+impl Inner {
+    fn remove(&mut self, key: &Key) -> Option<Slot> {
+        let slot = self.map.remove(key)?;
+        self.order.remove(&slot.tick);
+        Some(slot)
+    }
+
+    fn purge_expired(&mut self, now: Instant, ttl: Duration) -> usize {
+        let mut purged = 0;
+        while let Some((&tick, &key)) = self.order.first_key_value() {
+            let expired = self
+                .map
+                .get(&key)
+                .is_none_or(|slot| now.saturating_duration_since(slot.inserted) >= ttl);
+            if !expired {
+                break;
+            }
+            self.order.remove(&tick);
+            self.map.remove(&key);
+            purged += 1;
+        }
+        self.stats.expirations += purged as u64;
+        purged
+    }
+}
+
+#[derive(Debug)]
+pub struct SessionCache {
+    inner: Mutex<Inner>,
+    max_entries: usize,
+    ttl: Duration,
+}
+
+impl SessionCache {
+    /// `max_entries == 0` disables the cache (inserts are dropped, every lookup misses).
+    pub fn new(max_entries: usize, ttl: Duration) -> Self {
+        Self {
+            inner: Mutex::new(Inner::default()),
+            max_entries,
+            ttl,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave the maps inconsistent in a way that matters
+        // (worst case an orphan order entry, which purging skips), so keep serving.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records that `conversation` (the request's messages plus the assistant's answer) lives in
+    /// `entry`'s session. Returns false (and stores nothing) when the cache is disabled or the
+    /// conversation does not end with an assistant message (no later request could match it).
+    pub fn insert(&self, scope: &str, conversation: &[Message], entry: SessionEntry) -> bool {
+        self.insert_at(scope, conversation, entry, Instant::now())
+    }
+
+    fn insert_at(
+        &self,
+        scope: &str,
+        conversation: &[Message],
+        entry: SessionEntry,
+        now: Instant,
+    ) -> bool {
+        if self.max_entries == 0
+            || conversation
+                .last()
+                .is_none_or(|m| m.role != Role::Assistant)
+        {
+            return false;
+        }
+        let key = key(scope, conversation);
+        let mut inner = self.lock();
+        inner.remove(&key);
+        inner.purge_expired(now, self.ttl);
+        let tick = inner.next_tick;
+        inner.next_tick += 1;
+        inner.order.insert(tick, key);
+        inner.map.insert(
+            key,
+            Slot {
+                entry,
+                inserted: now,
+                tick,
+            },
+        );
+        while inner.map.len() > self.max_entries {
+            let Some((_, oldest)) = inner.order.pop_first() else {
+                break;
+            };
+            if inner.map.remove(&oldest).is_some() {
+                inner.stats.evictions += 1;
+            }
+        }
+        true
+    }
+
+    /// Looks up the session holding all of `messages` up to its last assistant message, when
+    /// that message is followed by one or more non-assistant messages, and consumes the entry.
+    pub fn take<'m>(&self, scope: &str, messages: &'m [Message]) -> Option<Hit<'m>> {
+        self.take_at(scope, messages, Instant::now())
+    }
+
+    fn take_at<'m>(&self, scope: &str, messages: &'m [Message], now: Instant) -> Option<Hit<'m>> {
+        // The cached prefix must end with an assistant message and the rest must not contain
+        // one, so the only candidate prefix ends at the last assistant message.
+        let last_assistant = messages.iter().rposition(|m| m.role == Role::Assistant)?;
+        let k = last_assistant + 1;
+        if k == messages.len() {
+            return None;
+        }
+        let key = key(scope, &messages[..k]);
+        let mut inner = self.lock();
+        let found = match inner.remove(&key) {
+            Some(slot) if now.saturating_duration_since(slot.inserted) >= self.ttl => {
+                inner.stats.expirations += 1;
+                None
+            }
+            other => other,
+        };
+        match found {
+            Some(slot) => {
+                inner.stats.hits += 1;
+                Some(Hit {
+                    entry: slot.entry,
+                    new_messages: &messages[k..],
+                })
+            }
+            None => {
+                inner.stats.misses += 1;
+                None
+            }
+        }
+    }
+
+    /// Drops every expired entry; returns how many.
+    pub fn purge_expired(&self) -> usize {
+        self.lock().purge_expired(Instant::now(), self.ttl)
+    }
+
+    /// Drops every entry of `instance` (after it restarted its sessions are gone); returns how
+    /// many.
+    pub fn invalidate_instance(&self, instance: &str) -> usize {
+        let mut inner = self.lock();
+        let stale: Vec<(Key, u64)> = inner
+            .map
+            .iter()
+            .filter(|(_, slot)| slot.entry.instance == instance)
+            .map(|(key, slot)| (*key, slot.tick))
+            .collect();
+        for (key, tick) in &stale {
+            inner.map.remove(key);
+            inner.order.remove(tick);
+        }
+        inner.stats.invalidations += stale.len() as u64;
+        stale.len()
+    }
+
+    /// Drops everything (e.g. when session reuse is switched off at runtime).
+    pub fn clear(&self) {
+        let mut inner = self.lock();
+        inner.map.clear();
+        inner.order.clear();
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn hits(&self) -> u64 {
+        self.lock().stats.hits
+    }
+
+    pub fn misses(&self) -> u64 {
+        self.lock().stats.misses
+    }
+
+    /// LRU evictions (capacity); see [`CacheStats`] for expirations and invalidations.
+    pub fn evictions(&self) -> u64 {
+        self.lock().stats.evictions
+    }
+
+    pub fn stats(&self) -> CacheStats {
+        let inner = self.lock();
+        CacheStats {
+            entries: inner.map.len(),
+            ..inner.stats
+        }
+    }
+
+    pub fn max_entries(&self) -> usize {
+        self.max_entries
+    }
+
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+}
+
+fn role_tag(role: Role) -> u8 {
+    match role {
+        Role::System => 1,
+        Role::User => 2,
+        Role::Assistant => 3,
+        Role::Tool => 4,
+    }
+}
+
+fn put_bytes(h: &mut Sha256, bytes: &[u8]) {
+    h.update((bytes.len() as u64).to_le_bytes());
+    h.update(bytes);
+}
+
+/// SHA-256 over a prefix-free encoding: every variable-length field is length-prefixed, so two
+/// different (scope, conversation) pairs never encode to the same bytes.
+fn key(scope: &str, messages: &[Message]) -> Key {
+    let mut h = Sha256::new();
+    h.update(b"lingma-gw/session-cache/v1\0");
+    put_bytes(&mut h, scope.as_bytes());
+    h.update((messages.len() as u64).to_le_bytes());
+    for m in messages {
+        h.update([role_tag(m.role)]);
+        match &m.tool_call_id {
+            None => h.update([0]),
+            Some(id) => {
+                h.update([1]);
+                put_bytes(&mut h, id.as_bytes());
+            }
+        }
+        put_bytes(&mut h, m.content.as_bytes());
+    }
+    h.finalize().into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TTL: Duration = Duration::from_secs(600);
+
+    fn u(t: &str) -> Message {
+        Message::new(Role::User, t)
+    }
+    fn a(t: &str) -> Message {
+        Message::new(Role::Assistant, t)
+    }
+    fn s(t: &str) -> Message {
+        Message::new(Role::System, t)
+    }
+    fn entry(session: &str) -> SessionEntry {
+        SessionEntry {
+            instance: "inst-0".into(),
+            session_id: session.into(),
+            instance_epoch: 1,
+        }
+    }
+    fn with(mut v: Vec<Message>, more: &[Message]) -> Vec<Message> {
+        v.extend_from_slice(more);
+        v
+    }
+
+    const SCOPE: &str = "abc123\nqwen";
+
+    #[test]
+    fn hit_on_exact_history_returns_new_turn_and_is_consumed() {
+        let c = SessionCache::new(10, TTL);
+        let turn1 = vec![s("be terse"), u("2+2?"), a("4")];
+        assert!(c.insert(SCOPE, &turn1, entry("S1")));
+        let next = with(turn1.clone(), &[u("and 3+3?")]);
+        let hit = c.take(SCOPE, &next).expect("hit");
+        assert_eq!(hit.entry, entry("S1"));
+        assert_eq!(hit.new_messages, &[u("and 3+3?")]);
+        // Consumed: the same request again misses.
+        assert!(c.take(SCOPE, &next).is_none());
+        let st = c.stats();
+        assert_eq!((st.hits, st.misses, st.entries), (1, 1, 0));
+    }
+
+    #[test]
+    fn multi_message_suffix_is_allowed() {
+        let c = SessionCache::new(10, TTL);
+        let history = vec![u("q"), a("calling tool")];
+        c.insert(SCOPE, &history, entry("S"));
+        let tool = Message {
+            role: Role::Tool,
+            content: "42".into(),
+            tool_call_id: Some("call_1".into()),
+        };
+        let next = with(history, &[tool.clone(), u("go on")]);
+        let hit = c.take(SCOPE, &next).unwrap();
+        assert_eq!(hit.new_messages, &[tool, u("go on")]);
+    }
+
+    #[test]
+    fn conversation_continues_over_several_turns() {
+        let c = SessionCache::new(10, TTL);
+        let mut conv = vec![u("one")];
+        conv.push(a("1"));
+        c.insert(SCOPE, &conv, entry("S"));
+        conv.push(u("two"));
+        let e = c.take(SCOPE, &conv).unwrap().entry;
+        conv.push(a("2"));
+        c.insert(SCOPE, &conv, e);
+        conv.push(u("three"));
+        let hit = c.take(SCOPE, &conv).unwrap();
+        assert_eq!(hit.entry.session_id, "S");
+        assert_eq!(hit.new_messages, &[u("three")]);
+        assert_eq!(c.hits(), 2);
+    }
+
+    #[test]
+    fn misses_on_edited_history_other_scope_or_answer() {
+        let c = SessionCache::new(10, TTL);
+        c.insert(SCOPE, &[u("hi"), a("hello")], entry("S"));
+        // Edited user message.
+        assert!(c.take(SCOPE, &[u("hi!"), a("hello"), u("x")]).is_none());
+        // Edited (e.g. client-trimmed) answer.
+        assert!(c.take(SCOPE, &[u("hi"), a("hello "), u("x")]).is_none());
+        // Different role for the same text.
+        assert!(c.take(SCOPE, &[s("hi"), a("hello"), u("x")]).is_none());
+        // Other client or model.
+        assert!(
+            c.take(&scope("other", "qwen"), &[u("hi"), a("hello"), u("x")])
+                .is_none()
+        );
+        assert!(
+            c.take(&scope("abc123", "other"), &[u("hi"), a("hello"), u("x")])
+                .is_none()
+        );
+        // Extra history in front.
+        assert!(
+            c.take(SCOPE, &[s("sys"), u("hi"), a("hello"), u("x")])
+                .is_none()
+        );
+        assert_eq!(c.misses(), 6);
+        // The original still hits.
+        assert!(c.take(SCOPE, &[u("hi"), a("hello"), u("x")]).is_some());
+    }
+
+    #[test]
+    fn tool_call_id_is_part_of_the_key() {
+        let c = SessionCache::new(10, TTL);
+        let tool = |id: Option<&str>| Message {
+            role: Role::Tool,
+            content: "r".into(),
+            tool_call_id: id.map(str::to_owned),
+        };
+        c.insert(SCOPE, &[tool(Some("c1")), a("ok")], entry("S"));
+        assert!(c.take(SCOPE, &[tool(None), a("ok"), u("x")]).is_none());
+        assert!(
+            c.take(SCOPE, &[tool(Some("c2")), a("ok"), u("x")])
+                .is_none()
+        );
+        assert!(
+            c.take(SCOPE, &[tool(Some("c1")), a("ok"), u("x")])
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn first_turns_and_assistant_endings_are_not_lookups() {
+        let c = SessionCache::new(10, TTL);
+        c.insert(SCOPE, &[u("hi"), a("hello")], entry("S"));
+        assert!(c.take(SCOPE, &[u("hi")]).is_none());
+        assert!(c.take(SCOPE, &[u("hi"), a("hello")]).is_none());
+        assert!(c.take(SCOPE, &[]).is_none());
+        assert_eq!(c.misses(), 0);
+        assert_eq!(c.len(), 1, "not consumed by a non-matching lookup");
+    }
+
+    #[test]
+    fn insert_requires_an_assistant_ending() {
+        let c = SessionCache::new(10, TTL);
+        assert!(!c.insert(SCOPE, &[u("hi")], entry("S")));
+        assert!(!c.insert(SCOPE, &[], entry("S")));
+        assert!(c.is_empty());
+    }
+
+    #[test]
+    fn keys_are_unambiguous() {
+        let split1 = [u("ab"), a("c")];
+        let split2 = [u("a"), a("bc")];
+        assert_ne!(key(SCOPE, &split1), key(SCOPE, &split2));
+        let joined = [u("ab"), u("c")];
+        let joined2 = [u("a"), u("bc")];
+        assert_ne!(key(SCOPE, &joined), key(SCOPE, &joined2));
+        // Scope and content boundaries cannot be traded.
+        assert_ne!(key("ab", &[u("c")]), key("a", &[u("bc")]));
+        assert_ne!(key("", &[u(""), u("")]), key("", &[u("")]));
+        // Same input, same key.
+        assert_eq!(key(SCOPE, &split1), key(SCOPE, &[u("ab"), a("c")]));
+
+        let c = SessionCache::new(10, TTL);
+        c.insert(SCOPE, &[u("ab"), a("c")], entry("S"));
+        assert!(c.take(SCOPE, &[u("a"), a("bc"), u("x")]).is_none());
+        assert!(c.take(SCOPE, &[u("ab"), a("c"), u("x")]).is_some());
+    }
+
+    #[test]
+    fn expired_entries_miss_and_are_purged() {
+        let c = SessionCache::new(10, Duration::from_secs(60));
+        let t0 = Instant::now();
+        c.insert_at(SCOPE, &[u("old"), a("1")], entry("old"), t0);
+        c.insert_at(
+            SCOPE,
+            &[u("new"), a("2")],
+            entry("new"),
+            t0 + Duration::from_secs(30),
+        );
+        let later = t0 + Duration::from_secs(61);
+        assert!(
+            c.take_at(SCOPE, &[u("old"), a("1"), u("x")], later)
+                .is_none()
+        );
+        let st = c.stats();
+        assert_eq!((st.expirations, st.misses, st.entries), (1, 1, 1));
+        // The newer one is still valid at t0+61 (inserted at t0+30).
+        assert!(
+            c.take_at(SCOPE, &[u("new"), a("2"), u("x")], later)
+                .is_some()
+        );
+
+        c.insert_at(SCOPE, &[u("p"), a("1")], entry("p"), t0);
+        c.insert_at(
+            SCOPE,
+            &[u("q"), a("1")],
+            entry("q"),
+            t0 + Duration::from_secs(50),
+        );
+        assert_eq!(c.lock().purge_expired(later, c.ttl()), 1);
+        assert_eq!(c.len(), 1);
+        assert_eq!(c.stats().expirations, 2);
+        // Public purge with a real clock: nothing has expired yet.
+        let fresh = SessionCache::new(10, TTL);
+        fresh.insert(SCOPE, &[u("p"), a("1")], entry("p"));
+        assert_eq!(fresh.purge_expired(), 0);
+        // A zero TTL expires everything.
+        let zero = SessionCache::new(10, Duration::ZERO);
+        zero.insert(SCOPE, &[u("p"), a("1")], entry("p"));
+        assert!(zero.take(SCOPE, &[u("p"), a("1"), u("x")]).is_none());
+    }
+
+    #[test]
+    fn lru_evicts_the_oldest_insert() {
+        let c = SessionCache::new(2, TTL);
+        c.insert(SCOPE, &[u("1"), a("1")], entry("1"));
+        c.insert(SCOPE, &[u("2"), a("2")], entry("2"));
+        // Re-inserting 1 makes it the most recent.
+        c.insert(SCOPE, &[u("1"), a("1")], entry("1b"));
+        assert_eq!(c.len(), 2);
+        c.insert(SCOPE, &[u("3"), a("3")], entry("3"));
+        assert_eq!(c.len(), 2);
+        assert_eq!(c.evictions(), 1);
+        assert!(
+            c.take(SCOPE, &[u("2"), a("2"), u("x")]).is_none(),
+            "2 was evicted"
+        );
+        assert_eq!(
+            c.take(SCOPE, &[u("1"), a("1"), u("x")]).unwrap().entry,
+            entry("1b")
+        );
+        assert!(c.take(SCOPE, &[u("3"), a("3"), u("x")]).is_some());
+    }
+
+    #[test]
+    fn disabled_cache_stores_nothing() {
+        let c = SessionCache::new(0, TTL);
+        assert!(!c.insert(SCOPE, &[u("1"), a("1")], entry("1")));
+        assert!(c.take(SCOPE, &[u("1"), a("1"), u("x")]).is_none());
+        assert_eq!(c.len(), 0);
+    }
+
+    #[test]
+    fn invalidate_instance_drops_only_its_entries() {
+        let c = SessionCache::new(10, TTL);
+        let on = |inst: &str, sid: &str| SessionEntry {
+            instance: inst.into(),
+            session_id: sid.into(),
+            instance_epoch: 0,
+        };
+        c.insert(SCOPE, &[u("1"), a("1")], on("inst-0", "a"));
+        c.insert(SCOPE, &[u("2"), a("2")], on("inst-1", "b"));
+        c.insert(SCOPE, &[u("3"), a("3")], on("inst-0", "c"));
+        assert_eq!(c.invalidate_instance("inst-0"), 2);
+        assert_eq!(c.len(), 1);
+        assert_eq!(c.stats().invalidations, 2);
+        assert!(c.take(SCOPE, &[u("1"), a("1"), u("x")]).is_none());
+        assert!(c.take(SCOPE, &[u("2"), a("2"), u("x")]).is_some());
+        // Order bookkeeping stayed consistent: filling up evicts correctly.
+        let small = SessionCache::new(1, TTL);
+        small.insert(SCOPE, &[u("1"), a("1")], on("inst-0", "a"));
+        small.invalidate_instance("inst-0");
+        small.insert(SCOPE, &[u("2"), a("2")], on("inst-1", "b"));
+        assert_eq!(small.evictions(), 0);
+        assert_eq!(small.len(), 1);
+    }
+
+    #[test]
+    fn clear_empties() {
+        let c = SessionCache::new(10, TTL);
+        c.insert(SCOPE, &[u("1"), a("1")], entry("1"));
+        c.clear();
+        assert!(c.is_empty());
+        assert!(c.take(SCOPE, &[u("1"), a("1"), u("x")]).is_none());
+    }
+
+    #[test]
+    fn concurrent_use_is_consistent() {
+        let c = std::sync::Arc::new(SessionCache::new(1000, TTL));
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                let c = c.clone();
+                std::thread::spawn(move || {
+                    for i in 0..200 {
+                        let conv = [u(&format!("{t}-{i}")), a("ok")];
+                        c.insert(SCOPE, &conv, entry("S"));
+                        let next = [conv[0].clone(), conv[1].clone(), u("x")];
+                        assert!(c.take(SCOPE, &next).is_some());
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(c.hits(), 800);
+        assert!(c.is_empty());
+    }
+}
