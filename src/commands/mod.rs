@@ -6,7 +6,7 @@ pub mod chat;
 pub mod generate;
 pub mod models;
 pub mod probe;
-// GATEWAY-WIRING pub mod serve;
+pub mod serve;
 pub mod sim;
 
 use std::io::IsTerminal;
@@ -112,8 +112,7 @@ pub fn run(cli: Cli) -> ExitCode {
 async fn dispatch(cli: Cli, sources: &Sources<'_>) -> anyhow::Result<ExitCode> {
     let verbose = cli.global.verbose > 0;
     match cli.command {
-        // GATEWAY-WIRING
-        Command::Serve(_) => Err(UsageError("serve is being wired".into()).into()),
+        Command::Serve(args) => serve::run(args, sources).await,
         Command::Models(args) => models::run(args, sources).await,
         Command::Chat(args) => chat::run(args, sources, verbose).await,
         Command::Probe(args) => probe::run(args, sources).await,

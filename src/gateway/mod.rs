@@ -1,9 +1,19 @@
-//! The OpenAI-compatible HTTP gateway.
-pub mod admission;
-pub mod auth;
+//! The OpenAI-compatible HTTP gateway: `router.rs` holds the route table and request middleware,
+//! `state.rs` the shared state; one file per endpoint family (`chat.rs`, `models.rs`,
+//! `health.rs`, `admin.rs`) and one per building block (`error.rs`, `schema.rs`, `auth.rs`,
+//! `admission.rs`, `session_cache.rs`, `metrics.rs`, `usage.rs`, `limits.rs`).
+
+pub mod admin;
+pub mod chat;
+pub mod health;
+pub mod models;
+pub mod router;
+pub mod state;
 pub mod error;
-pub mod limits;
-pub mod metrics;
-pub mod schema;
-pub mod session_cache;
 pub mod usage;
+pub mod schema;
+pub mod auth;
+pub mod admission;
+pub mod session_cache;
+pub mod metrics;
+pub mod limits;

@@ -1,0 +1,149 @@
+//! `lingma-gw serve`: resolve settings, start the pool, bind, print `listening on http://ADDR`,
+//! serve until SIGTERM/SIGINT, let running answers finish within the grace period, stop the pool.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::serve::ListenerExt;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::accounts::{instance_specs, parse_accounts};
+use crate::cli::ServeArgs;
+use crate::gateway::admission::Admission;
+use crate::gateway::auth::AuthConfig;
+use crate::gateway::metrics::Metrics;
+use crate::gateway::session_cache::SessionCache;
+use crate::gateway::state::{AppState, GatewayConfig};
+use crate::gateway::router;
+use crate::lingma::discovery::LingmaBinary;
+use crate::pool::{Backoff, Pool, PoolConfig};
+use crate::settings::{ServeSettings, Sources};
+
+use super::UsageError;
+
+pub async fn run(args: ServeArgs, sources: &Sources<'_>) -> anyhow::Result<ExitCode> {
+    let s = ServeSettings::resolve(&args, sources)?;
+    let binary = LingmaBinary::resolve(&s.lingma.binary).map_err(|e| UsageError(e.to_string()))?;
+    let accounts = match &s.accounts {
+        Some(a) => Some(parse_accounts(a).map_err(|e| UsageError(e.to_string()))?),
+        None => None,
+    };
+    let specs = instance_specs(accounts.as_deref(), s.instances, s.session_bundle.as_ref())
+        .map_err(|e| UsageError(e.to_string()))?;
+    let auth = AuthConfig {
+        api_keys: s.api_keys.clone(),
+        admin_token: s.admin_token.clone(),
+        metrics_token: s.metrics_token.clone(),
+        metrics_public: s.metrics_public,
+    };
+    if auth.admin_falls_back_to_api_keys() {
+        tracing::warn!("ADMIN_TOKEN is not set: /internal endpoints accept the client API keys");
+    } else if auth.admin_is_open() {
+        tracing::warn!("no ADMIN_TOKEN and no API keys: /internal endpoints are open to anyone who can reach this address");
+    }
+    // Bind before starting Lingma so a taken port fails fast, without spawning anything.
+    let addr = format!("{}:{}", s.host, s.port);
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    let local = listener.local_addr()?;
+
+    let pool = Pool::start(PoolConfig {
+        binary,
+        work_root: s.lingma.work_dir.clone(),
+        instances: specs,
+        socket_port: s.lingma.socket_port,
+        startup_timeout: s.lingma.startup_timeout,
+        connections_per_instance: s.lingma.connections_per_instance,
+        health_interval: s.lingma.health_interval,
+        health_failures: 3,
+        client: s.lingma.client.clone(),
+        stop_grace: Duration::from_secs(5),
+        backoff: Backoff::default(),
+    })?;
+    pool.wait_settled(s.lingma.startup_timeout + Duration::from_secs(1))
+        .await;
+    for snap in pool.snapshots() {
+        tracing::info!(instance = %snap.name, state = %snap.state, user = snap.user.as_deref().unwrap_or(""), "instance started");
+    }
+
+    let shutdown = CancellationToken::new();
+    let state = AppState {
+        pool: pool.clone(),
+        auth: Arc::new(auth),
+        admission: Arc::new(Admission::new(s.max_in_flight, s.queue_timeout)),
+        sessions: Arc::new(SessionCache::new(
+            s.session_cache_max_entries,
+            s.session_cache_ttl,
+        )),
+        metrics: Arc::new(Metrics::new()),
+        config: Arc::new(GatewayConfig {
+            default_model: s.default_model.clone(),
+            ask_mode: s.ask_mode,
+            session_reuse: s.session_reuse,
+            body_limit: s.body_limit,
+            queue_timeout: s.queue_timeout,
+            instance_wait: s.queue_timeout,
+        }),
+        shutdown: shutdown.clone(),
+        tracker: TaskTracker::new(),
+    };
+    let app = router::build(state.clone());
+    let listener = listener.tap_io(|tcp| {
+        // One SSE event per delta must leave at once (design: no batching).
+        let _ = tcp.set_nodelay(true);
+    });
+    println!("listening on http://{local}");
+    tracing::info!(addr = %local, instances = s.instances, "gateway listening");
+
+    let signal = shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down: no new requests; letting running answers finish");
+        signal.cancel();
+    });
+    let graceful = shutdown.clone();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        graceful.cancelled().await;
+    });
+    let mut server = tokio::spawn(server.into_future());
+    shutdown.cancelled().await;
+    match tokio::time::timeout(s.shutdown_grace, &mut server).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "server error during shutdown"),
+        Ok(Err(e)) => tracing::warn!(error = %e, "server task failed"),
+        Err(_) => {
+            tracing::warn!(
+                grace_sec = s.shutdown_grace.as_secs_f64(),
+                "grace period over; closing the remaining streams"
+            );
+            server.abort();
+            let _ = server.await;
+        }
+    }
+    state.admission.close();
+    state.tracker.close();
+    state.tracker.wait().await;
+    pool.shutdown().await;
+    tracing::info!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGTERM");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

@@ -1,0 +1,79 @@
+//! `/healthz` (pool summary, 200 while one instance is ready), `/readyz`, and `/metrics`.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use super::auth;
+use super::error::GatewayError;
+use super::state::AppState;
+use crate::pool::InstanceState;
+
+pub async fn healthz(State(st): State<AppState>) -> Response {
+    let snaps = st.pool.snapshots();
+    let ready = snaps.iter().filter(|s| s.state == InstanceState::Ready).count();
+    let instances: Vec<_> = snaps
+        .iter()
+        .map(|s| {
+            json!({
+                "name": s.name, "state": s.state, "in_flight": s.in_flight,
+                "capacity": s.capacity, "restarts": s.restarts, "user": s.user,
+            })
+        })
+        .collect();
+    let status = if ready > 0 && !st.shutdown.is_cancelled() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = json!({
+        "status": if status == StatusCode::OK { "ok" } else { "unavailable" },
+        "ready_instances": ready,
+        "instances": instances,
+        "in_flight": st.admission.in_flight(),
+        "waiting": st.admission.waiting(),
+        "capacity": st.admission.capacity(),
+        "uptime_sec": st.pool.uptime().as_secs(),
+        "version": env!("CARGO_PKG_VERSION"),
+    });
+    (status, Json(body)).into_response()
+}
+
+pub async fn readyz(State(st): State<AppState>) -> Response {
+    if st.pool.any_ready() && !st.shutdown.is_cancelled() {
+        (StatusCode::OK, Json(json!({"status": "ready"}))).into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "not_ready"}))).into_response()
+    }
+}
+
+pub async fn metrics(State(st): State<AppState>, headers: HeaderMap) -> Result<Response, GatewayError> {
+    auth::check_metrics(&st.auth, &headers)?;
+    sync_metrics(&st);
+    let mut resp = st.metrics.render().into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    Ok(resp)
+}
+
+/// Copies pool, admission and session-cache state into the registry just before a scrape, so the
+/// request path never touches these gauges.
+fn sync_metrics(st: &AppState) {
+    let states: Vec<&str> = InstanceState::ALL.iter().map(|s| s.as_str()).collect();
+    for snap in st.pool.snapshots() {
+        st.metrics
+            .set_instance_state(&snap.name, snap.state.as_str(), &states);
+        let restarts = st.metrics.instance_restarts.with_label_values(&[&snap.name]);
+        let seen = restarts.get();
+        if snap.restarts > seen {
+            restarts.inc_by(snap.restarts - seen);
+        }
+    }
+    st.metrics
+        .sync_admission(st.admission.waiting(), st.admission.rejected_total());
+    st.metrics.sync_session_cache(&st.sessions.stats());
+}
