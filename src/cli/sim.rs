@@ -16,6 +16,8 @@ use crate::sim::config::{
 };
 use crate::sim::directives::parse_list;
 
+// Parsed once per process; boxing would only obscure the clap definitions.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, Subcommand)]
 pub enum SimCommand {
     /// Start a simulated Lingma (same flags as `Lingma start`, plus simulator knobs).

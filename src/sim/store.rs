@@ -262,6 +262,8 @@ pub struct ChatSession {
     pub started: bool,
 }
 
+// Built and serialised one at a time, never stored in bulk.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 enum JournalOp {
@@ -404,7 +406,7 @@ impl SessionStore {
     /// Newest first.
     pub fn list(&self) -> Vec<&ChatSession> {
         let mut v: Vec<&ChatSession> = self.sessions.values().collect();
-        v.sort_by(|a, b| b.gmt_modified.cmp(&a.gmt_modified));
+        v.sort_by_key(|s| std::cmp::Reverse(s.gmt_modified));
         v
     }
 
