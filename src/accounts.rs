@@ -115,18 +115,35 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("acc.json");
         std::fs::write(&f, r#"[{"name":"bob"}]"#).unwrap();
-        assert_eq!(parse_accounts(f.to_str().unwrap()).unwrap()[0].name.as_deref(), Some("bob"));
+        assert_eq!(
+            parse_accounts(f.to_str().unwrap()).unwrap()[0]
+                .name
+                .as_deref(),
+            Some("bob")
+        );
     }
 
     #[test]
     fn rejects_bad_accounts() {
         assert!(matches!(parse_accounts("[]"), Err(AccountsError::Empty)));
-        assert!(matches!(parse_accounts("[{\"nmae\":1}]"), Err(AccountsError::Parse(_))));
-        assert!(matches!(parse_accounts("/no/such/file"), Err(AccountsError::Read { .. })));
+        assert!(matches!(
+            parse_accounts("[{\"nmae\":1}]"),
+            Err(AccountsError::Parse(_))
+        ));
+        assert!(matches!(
+            parse_accounts("/no/such/file"),
+            Err(AccountsError::Read { .. })
+        ));
         let dup = parse_accounts(r#"[{"name":"a"},{"name":"a"}]"#).unwrap();
-        assert!(matches!(instance_specs(Some(&dup), 0, None), Err(AccountsError::Duplicate(_))));
+        assert!(matches!(
+            instance_specs(Some(&dup), 0, None),
+            Err(AccountsError::Duplicate(_))
+        ));
         let bad = parse_accounts(r#"[{"name":"../x"}]"#).unwrap();
-        assert!(matches!(instance_specs(Some(&bad), 0, None), Err(AccountsError::BadName(_))));
+        assert!(matches!(
+            instance_specs(Some(&bad), 0, None),
+            Err(AccountsError::BadName(_))
+        ));
     }
 
     #[test]
@@ -134,6 +151,10 @@ mod tests {
         let specs = instance_specs(None, 3, Some(&PathBuf::from("/seed"))).unwrap();
         let names: Vec<_> = specs.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(names, ["inst-0", "inst-1", "inst-2"]);
-        assert!(specs.iter().all(|s| s.seed_dir == Some(PathBuf::from("/seed"))));
+        assert!(
+            specs
+                .iter()
+                .all(|s| s.seed_dir == Some(PathBuf::from("/seed")))
+        );
     }
 }

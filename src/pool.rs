@@ -165,7 +165,10 @@ pub enum Selection {
     Any,
     /// The same instance for the same key while it is ready (rendezvous hashing). `strict`: wait
     /// for that instance even when it is busy (it holds the conversation's upstream session).
-    Affinity { key: String, strict: bool },
+    Affinity {
+        key: String,
+        strict: bool,
+    },
     Named(String),
 }
 
@@ -233,8 +236,12 @@ impl Instance {
         drop(st);
         if old != state {
             match &error {
-                Some(e) => tracing::warn!(instance = %self.spec.name, from = %old, to = %state, error = %e, "instance state"),
-                None => tracing::info!(instance = %self.spec.name, from = %old, to = %state, "instance state"),
+                Some(e) => {
+                    tracing::warn!(instance = %self.spec.name, from = %old, to = %state, error = %e, "instance state")
+                }
+                None => {
+                    tracing::info!(instance = %self.spec.name, from = %old, to = %state, "instance state")
+                }
             }
         }
         self.state_tx.send_replace(state);
@@ -253,7 +260,11 @@ impl Instance {
             restarts: st.restarts,
             epoch: st.epoch,
             account: self.spec.account.clone(),
-            user: st.auth.as_ref().filter(|a| a.logged_in()).map(|a| a.name.clone()),
+            user: st
+                .auth
+                .as_ref()
+                .filter(|a| a.logged_in())
+                .map(|a| a.name.clone()),
             models: st.models.models.len(),
             last_error: st.last_error.clone(),
             work_dir: self.work_dir.clone(),
@@ -430,7 +441,9 @@ impl Pool {
     }
 
     pub fn any_ready(&self) -> bool {
-        self.instances.iter().any(|i| i.state() == InstanceState::Ready)
+        self.instances
+            .iter()
+            .any(|i| i.state() == InstanceState::Ready)
     }
 
     fn find(&self, name: &str) -> Result<&Arc<Instance>, PoolError> {
@@ -573,12 +586,16 @@ impl Pool {
                     instance: inst.spec.name.clone(),
                     reason: "instance has no ports yet".into(),
                 })?;
-                LingmaClient::connect(&ports.ws_url(), &workspace(&inst.work_dir), self.client_opts.clone())
-                    .await
-                    .map_err(|e| PoolError::Connect {
-                        instance: inst.spec.name.clone(),
-                        reason: e.to_string(),
-                    })?
+                LingmaClient::connect(
+                    &ports.ws_url(),
+                    &workspace(&inst.work_dir),
+                    self.client_opts.clone(),
+                )
+                .await
+                .map_err(|e| PoolError::Connect {
+                    instance: inst.spec.name.clone(),
+                    reason: e.to_string(),
+                })?
             }
         };
         inst.in_flight.fetch_add(1, Ordering::Relaxed);
@@ -712,7 +729,10 @@ impl Supervisor {
                     return Ok(Ports { socket, http });
                 }
             }
-            return Err(format!("no free port pair in {base}..{}", base.saturating_add(400)));
+            return Err(format!(
+                "no free port pair in {base}..{}",
+                base.saturating_add(400)
+            ));
         }
         for _ in 0..50 {
             let socket = free_port().map_err(|e| e.to_string())?;
@@ -781,15 +801,16 @@ impl Supervisor {
                 crashed: true,
             };
         }
-        let mut proc = match LingmaProcess::spawn(&self.cfg.binary, &self.inst.work_dir, ports, name) {
-            Ok(p) => p,
-            Err(e) => {
-                return RunEnd::Restart {
-                    reason: e.to_string(),
-                    crashed: true,
-                };
-            }
-        };
+        let mut proc =
+            match LingmaProcess::spawn(&self.cfg.binary, &self.inst.work_dir, ports, name) {
+                Ok(p) => p,
+                Err(e) => {
+                    return RunEnd::Restart {
+                        reason: e.to_string(),
+                        crashed: true,
+                    };
+                }
+            };
         {
             let mut st = lock(&self.inst.status);
             st.pid = Some(proc.pid());
@@ -827,7 +848,8 @@ impl Supervisor {
         // Open the chat connections now so the first chats do not pay for the handshake.
         let mut warm = Vec::new();
         for _ in 0..self.cfg.connections_per_instance {
-            match LingmaClient::connect(&ports.ws_url(), &workspace, self.cfg.client.clone()).await {
+            match LingmaClient::connect(&ports.ws_url(), &workspace, self.cfg.client.clone()).await
+            {
                 Ok(c) => warm.push((epoch, c)),
                 Err(e) => {
                     tracing::debug!(instance = %name, error = %e, "could not pre-open a connection");
@@ -842,7 +864,8 @@ impl Supervisor {
         let mut drained = false;
         if let Err(e) = self.refresh(&health, drained).await {
             failures += 1;
-            self.inst.set_state(InstanceState::Unhealthy, Some(e.to_string()));
+            self.inst
+                .set_state(InstanceState::Unhealthy, Some(e.to_string()));
         }
         let mut tick = tokio::time::interval(self.cfg.health_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -1042,6 +1065,9 @@ mod tests {
         assert!(!wd.path().join("logs").exists());
         std::fs::write(wd.path().join("cache/user"), b"mine").unwrap();
         seed_work_dir(wd.path(), Some(seed.path())).unwrap();
-        assert_eq!(std::fs::read(wd.path().join("cache/user")).unwrap(), b"mine");
+        assert_eq!(
+            std::fs::read(wd.path().join("cache/user")).unwrap(),
+            b"mine"
+        );
     }
 }

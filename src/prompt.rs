@@ -123,10 +123,7 @@ mod tests {
 
     #[test]
     fn follow_up_sends_only_new_turn() {
-        assert_eq!(
-            build_follow_up(&[Message::new(Role::User, "next")]),
-            "next"
-        );
+        assert_eq!(build_follow_up(&[Message::new(Role::User, "next")]), "next");
         let two = [
             Message {
                 role: Role::Tool,

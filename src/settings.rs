@@ -69,7 +69,10 @@ pub struct ConfigFile {
 
 impl ConfigFile {
     /// Loads `explicit` (which must exist), else the default location if it exists, else nothing.
-    pub fn load(explicit: Option<&Path>, env: &dyn Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
+    pub fn load(
+        explicit: Option<&Path>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, SettingsError> {
         let explicit = explicit
             .map(Path::to_path_buf)
             .or_else(|| env("LINGMA_GW_CONFIG").map(PathBuf::from));
@@ -123,11 +126,15 @@ impl Sources<'_> {
     {
         match (self.env)(name).filter(|v| !v.trim().is_empty()) {
             None => Ok(None),
-            Some(v) => v.trim().parse().map(Some).map_err(|e: T::Err| SettingsError::BadEnv {
-                name,
-                value: v,
-                reason: e.to_string(),
-            }),
+            Some(v) => v
+                .trim()
+                .parse()
+                .map(Some)
+                .map_err(|e: T::Err| SettingsError::BadEnv {
+                    name,
+                    value: v,
+                    reason: e.to_string(),
+                }),
         }
     }
 
@@ -265,7 +272,11 @@ impl LingmaSettings {
         let work_dir = a
             .work_dir
             .clone()
-            .or_else(|| (src.env)("LINGMA_WORK_DIR").filter(|s| !s.is_empty()).map(PathBuf::from))
+            .or_else(|| {
+                (src.env)("LINGMA_WORK_DIR")
+                    .filter(|s| !s.is_empty())
+                    .map(PathBuf::from)
+            })
             .or_else(|| f.work_dir.clone())
             .unwrap_or_else(default_work_dir);
         let socket_port = src.env("LINGMA_SOCKET_PORT")?.or(f.socket_port);
@@ -273,7 +284,10 @@ impl LingmaSettings {
             .env_secs("LINGMA_STARTUP_TIMEOUT")?
             .or(f.startup_timeout)
             .unwrap_or(30.0);
-        let rpc = src.env_secs("LINGMA_RPC_TIMEOUT")?.or(f.rpc_timeout).unwrap_or(30.0);
+        let rpc = src
+            .env_secs("LINGMA_RPC_TIMEOUT")?
+            .or(f.rpc_timeout)
+            .unwrap_or(30.0);
         let first_token = src
             .env_secs("LINGMA_FIRST_TOKEN_TIMEOUT")?
             .or(f.first_token_timeout)
@@ -363,7 +377,9 @@ impl ServeSettings {
             None => src.env("INSTANCE_COUNT")?.or(f.instances).unwrap_or(1),
         };
         if instances == 0 {
-            return Err(SettingsError::Invalid("--instances must be at least 1".into()));
+            return Err(SettingsError::Invalid(
+                "--instances must be at least 1".into(),
+            ));
         }
         let api_keys: Vec<String> = if !a.api_keys.is_empty() {
             a.api_keys.clone()
@@ -398,7 +414,9 @@ impl ServeSettings {
                 .unwrap_or(instances * lingma.connections_per_instance),
         };
         if max_in_flight == 0 {
-            return Err(SettingsError::Invalid("--max-in-flight must be at least 1".into()));
+            return Err(SettingsError::Invalid(
+                "--max-in-flight must be at least 1".into(),
+            ));
         }
         let queue_timeout = match a.queue_timeout {
             Some(s) => s,
@@ -440,7 +458,11 @@ impl ServeSettings {
         let session_bundle = a
             .session_bundle
             .clone()
-            .or_else(|| (src.env)("LINGMA_SESSION_BUNDLE").filter(|s| !s.is_empty()).map(PathBuf::from))
+            .or_else(|| {
+                (src.env)("LINGMA_SESSION_BUNDLE")
+                    .filter(|s| !s.is_empty())
+                    .map(PathBuf::from)
+            })
             .or_else(|| f.session_bundle.clone());
         let grace = match a.shutdown_grace {
             Some(s) => s,
@@ -503,16 +525,29 @@ mod tests {
     use clap::Parser;
     use std::collections::HashMap;
 
-    fn serve(argv: &[&str], env: &[(&str, &str)], file: ConfigFile) -> Result<ServeSettings, SettingsError> {
+    fn serve(
+        argv: &[&str],
+        env: &[(&str, &str)],
+        file: ConfigFile,
+    ) -> Result<ServeSettings, SettingsError> {
         let mut full = vec!["lingma-gw", "serve"];
         full.extend_from_slice(argv);
         let cli = Cli::try_parse_from(full).unwrap();
         let Command::Serve(args) = cli.command else {
             unreachable!()
         };
-        let map: HashMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         let lookup = move |k: &str| map.get(k).cloned();
-        ServeSettings::resolve(&args, &Sources { env: &lookup, file: &file })
+        ServeSettings::resolve(
+            &args,
+            &Sources {
+                env: &lookup,
+                file: &file,
+            },
+        )
     }
 
     #[test]
@@ -537,7 +572,12 @@ mod tests {
             queue_timeout: Some(5.0),
             ..Default::default()
         };
-        let s = serve(&["--port", "9000"], &[("GATEWAY_PORT", "8500"), ("INSTANCE_COUNT", "2")], file.clone()).unwrap();
+        let s = serve(
+            &["--port", "9000"],
+            &[("GATEWAY_PORT", "8500"), ("INSTANCE_COUNT", "2")],
+            file.clone(),
+        )
+        .unwrap();
         assert_eq!(s.port, 9000);
         assert_eq!(s.instances, 2);
         assert_eq!(s.default_model.as_deref(), Some("file-model"));
@@ -591,15 +631,30 @@ mod tests {
 
     #[test]
     fn sim_flag_beats_lingma_bin_env() {
-        let s = serve(&["--sim"], &[("LINGMA_BIN", "/opt/Lingma")], ConfigFile::default()).unwrap();
+        let s = serve(
+            &["--sim"],
+            &[("LINGMA_BIN", "/opt/Lingma")],
+            ConfigFile::default(),
+        )
+        .unwrap();
         assert_eq!(s.lingma.binary, BinaryChoice::Sim);
     }
 
     #[test]
     fn session_reuse_flags() {
-        let s = serve(&["--no-session-reuse"], &[("SESSION_REUSE_ENABLED", "1")], ConfigFile::default()).unwrap();
+        let s = serve(
+            &["--no-session-reuse"],
+            &[("SESSION_REUSE_ENABLED", "1")],
+            ConfigFile::default(),
+        )
+        .unwrap();
         assert!(!s.session_reuse);
-        let s = serve(&["--session-reuse"], &[("SESSION_REUSE_ENABLED", "0")], ConfigFile::default()).unwrap();
+        let s = serve(
+            &["--session-reuse"],
+            &[("SESSION_REUSE_ENABLED", "0")],
+            ConfigFile::default(),
+        )
+        .unwrap();
         assert!(s.session_reuse);
     }
 
@@ -607,10 +662,20 @@ mod tests {
     fn bad_values_are_errors_not_defaults() {
         assert!(matches!(
             serve(&[], &[("GATEWAY_PORT", "eighty")], ConfigFile::default()),
-            Err(SettingsError::BadEnv { name: "GATEWAY_PORT", .. })
+            Err(SettingsError::BadEnv {
+                name: "GATEWAY_PORT",
+                ..
+            })
         ));
         assert!(serve(&[], &[("METRICS_PUBLIC", "maybe")], ConfigFile::default()).is_err());
-        assert!(serve(&[], &[("GATEWAY_QUEUE_TIMEOUT_SEC", "-1")], ConfigFile::default()).is_err());
+        assert!(
+            serve(
+                &[],
+                &[("GATEWAY_QUEUE_TIMEOUT_SEC", "-1")],
+                ConfigFile::default()
+            )
+            .is_err()
+        );
         assert!(serve(&[], &[("DEFAULT_ASK_MODE", "yolo")], ConfigFile::default()).is_err());
         assert!(serve(&["--instances", "0"], &[], ConfigFile::default()).is_err());
     }
@@ -618,29 +683,70 @@ mod tests {
     #[test]
     fn non_loopback_without_keys_is_refused() {
         assert!(serve(&["--host", "0.0.0.0"], &[], ConfigFile::default()).is_err());
-        assert!(serve(&["--host", "0.0.0.0", "--api-key", "k"], &[], ConfigFile::default()).is_ok());
-        assert!(serve(&["--host", "0.0.0.0", "--allow-unauthenticated"], &[], ConfigFile::default()).is_ok());
+        assert!(
+            serve(
+                &["--host", "0.0.0.0", "--api-key", "k"],
+                &[],
+                ConfigFile::default()
+            )
+            .is_ok()
+        );
+        assert!(
+            serve(
+                &["--host", "0.0.0.0", "--allow-unauthenticated"],
+                &[],
+                ConfigFile::default()
+            )
+            .is_ok()
+        );
         assert!(serve(&["--host", "::1"], &[], ConfigFile::default()).is_ok());
     }
 
     #[test]
     fn config_file_parses_and_rejects_unknown_keys() {
-        let f: ConfigFile = toml::from_str("port = 1234\napi_keys = [\"x\"]\nsim = true\n").unwrap();
+        let f: ConfigFile =
+            toml::from_str("port = 1234\napi_keys = [\"x\"]\nsim = true\n").unwrap();
         assert_eq!(f.port, Some(1234));
         assert!(toml::from_str::<ConfigFile>("prot = 1").is_err());
     }
 
     #[test]
     fn log_settings_precedence() {
-        let g = |v: u8, q: bool| GlobalArgs { config: None, verbose: v, quiet: q, log_format: None };
-        let file = ConfigFile { log_level: Some("warn".into()), ..Default::default() };
+        let g = |v: u8, q: bool| GlobalArgs {
+            config: None,
+            verbose: v,
+            quiet: q,
+            log_format: None,
+        };
+        let file = ConfigFile {
+            log_level: Some("warn".into()),
+            ..Default::default()
+        };
         let env = |k: &str| (k == "LOG_LEVEL").then(|| "DEBUG".to_string());
         let none = |_: &str| None;
-        let src = Sources { env: &env, file: &file };
-        assert_eq!(LogSettings::resolve(&g(0, false), &src).unwrap().filter, "debug");
-        assert_eq!(LogSettings::resolve(&g(2, false), &src).unwrap().filter, "trace");
-        assert_eq!(LogSettings::resolve(&g(0, true), &src).unwrap().filter, "error");
-        let src = Sources { env: &none, file: &file };
-        assert_eq!(LogSettings::resolve(&g(0, false), &src).unwrap().filter, "warn");
+        let src = Sources {
+            env: &env,
+            file: &file,
+        };
+        assert_eq!(
+            LogSettings::resolve(&g(0, false), &src).unwrap().filter,
+            "debug"
+        );
+        assert_eq!(
+            LogSettings::resolve(&g(2, false), &src).unwrap().filter,
+            "trace"
+        );
+        assert_eq!(
+            LogSettings::resolve(&g(0, true), &src).unwrap().filter,
+            "error"
+        );
+        let src = Sources {
+            env: &none,
+            file: &file,
+        };
+        assert_eq!(
+            LogSettings::resolve(&g(0, false), &src).unwrap().filter,
+            "warn"
+        );
     }
 }

@@ -34,7 +34,10 @@ fn ask(q: &str) -> ChatRequest {
 }
 
 /// Collects all events; returns the answer deltas, reasoning deltas and the outcome.
-async fn run(client: &LingmaClient, req: ChatRequest) -> (Vec<String>, String, Result<ChatFinish, ChatError>) {
+async fn run(
+    client: &LingmaClient,
+    req: ChatRequest,
+) -> (Vec<String>, String, Result<ChatFinish, ChatError>) {
     let mut stream = client.chat(req).await.expect("ask accepted");
     let mut deltas = Vec::new();
     let mut reasoning = String::new();
@@ -63,9 +66,16 @@ async fn full_session_initialize_status_models_chat_follow_up() {
     assert!(models.get("dashscope_qwen3_coder").is_some());
     assert!(models.registry_default().is_some());
 
-    let (deltas, _, fin) = run(&client, ask("Reply with exactly: the quick brown fox jumps")).await;
+    let (deltas, _, fin) = run(
+        &client,
+        ask("Reply with exactly: the quick brown fox jumps"),
+    )
+    .await;
     let fin = fin.unwrap();
-    assert!(deltas.len() > 1, "answer should stream in several deltas: {deltas:?}");
+    assert!(
+        deltas.len() > 1,
+        "answer should stream in several deltas: {deltas:?}"
+    );
     assert_eq!(deltas.concat(), "the quick brown fox jumps");
     assert_eq!(fin.answer, "the quick brown fox jumps");
     assert_eq!(fin.ended_by, EndedBy::Finish);
@@ -123,7 +133,10 @@ async fn logged_out_status_models_and_chat() {
 async fn stop_mid_stream_ends_cancelled() {
     let sim = Sim::start(&[]);
     let client = connect(&sim, opts()).await;
-    let mut stream = client.chat(ask("[[sim:len=400,delay=20]] long")).await.unwrap();
+    let mut stream = client
+        .chat(ask("[[sim:len=400,delay=20]] long"))
+        .await
+        .unwrap();
     let mut got = 0;
     let fin = loop {
         match stream.next().await.unwrap().unwrap() {
@@ -146,7 +159,10 @@ async fn stop_mid_stream_ends_cancelled() {
 async fn dropping_a_stream_sends_stop() {
     let sim = Sim::start(&[]);
     let client = connect(&sim, opts()).await;
-    let mut stream = client.chat(ask("[[sim:len=400,delay=20]] long")).await.unwrap();
+    let mut stream = client
+        .chat(ask("[[sim:len=400,delay=20]] long"))
+        .await
+        .unwrap();
     let _ = stream.next().await;
     drop(stream);
     assert!(common::wait_until(Duration::from_secs(5), || sim
@@ -159,7 +175,11 @@ async fn dropping_a_stream_sends_stop() {
 async fn crash_mid_stream_is_a_connection_error() {
     let mut sim = Sim::start(&[]);
     let client = connect(&sim, opts()).await;
-    let (deltas, _, out) = run(&client, ask("[[sim:crash,after=2]] Reply with exactly: a b c d e f g h i j k l")).await;
+    let (deltas, _, out) = run(
+        &client,
+        ask("[[sim:crash,after=2]] Reply with exactly: a b c d e f g h i j k l"),
+    )
+    .await;
     assert!(matches!(out, Err(ChatError::ConnectionLost)), "{out:?}");
     assert!(!deltas.is_empty());
     let status = sim.wait_exit(Duration::from_secs(5)).expect("sim exited");
@@ -172,7 +192,11 @@ async fn crash_mid_stream_is_a_connection_error() {
 async fn close_mid_stream_is_a_connection_error() {
     let sim = Sim::start(&[]);
     let client = connect(&sim, opts()).await;
-    let (_, _, out) = run(&client, ask("[[sim:close,after=1]] Reply with exactly: one two three four five")).await;
+    let (_, _, out) = run(
+        &client,
+        ask("[[sim:close,after=1]] Reply with exactly: one two three four five"),
+    )
+    .await;
     assert!(matches!(out, Err(ChatError::ConnectionLost)), "{out:?}");
 }
 
@@ -189,7 +213,9 @@ async fn error_finish_carries_the_status() {
     }
     let (_, _, out) = run(&client, ask("[[sim:quota]] hi")).await;
     match out {
-        Err(ChatError::Upstream { reason, .. }) => assert!(reason.to_lowercase().contains("quota"), "{reason}"),
+        Err(ChatError::Upstream { reason, .. }) => {
+            assert!(reason.to_lowercase().contains("quota"), "{reason}")
+        }
         other => panic!("expected quota error, got {other:?}"),
     }
 }
@@ -207,14 +233,27 @@ async fn unknown_model_finishes_with_an_error() {
         },
     )
     .await;
-    assert!(matches!(out, Err(ChatError::Upstream { status_code: 500, .. })), "{out:?}");
+    assert!(
+        matches!(
+            out,
+            Err(ChatError::Upstream {
+                status_code: 500,
+                ..
+            })
+        ),
+        "{out:?}"
+    );
 }
 
 #[tokio::test]
 async fn never_finish_ends_on_the_idle_gap() {
     let sim = Sim::start(&[]);
     let client = connect(&sim, opts()).await;
-    let (deltas, _, out) = run(&client, ask("[[sim:no-finish]] Reply with exactly: done here")).await;
+    let (deltas, _, out) = run(
+        &client,
+        ask("[[sim:no-finish]] Reply with exactly: done here"),
+    )
+    .await;
     let fin = out.unwrap();
     assert_eq!(fin.ended_by, EndedBy::IdleGap);
     assert_eq!(deltas.concat(), "done here");
@@ -251,14 +290,28 @@ async fn overwrite_and_retry_give_the_right_text_once() {
     let client = connect(&sim, opts()).await;
     for fault in ["overwrite", "retry"] {
         let text = "alpha beta gamma delta epsilon zeta eta theta";
-        let (deltas, _, out) = run(&client, ask(&format!("[[sim:{fault},after=2]] Reply with exactly: {text}"))).await;
+        let (deltas, _, out) = run(
+            &client,
+            ask(&format!(
+                "[[sim:{fault},after=2]] Reply with exactly: {text}"
+            )),
+        )
+        .await;
         let fin = out.unwrap();
         assert_eq!(fin.answer, text, "{fault}");
-        assert_eq!(deltas.concat(), text, "{fault}: streamed text must not repeat: {deltas:?}");
+        assert_eq!(
+            deltas.concat(),
+            text,
+            "{fault}: streamed text must not repeat: {deltas:?}"
+        );
     }
     // Legitimate repetition of the answer's start is delayed at most, never dropped.
     for text in ["ab ab ab ab", "abc abc", "x"] {
-        let (deltas, _, out) = run(&client, ask(&format!("[[sim:chunk=3]] Reply with exactly: {text}"))).await;
+        let (deltas, _, out) = run(
+            &client,
+            ask(&format!("[[sim:chunk=3]] Reply with exactly: {text}")),
+        )
+        .await;
         assert_eq!(out.unwrap().answer, text);
         assert_eq!(deltas.concat(), text);
     }
@@ -269,7 +322,13 @@ async fn split_and_batched_frames_are_decoded() {
     let sim = Sim::start(&[]);
     let client = connect(&sim, opts()).await;
     for fault in ["split", "batch"] {
-        let (_, _, out) = run(&client, ask(&format!("[[sim:{fault}]] Reply with exactly: framed {fault}"))).await;
+        let (_, _, out) = run(
+            &client,
+            ask(&format!(
+                "[[sim:{fault}]] Reply with exactly: framed {fault}"
+            )),
+        )
+        .await;
         assert_eq!(out.unwrap().answer, format!("framed {fault}"));
     }
 }
@@ -324,7 +383,10 @@ async fn off_by_one_quirk_and_its_workaround() {
 async fn busy_connection_is_a_typed_error() {
     let sim = Sim::start(&[]);
     let client = connect(&sim, opts()).await;
-    let _first = client.chat(ask("[[sim:len=200,delay=20]] long")).await.unwrap();
+    let _first = client
+        .chat(ask("[[sim:len=200,delay=20]] long"))
+        .await
+        .unwrap();
     let second = client.chat(ask("again")).await;
     assert!(matches!(second, Err(ChatError::Busy)), "{:?}", second.err());
 }
@@ -334,14 +396,22 @@ async fn login_flow_over_rpc() {
     let sim = Sim::start(&["--logged-out"]);
     let client = connect(&sim, opts()).await;
     let login = client.login_url().await.unwrap();
-    assert!(login.url.contains(&format!("port={}", sim.http)), "{}", login.url);
+    assert!(
+        login.url.contains(&format!("port={}", sim.http)),
+        "{}",
+        login.url
+    );
     let nonce = login.nonce.clone().expect("nonce");
     // A wrong nonce is refused; the real one logs in.
     assert!(client.auth_callback("bogus", "YQ==", "YQ==").await.is_err());
     use base64::Engine;
     let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
     client
-        .auth_callback(&nonce, &b64("uid-1\naid-1\nAlice"), &b64("pt-abc\nrt-def\n4102444800000"))
+        .auth_callback(
+            &nonce,
+            &b64("uid-1\naid-1\nAlice"),
+            &b64("pt-abc\nrt-def\n4102444800000"),
+        )
         .await
         .unwrap();
     let auth = client.auth_status().await.unwrap();
@@ -360,19 +430,31 @@ async fn login_flow_over_rpc() {
 async fn endpoint_get_and_update() {
     let sim = Sim::start(&[]);
     let client = connect(&sim, opts()).await;
-    client.update_endpoint("https://lingma.example.com").await.unwrap();
-    assert_eq!(client.get_endpoint().await.unwrap(), "https://lingma.example.com");
+    client
+        .update_endpoint("https://lingma.example.com")
+        .await
+        .unwrap();
+    assert_eq!(
+        client.get_endpoint().await.unwrap(),
+        "https://lingma.example.com"
+    );
 }
 
 #[tokio::test]
 async fn machine_token_header() {
     let sim = Sim::start(&["--machine-token", "tok-1"]);
     let ws = sim.work_dir.join("workspace");
-    assert!(LingmaClient::connect(&sim.ws_url(), &ws, opts()).await.is_err());
+    assert!(
+        LingmaClient::connect(&sim.ws_url(), &ws, opts())
+            .await
+            .is_err()
+    );
     let with = ClientOptions {
         machine_token: Some("tok-1".into()),
         ..opts()
     };
-    let client = LingmaClient::connect(&sim.ws_url(), &ws, with).await.unwrap();
+    let client = LingmaClient::connect(&sim.ws_url(), &ws, with)
+        .await
+        .unwrap();
     client.ping().await.unwrap();
 }

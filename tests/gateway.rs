@@ -55,25 +55,53 @@ async fn stream(g: &Gateway, mut body: Value) -> Vec<String> {
 
 fn assert_openai_error(v: &Value, kind: &str) {
     assert_eq!(v["error"]["type"], kind, "{v}");
-    assert!(v["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{v}");
-    assert!(v["error"].get("code").is_some() && v["error"].get("param").is_some(), "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{v}"
+    );
+    assert!(
+        v["error"].get("code").is_some() && v["error"].get("param").is_some(),
+        "{v}"
+    );
 }
 
 #[tokio::test]
 async fn models_list_and_lookup() {
     let g = Gateway::start(&[], &[]);
-    let v: Value = client().get(g.url("/v1/models")).send().await.unwrap().json().await.unwrap();
+    let v: Value = client()
+        .get(g.url("/v1/models"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(v["object"], "list");
-    let ids: Vec<&str> = v["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> = v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
     assert!(ids.contains(&"dashscope_qwen3_coder"), "{ids:?}");
     for name in ["dashscope_qwen3_coder", "Qwen3-Coder", "qwen3-coder"] {
-        let r = client().get(g.url(&format!("/v1/models/{name}"))).send().await.unwrap();
+        let r = client()
+            .get(g.url(&format!("/v1/models/{name}")))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 200, "{name}");
         let m: Value = r.json().await.unwrap();
         assert_eq!(m["id"], "dashscope_qwen3_coder");
         assert_eq!(m["object"], "model");
     }
-    let r = client().get(g.url("/v1/models/gpt-9")).send().await.unwrap();
+    let r = client()
+        .get(g.url("/v1/models/gpt-9"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 404);
     assert_openai_error(&r.json().await.unwrap(), "invalid_request_error");
 }
@@ -92,22 +120,39 @@ async fn chat_non_streaming_with_model_resolution_and_usage() {
     assert_eq!(v["choices"][0]["message"]["role"], "assistant");
     assert_eq!(v["choices"][0]["message"]["content"], "你好 world");
     assert_eq!(v["choices"][0]["finish_reason"], "stop");
-    assert!(v["choices"][0]["message"].get("reasoning_content").is_none());
+    assert!(
+        v["choices"][0]["message"]
+            .get("reasoning_content")
+            .is_none()
+    );
     let u = &v["usage"];
     assert!(u["prompt_tokens"].as_u64().unwrap() > 0);
-    assert!(u["completion_tokens"].as_u64().unwrap() >= 3, "CJK counts per character: {u}");
+    assert!(
+        u["completion_tokens"].as_u64().unwrap() >= 3,
+        "CJK counts per character: {u}"
+    );
     assert_eq!(
         u["total_tokens"].as_u64().unwrap(),
         u["prompt_tokens"].as_u64().unwrap() + u["completion_tokens"].as_u64().unwrap()
     );
     // Unknown and `default` models fall back to the default and say which was used.
-    let (s, v, _) = post(&g, json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]})).await;
+    let (s, v, _) = post(
+        &g,
+        json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
     assert_eq!(s, 200);
     assert_eq!(v["model"], "auto");
     // The flattened conversation reached Lingma with labels.
     let asked = asks(&g.instance_dir("inst-0"));
-    assert_eq!(asked[0]["questionText"], "[System]\nbe brief\n\n[User]\nReply with exactly: 你好 world");
-    assert_eq!(asked[0]["extra"]["modelConfig"]["key"], "dashscope_qwen3_coder");
+    assert_eq!(
+        asked[0]["questionText"],
+        "[System]\nbe brief\n\n[User]\nReply with exactly: 你好 world"
+    );
+    assert_eq!(
+        asked[0]["extra"]["modelConfig"]["key"],
+        "dashscope_qwen3_coder"
+    );
 }
 
 #[tokio::test]
@@ -115,16 +160,38 @@ async fn streaming_chunks_usage_only_when_asked() {
     let g = Gateway::start(&[], &[]);
     let events = stream(&g, user("Reply with exactly: one two three four five six")).await;
     assert_eq!(events.last().unwrap(), "[DONE]");
-    let chunks: Vec<Value> = events[..events.len() - 1].iter().map(|e| serde_json::from_str(e).unwrap()).collect();
+    let chunks: Vec<Value> = events[..events.len() - 1]
+        .iter()
+        .map(|e| serde_json::from_str(e).unwrap())
+        .collect();
     assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
-    let text: String = chunks.iter().filter_map(|c| c["choices"][0]["delta"]["content"].as_str()).collect();
+    let text: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect();
     assert_eq!(text, "one two three four five six");
-    let content_chunks = chunks.iter().filter(|c| c["choices"][0]["delta"]["content"].as_str().is_some_and(|t| !t.is_empty())).count();
+    let content_chunks = chunks
+        .iter()
+        .filter(|c| {
+            c["choices"][0]["delta"]["content"]
+                .as_str()
+                .is_some_and(|t| !t.is_empty())
+        })
+        .count();
     assert!(content_chunks > 2, "one SSE event per upstream delta");
     let last = chunks.last().unwrap();
     assert_eq!(last["choices"][0]["finish_reason"], "stop");
-    assert!(chunks.iter().all(|c| c.get("usage").is_none_or(Value::is_null)), "no usage unless asked");
-    assert!(chunks.iter().all(|c| c["object"] == "chat.completion.chunk"));
+    assert!(
+        chunks
+            .iter()
+            .all(|c| c.get("usage").is_none_or(Value::is_null)),
+        "no usage unless asked"
+    );
+    assert!(
+        chunks
+            .iter()
+            .all(|c| c["object"] == "chat.completion.chunk")
+    );
 
     let mut body = user("Reply with exactly: counted");
     body["stream_options"] = json!({"include_usage": true});
@@ -141,12 +208,23 @@ async fn reasoning_goes_to_reasoning_content() {
     let (s, v, _) = post(&g, body.clone()).await;
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["choices"][0]["message"]["content"], "42");
-    let r = v["choices"][0]["message"]["reasoning_content"].as_str().unwrap();
+    let r = v["choices"][0]["message"]["reasoning_content"]
+        .as_str()
+        .unwrap();
     assert!(!r.is_empty() && !r.contains("think::"));
     let events = stream(&g, body).await;
-    let chunks: Vec<Value> = events[..events.len() - 1].iter().map(|e| serde_json::from_str(e).unwrap()).collect();
-    let reasoning: String = chunks.iter().filter_map(|c| c["choices"][0]["delta"]["reasoning_content"].as_str()).collect();
-    let content: String = chunks.iter().filter_map(|c| c["choices"][0]["delta"]["content"].as_str()).collect();
+    let chunks: Vec<Value> = events[..events.len() - 1]
+        .iter()
+        .map(|e| serde_json::from_str(e).unwrap())
+        .collect();
+    let reasoning: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["reasoning_content"].as_str())
+        .collect();
+    let content: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect();
     assert!(!reasoning.is_empty());
     assert_eq!(content, "42");
 }
@@ -161,8 +239,15 @@ async fn stop_sequences_and_max_tokens_are_enforced() {
     assert_eq!(v["choices"][0]["message"]["content"], "alpha beta ");
     assert_eq!(v["choices"][0]["finish_reason"], "stop");
     let events = stream(&g, body).await;
-    let text: String = events.iter().filter_map(|e| serde_json::from_str::<Value>(e).ok())
-        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str().map(str::to_string)).collect();
+    let text: String = events
+        .iter()
+        .filter_map(|e| serde_json::from_str::<Value>(e).ok())
+        .filter_map(|c| {
+            c["choices"][0]["delta"]["content"]
+                .as_str()
+                .map(str::to_string)
+        })
+        .collect();
     assert_eq!(text, "alpha beta ");
 
     let mut body = user("[[sim:len=300]] long");
@@ -172,19 +257,30 @@ async fn stop_sequences_and_max_tokens_are_enforced() {
     assert_eq!(v["choices"][0]["finish_reason"], "length");
     assert!(v["usage"]["completion_tokens"].as_u64().unwrap() <= 10);
     // The truncated answer was stopped upstream.
-    assert!(wait_until(Duration::from_secs(5), || common::read_requests(&g.instance_dir("inst-0"))
-        .iter()
-        .any(|r| r["method"] == "chat/stop")));
+    assert!(wait_until(Duration::from_secs(5), || {
+        common::read_requests(&g.instance_dir("inst-0"))
+            .iter()
+            .any(|r| r["method"] == "chat/stop")
+    }));
 }
 
 #[tokio::test]
 async fn unsupported_inputs_are_400_with_reasons() {
     let g = Gateway::start(&[], &[]);
     let cases = [
-        (json!({"n": 2, "messages": [{"role": "user", "content": "x"}]}), "n"),
-        (json!({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:x"}}]}]}), "image"),
+        (
+            json!({"n": 2, "messages": [{"role": "user", "content": "x"}]}),
+            "n",
+        ),
+        (
+            json!({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:x"}}]}]}),
+            "image",
+        ),
         (json!({"messages": []}), "messages"),
-        (json!({"messages": [{"role": "wizard", "content": "x"}]}), "role"),
+        (
+            json!({"messages": [{"role": "wizard", "content": "x"}]}),
+            "role",
+        ),
         (json!({"messages": "hello"}), "messages"),
     ];
     for (body, needle) in cases {
@@ -209,17 +305,46 @@ async fn malformed_requests_get_openai_errors() {
     let g = Gateway::start(&["--api-key", "k1"], &[]);
     let c = client();
     let url = g.url("/v1/chat/completions");
-    let r = c.post(&url).bearer_auth("k1").header("content-type", "application/json").body("{not json").send().await.unwrap();
+    let r = c
+        .post(&url)
+        .bearer_auth("k1")
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400);
     assert_openai_error(&r.json().await.unwrap(), "invalid_request_error");
-    let r = c.post(&url).bearer_auth("k1").header("content-type", "text/plain").body("{}").send().await.unwrap();
+    let r = c
+        .post(&url)
+        .bearer_auth("k1")
+        .header("content-type", "text/plain")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 415);
     assert_openai_error(&r.json().await.unwrap(), "invalid_request_error");
-    let big = format!("{{\"messages\":[{{\"role\":\"user\",\"content\":\"{}\"}}]}}", "a".repeat(11 * 1024 * 1024));
-    let r = c.post(&url).bearer_auth("k1").header("content-type", "application/json").body(big).send().await.unwrap();
+    let big = format!(
+        "{{\"messages\":[{{\"role\":\"user\",\"content\":\"{}\"}}]}}",
+        "a".repeat(11 * 1024 * 1024)
+    );
+    let r = c
+        .post(&url)
+        .bearer_auth("k1")
+        .header("content-type", "application/json")
+        .body(big)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 413);
     assert_openai_error(&r.json().await.unwrap(), "invalid_request_error");
-    let r = c.get(g.url("/v2/whatever")).bearer_auth("k1").send().await.unwrap();
+    let r = c
+        .get(g.url("/v2/whatever"))
+        .bearer_auth("k1")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 404);
     assert_openai_error(&r.json().await.unwrap(), "invalid_request_error");
     let r = c.get(&url).bearer_auth("k1").send().await.unwrap();
@@ -230,7 +355,16 @@ async fn malformed_requests_get_openai_errors() {
 #[tokio::test]
 async fn api_keys_admin_and_metrics_credentials() {
     let g = Gateway::start(
-        &["--api-key", "client-key", "--api-key", "other", "--admin-token", "adm", "--metrics-token", "met"],
+        &[
+            "--api-key",
+            "client-key",
+            "--api-key",
+            "other",
+            "--admin-token",
+            "adm",
+            "--metrics-token",
+            "met",
+        ],
         &[],
     );
     let c = client();
@@ -250,20 +384,61 @@ async fn api_keys_admin_and_metrics_credentials() {
     }
     assert_eq!(chat(Some("client-key")).await.unwrap().status(), 200);
     assert_eq!(chat(Some("other")).await.unwrap().status(), 200);
-    let r = c.get(g.url("/v1/models")).header("x-api-key", "client-key").send().await.unwrap();
+    let r = c
+        .get(g.url("/v1/models"))
+        .header("x-api-key", "client-key")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     // Admin: only the admin token.
     // A client key is a valid credential without admin rights.
-    assert_eq!(c.get(g.url("/internal/stats")).bearer_auth("client-key").send().await.unwrap().status(), 403);
-    assert_eq!(c.get(g.url("/internal/stats")).send().await.unwrap().status(), 401);
-    let r = c.get(g.url("/internal/stats")).bearer_auth("adm").send().await.unwrap();
+    assert_eq!(
+        c.get(g.url("/internal/stats"))
+            .bearer_auth("client-key")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
+    assert_eq!(
+        c.get(g.url("/internal/stats"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    let r = c
+        .get(g.url("/internal/stats"))
+        .bearer_auth("adm")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let stats: Value = r.json().await.unwrap();
     assert_eq!(stats["instances"][0]["name"], "inst-0");
     // Metrics: its token or a client key, nothing else.
     assert_eq!(c.get(g.url("/metrics")).send().await.unwrap().status(), 401);
-    assert_eq!(c.get(g.url("/metrics")).bearer_auth("met").send().await.unwrap().status(), 200);
-    assert_eq!(c.get(g.url("/metrics")).bearer_auth("client-key").send().await.unwrap().status(), 200);
+    assert_eq!(
+        c.get(g.url("/metrics"))
+            .bearer_auth("met")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        c.get(g.url("/metrics"))
+            .bearer_auth("client-key")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
     // Health is open.
     assert_eq!(c.get(g.url("/healthz")).send().await.unwrap().status(), 200);
     assert!(!g.stderr().contains("client-key"), "secrets never logged");
@@ -277,7 +452,14 @@ async fn metrics_disabled_without_credentials_and_public_when_asked() {
     assert_openai_error(&r.json().await.unwrap(), "server_error");
     let g = Gateway::start(&["--metrics-public"], &[]);
     post(&g, user("hi")).await;
-    let text = client().get(g.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let text = client()
+        .get(g.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     for family in [
         "lingma_gw_http_requests_total",
         "lingma_gw_chat_duration_seconds",
@@ -290,7 +472,10 @@ async fn metrics_disabled_without_credentials_and_public_when_asked() {
     ] {
         assert!(text.contains(family), "missing {family}");
     }
-    assert!(text.contains("lingma_gw_instance_state{instance=\"inst-0\",state=\"ready\"} 1"), "{text}");
+    assert!(
+        text.contains("lingma_gw_instance_state{instance=\"inst-0\",state=\"ready\"} 1"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -312,7 +497,10 @@ async fn session_reuse_sends_only_the_new_turn() {
         {"role": "user", "content": "Reply with exactly: first answer"}
     ]});
     let (_, v1, _) = post(&g, first.clone()).await;
-    let answer = v1["choices"][0]["message"]["content"].as_str().unwrap().to_string();
+    let answer = v1["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let mut second = first.clone();
     second["messages"].as_array_mut().unwrap().extend([
         json!({"role": "assistant", "content": answer}),
@@ -320,7 +508,10 @@ async fn session_reuse_sends_only_the_new_turn() {
     ]);
     let (s, v2, _) = post(&g, second.clone()).await;
     assert_eq!(s, 200);
-    assert_eq!(v2["choices"][0]["message"]["content"], "echo: and the second");
+    assert_eq!(
+        v2["choices"][0]["message"]["content"],
+        "echo: and the second"
+    );
     let a = asks(&g.instance_dir("inst-0"));
     assert_eq!(a.len(), 2);
     assert_eq!(a[1]["questionText"], "and the second");
@@ -331,7 +522,12 @@ async fn session_reuse_sends_only_the_new_turn() {
     post(&g, edited).await;
     let a = asks(&g.instance_dir("inst-0"));
     assert_ne!(a[2]["sessionId"], a[0]["sessionId"]);
-    assert!(a[2]["questionText"].as_str().unwrap().contains("[Assistant]\nsomething else"));
+    assert!(
+        a[2]["questionText"]
+            .as_str()
+            .unwrap()
+            .contains("[Assistant]\nsomething else")
+    );
     // A failed turn is never cached: continuing it replays.
     let failed = json!({"messages": [{"role": "user", "content": "[[sim:error=500]] x"}]});
     assert_eq!(post(&g, failed).await.0, 502);
@@ -349,7 +545,10 @@ async fn no_session_reuse_replays_every_time() {
     post(&g, body).await;
     let a = asks(&g.instance_dir("inst-0"));
     assert_ne!(a[1]["sessionId"], a[0]["sessionId"]);
-    assert_eq!(a[1]["questionText"], "[User]\nReply with exactly: a1\n\n[Assistant]\na1\n\n[User]\nq2");
+    assert_eq!(
+        a[1]["questionText"],
+        "[User]\nReply with exactly: a1\n\n[Assistant]\na1\n\n[User]\nq2"
+    );
 }
 
 #[tokio::test]
@@ -379,7 +578,13 @@ async fn backpressure_is_429_with_retry_after() {
     let g = Gateway::start(&["--max-in-flight", "1", "--queue-timeout", "0.2"], &[]);
     let base = g.url("/v1/chat/completions");
     let slow = tokio::spawn(async move {
-        client().post(base).json(&user("[[sim:slow=1500]] Reply with exactly: slow")).send().await.unwrap().status()
+        client()
+            .post(base)
+            .json(&user("[[sim:slow=1500]] Reply with exactly: slow"))
+            .send()
+            .await
+            .unwrap()
+            .status()
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (s, v, h) = post(&g, user("hi")).await;
@@ -403,17 +608,34 @@ async fn upstream_failures_map_to_statuses() {
     assert_eq!(s, 504, "{v}");
     // Still healthy afterwards.
     let (s, v, _) = post(&g, user("Reply with exactly: fine")).await;
-    assert_eq!((s, v["choices"][0]["message"]["content"].as_str()), (200, Some("fine")));
+    assert_eq!(
+        (s, v["choices"][0]["message"]["content"].as_str()),
+        (200, Some("fine"))
+    );
 }
 
 #[tokio::test]
 async fn mid_stream_failure_is_an_error_event_not_a_clean_end() {
     let g = Gateway::start(&["--instances", "2"], &[]);
     for fault in ["close", "crash"] {
-        let events = stream(&g, user(&format!("[[sim:{fault},after=2]] Reply with exactly: a b c d e f g h i j k l m n o p"))).await;
+        let events = stream(
+            &g,
+            user(&format!(
+                "[[sim:{fault},after=2]] Reply with exactly: a b c d e f g h i j k l m n o p"
+            )),
+        )
+        .await;
         let last: Value = serde_json::from_str(events.last().unwrap()).unwrap_or(Value::Null);
-        assert!(last.get("error").is_some(), "{fault}: last event must be an error: {events:?}");
-        assert!(!events.iter().any(|e| e.contains("\"finish_reason\":\"stop\"")), "{fault}");
+        assert!(
+            last.get("error").is_some(),
+            "{fault}: last event must be an error: {events:?}"
+        );
+        assert!(
+            !events
+                .iter()
+                .any(|e| e.contains("\"finish_reason\":\"stop\"")),
+            "{fault}"
+        );
         assert!(!events.iter().any(|e| e == "[DONE]"), "{fault}");
     }
     // The crashed instance comes back; the gateway keeps answering meanwhile.
@@ -422,18 +644,43 @@ async fn mid_stream_failure_is_an_error_event_not_a_clean_end() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn client_disconnect_stops_upstream_and_frees_the_slot() {
-    let g = Gateway::start(&["--max-in-flight", "1", "--queue-timeout", "0", "--admin-token", "a"], &[]);
+    let g = Gateway::start(
+        &[
+            "--max-in-flight",
+            "1",
+            "--queue-timeout",
+            "0",
+            "--admin-token",
+            "a",
+        ],
+        &[],
+    );
     let mut body = user("[[sim:len=2000,delay=10]] long");
     body["stream"] = json!(true);
-    let mut r = client().post(g.url("/v1/chat/completions")).json(&body).send().await.unwrap();
+    let mut r = client()
+        .post(g.url("/v1/chat/completions"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     let _ = r.chunk().await.unwrap();
     let _ = r.chunk().await.unwrap();
     drop(r);
-    assert!(wait_until(Duration::from_secs(5), || common::read_requests(&g.instance_dir("inst-0"))
-        .iter()
-        .any(|r| r["method"] == "chat/stop")));
+    assert!(wait_until(Duration::from_secs(5), || {
+        common::read_requests(&g.instance_dir("inst-0"))
+            .iter()
+            .any(|r| r["method"] == "chat/stop")
+    }));
     let stats = || async {
-        client().get(g.url("/internal/stats")).bearer_auth("a").send().await.unwrap().json::<Value>().await.unwrap()
+        client()
+            .get(g.url("/internal/stats"))
+            .bearer_auth("a")
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()
     };
     let mut freed = false;
     for _ in 0..100 {
@@ -452,12 +699,26 @@ async fn not_logged_in_is_503_with_what_to_do() {
     let g = Gateway::start(&[], &[("LINGMA_SIM_LOGGED_OUT", "1")]);
     let (s, v, _) = post(&g, user("hi")).await;
     assert_eq!(s, 503, "{v}");
-    assert!(v["error"]["message"].as_str().unwrap().contains("lingma-gw login"), "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("lingma-gw login"),
+        "{v}"
+    );
     let r = client().get(g.url("/healthz")).send().await.unwrap();
     assert_eq!(r.status(), 503);
     let h: Value = r.json().await.unwrap();
     assert_eq!(h["instances"][0]["state"], "not_logged_in");
-    assert_eq!(client().get(g.url("/readyz")).send().await.unwrap().status(), 503);
+    assert_eq!(
+        client()
+            .get(g.url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        503
+    );
 }
 
 #[tokio::test]
@@ -468,18 +729,35 @@ async fn no_instance_ready_is_a_fast_503() {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
     let mut cmd = std::process::Command::new(common::BIN);
-    cmd.args(["serve", "--port", "0", "--lingma-bin"]).arg(&fake).arg("--work-dir").arg(dir.path().join("w"));
-    cmd.env("LINGMA_STARTUP_TIMEOUT", "2").stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::null());
+    cmd.args(["serve", "--port", "0", "--lingma-bin"])
+        .arg(&fake)
+        .arg("--work-dir")
+        .arg(dir.path().join("w"));
+    cmd.env("LINGMA_STARTUP_TIMEOUT", "2")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
     let mut child = cmd.spawn().unwrap();
     let out = child.stdout.take().unwrap();
     use std::io::BufRead;
-    let line = std::io::BufReader::new(out).lines().next().unwrap().unwrap();
+    let line = std::io::BufReader::new(out)
+        .lines()
+        .next()
+        .unwrap()
+        .unwrap();
     let base = line.strip_prefix("listening on ").unwrap().to_string();
     let started = std::time::Instant::now();
-    let r = client().post(format!("{base}/v1/chat/completions")).json(&user("hi")).send().await.unwrap();
+    let r = client()
+        .post(format!("{base}/v1/chat/completions"))
+        .json(&user("hi"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 503);
     assert!(r.headers().contains_key("retry-after"));
-    assert!(started.elapsed() < Duration::from_secs(5), "fast, not after a queue timeout");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "fast, not after a queue timeout"
+    );
     signal(child.id(), "TERM");
     assert!(child.wait().unwrap().success());
 }
@@ -488,16 +766,42 @@ async fn no_instance_ready_is_a_fast_503() {
 async fn admin_instances_restart_and_drain() {
     let g = Gateway::start(&["--instances", "2", "--admin-token", "a"], &[]);
     let c = client();
-    let v: Value = c.get(g.url("/internal/instances")).bearer_auth("a").send().await.unwrap().json().await.unwrap();
+    let v: Value = c
+        .get(g.url("/internal/instances"))
+        .bearer_auth("a")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(v["instances"].as_array().unwrap().len(), 2);
     let pid = v["instances"][0]["pid"].as_u64().unwrap();
-    let r = c.post(g.url("/internal/instances/inst-0/restart")).bearer_auth("a").send().await.unwrap();
+    let r = c
+        .post(g.url("/internal/instances/inst-0/restart"))
+        .bearer_auth("a")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 202);
-    let r = c.post(g.url("/internal/instances/nope/restart")).bearer_auth("a").send().await.unwrap();
+    let r = c
+        .post(g.url("/internal/instances/nope/restart"))
+        .bearer_auth("a")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 404);
     let mut restarted = false;
     for _ in 0..200 {
-        let v: Value = c.get(g.url("/internal/instances")).bearer_auth("a").send().await.unwrap().json().await.unwrap();
+        let v: Value = c
+            .get(g.url("/internal/instances"))
+            .bearer_auth("a")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         let i = &v["instances"][0];
         if i["state"] == "ready" && i["pid"].as_u64() != Some(pid) {
             restarted = true;
@@ -506,20 +810,45 @@ async fn admin_instances_restart_and_drain() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(restarted);
-    let r = c.post(g.url("/internal/instances/inst-1/drain")).bearer_auth("a").send().await.unwrap();
+    let r = c
+        .post(g.url("/internal/instances/inst-1/drain"))
+        .bearer_auth("a")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 202);
-    let raw: Value = c.get(g.url("/internal/models/raw")).bearer_auth("a").send().await.unwrap().json().await.unwrap();
+    let raw: Value = c
+        .get(g.url("/internal/models/raw"))
+        .bearer_auth("a")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert!(raw["result"]["chat"].is_array(), "{raw}");
 }
 
 #[tokio::test]
 async fn request_ids_pass_through() {
     let g = Gateway::start(&[], &[]);
-    let r = client().get(g.url("/healthz")).header("x-request-id", "abc-123").send().await.unwrap();
+    let r = client()
+        .get(g.url("/healthz"))
+        .header("x-request-id", "abc-123")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.headers()["x-request-id"], "abc-123");
     let r = client().get(g.url("/healthz")).send().await.unwrap();
-    assert!(r.headers()["x-request-id"].to_str().unwrap().starts_with("req_"));
-    assert!(wait_until(Duration::from_secs(2), || g.stderr().contains("abc-123")));
+    assert!(
+        r.headers()["x-request-id"]
+            .to_str()
+            .unwrap()
+            .starts_with("req_")
+    );
+    assert!(wait_until(Duration::from_secs(2), || g
+        .stderr()
+        .contains("abc-123")));
 }
 
 #[tokio::test]
@@ -528,12 +857,24 @@ async fn sigterm_lets_a_running_stream_finish_then_exits_cleanly() {
     let needle = g.work_dir.to_string_lossy().to_string();
     let mut body = user("[[sim:len=40,delay=25]] words");
     body["stream"] = json!(true);
-    let r = client().post(g.url("/v1/chat/completions")).json(&body).send().await.unwrap();
+    let r = client()
+        .post(g.url("/v1/chat/completions"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
     signal(g.child.id(), "TERM");
     let events = sse_events(r).await;
-    assert_eq!(events.last().map(String::as_str), Some("[DONE]"), "the stream finished");
+    assert_eq!(
+        events.last().map(String::as_str),
+        Some("[DONE]"),
+        "the stream finished"
+    );
     let status = g.wait_exit(Duration::from_secs(15)).expect("exited");
     assert!(status.success());
-    assert!(processes_matching(&needle).is_empty(), "no Lingma left behind");
+    assert!(
+        processes_matching(&needle).is_empty(),
+        "no Lingma left behind"
+    );
 }

@@ -10,7 +10,9 @@ use std::time::Duration;
 use common::{BIN, processes_matching, signal};
 use lingma_gw::lingma::discovery::{InstanceFile, LingmaBinary};
 use lingma_gw::lingma::{ChatRequest, ClientOptions};
-use lingma_gw::pool::{Backoff, InstanceSpec, InstanceState, Pool, PoolConfig, PoolError, Selection};
+use lingma_gw::pool::{
+    Backoff, InstanceSpec, InstanceState, Pool, PoolConfig, PoolError, Selection,
+};
 
 fn sim_binary(env: &[(&str, &str)]) -> LingmaBinary {
     let mut all: Vec<(String, String)> = common::fast_sim_env()
@@ -57,7 +59,11 @@ fn config(binary: LingmaBinary, root: &Path, n: usize) -> PoolConfig {
 }
 
 fn state(pool: &Pool, name: &str) -> InstanceState {
-    pool.snapshots().into_iter().find(|s| s.name == name).unwrap().state
+    pool.snapshots()
+        .into_iter()
+        .find(|s| s.name == name)
+        .unwrap()
+        .state
 }
 
 async fn chat_ok(pool: &Pool, sel: Selection) -> String {
@@ -83,7 +89,12 @@ async fn three_instances_start_concurrently_and_stop_cleanly() {
     let root = dir.path().join("pool");
     // A start-up delay long enough that a sequential start would show: when the first instance
     // is ready, every child must already have been spawned.
-    let pool = Pool::start(config(sim_binary(&[("LINGMA_SIM_STARTUP_DELAY_MS", "700")]), &root, 3)).unwrap();
+    let pool = Pool::start(config(
+        sim_binary(&[("LINGMA_SIM_STARTUP_DELAY_MS", "700")]),
+        &root,
+        3,
+    ))
+    .unwrap();
     let first = pool.clone();
     let pids_at_first_ready = tokio::spawn(async move {
         loop {
@@ -99,7 +110,10 @@ async fn three_instances_start_concurrently_and_stop_cleanly() {
     assert_eq!(pids_at_first_ready, 3, "instances must start concurrently");
     pool.wait_settled(Duration::from_secs(20)).await;
     let snaps = pool.snapshots();
-    assert!(snaps.iter().all(|s| s.state == InstanceState::Ready), "{snaps:?}");
+    assert!(
+        snaps.iter().all(|s| s.state == InstanceState::Ready),
+        "{snaps:?}"
+    );
     for s in &snaps {
         let f = InstanceFile::read(&s.work_dir).expect("instance file");
         assert_eq!(f.owner_pid, std::process::id());
@@ -109,11 +123,21 @@ async fn three_instances_start_concurrently_and_stop_cleanly() {
     let needle = root.to_string_lossy().to_string();
     assert_eq!(processes_matching(&needle).len(), 3);
     pool.shutdown().await;
-    assert!(processes_matching(&needle).is_empty(), "no child may survive shutdown");
+    assert!(
+        processes_matching(&needle).is_empty(),
+        "no child may survive shutdown"
+    );
     for s in &snaps {
-        assert!(InstanceFile::read(&s.work_dir).is_none(), "instance file removed");
+        assert!(
+            InstanceFile::read(&s.work_dir).is_none(),
+            "instance file removed"
+        );
     }
-    assert!(pool.snapshots().iter().all(|s| s.state == InstanceState::Stopped));
+    assert!(
+        pool.snapshots()
+            .iter()
+            .all(|s| s.state == InstanceState::Stopped)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -125,7 +149,8 @@ async fn a_killed_child_restarts_while_the_others_serve() {
     let victim = before[1].clone();
     signal(victim.pid.unwrap(), "KILL");
     assert!(
-        pool.wait_state("inst-1", Duration::from_secs(5), |s| s != InstanceState::Ready)
+        pool.wait_state("inst-1", Duration::from_secs(5), |s| s
+            != InstanceState::Ready)
             .await
             .unwrap()
             != InstanceState::Ready
@@ -135,7 +160,9 @@ async fn a_killed_child_restarts_while_the_others_serve() {
         assert_eq!(chat_ok(&pool, Selection::Named(name.into())).await, name);
     }
     let st = pool
-        .wait_state("inst-1", Duration::from_secs(15), |s| s == InstanceState::Ready)
+        .wait_state("inst-1", Duration::from_secs(15), |s| {
+            s == InstanceState::Ready
+        })
         .await
         .unwrap();
     assert_eq!(st, InstanceState::Ready);
@@ -145,7 +172,10 @@ async fn a_killed_child_restarts_while_the_others_serve() {
     assert!(after[1].epoch > victim.epoch);
     assert_eq!(after[0].pid, before[0].pid);
     assert_eq!(after[2].pid, before[2].pid);
-    assert_eq!(chat_ok(&pool, Selection::Named("inst-1".into())).await, "inst-1");
+    assert_eq!(
+        chat_ok(&pool, Selection::Named("inst-1".into())).await,
+        "inst-1"
+    );
     pool.shutdown().await;
 }
 
@@ -164,7 +194,9 @@ async fn a_binary_that_exits_at_once_lands_in_failed_without_spinning() {
     };
     let pool = Pool::start(config(bin, &dir.path().join("w"), 1)).unwrap();
     let st = pool
-        .wait_state("inst-0", Duration::from_secs(10), |s| s == InstanceState::Failed)
+        .wait_state("inst-0", Duration::from_secs(10), |s| {
+            s == InstanceState::Failed
+        })
         .await
         .unwrap();
     assert_eq!(st, InstanceState::Failed);
@@ -173,9 +205,16 @@ async fn a_binary_that_exits_at_once_lands_in_failed_without_spinning() {
     let later = pool.snapshots()[0].restarts;
     // Failed backs off to the 2 s ceiling: at most one more attempt in that second.
     assert!(later <= restarts + 1, "busy loop: {restarts} -> {later}");
-    assert!(pool.snapshots()[0].last_error.as_deref().unwrap_or("").contains("exited"));
+    assert!(
+        pool.snapshots()[0]
+            .last_error
+            .as_deref()
+            .unwrap_or("")
+            .contains("exited")
+    );
     assert!(matches!(
-        pool.acquire(&Selection::Any, Duration::from_millis(100)).await,
+        pool.acquire(&Selection::Any, Duration::from_millis(100))
+            .await,
         Err(PoolError::NoInstanceReady)
     ));
     pool.shutdown().await;
@@ -184,11 +223,19 @@ async fn a_binary_that_exits_at_once_lands_in_failed_without_spinning() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_logged_out_instance_is_not_ready() {
     let dir = tempfile::tempdir().unwrap();
-    let pool = Pool::start(config(sim_binary(&[("LINGMA_SIM_LOGGED_OUT", "true")]), dir.path(), 1)).unwrap();
+    let pool = Pool::start(config(
+        sim_binary(&[("LINGMA_SIM_LOGGED_OUT", "true")]),
+        dir.path(),
+        1,
+    ))
+    .unwrap();
     pool.wait_settled(Duration::from_secs(20)).await;
     assert_eq!(state(&pool, "inst-0"), InstanceState::NotLoggedIn);
     assert!(!pool.any_ready());
-    match pool.acquire(&Selection::Any, Duration::from_millis(100)).await {
+    match pool
+        .acquire(&Selection::Any, Duration::from_millis(100))
+        .await
+    {
         Err(PoolError::NotLoggedIn { instance }) => assert_eq!(instance, "inst-0"),
         Err(e) => panic!("unexpected {e:?}"),
         Ok(_) => panic!("must not lease a logged-out instance"),
@@ -246,23 +293,43 @@ async fn selection_affinity_least_loaded_and_named() {
         assert_eq!(chat_ok(&pool, key.clone()).await, first);
     }
     // Least loaded: with two leases held, a third lease goes to the idle instance.
-    let l1 = pool.acquire(&Selection::Named("inst-0".into()), Duration::from_secs(1)).await.unwrap();
-    let l2 = pool.acquire(&Selection::Named("inst-1".into()), Duration::from_secs(1)).await.unwrap();
-    let l3 = pool.acquire(&Selection::Any, Duration::from_secs(1)).await.unwrap();
+    let l1 = pool
+        .acquire(&Selection::Named("inst-0".into()), Duration::from_secs(1))
+        .await
+        .unwrap();
+    let l2 = pool
+        .acquire(&Selection::Named("inst-1".into()), Duration::from_secs(1))
+        .await
+        .unwrap();
+    let l3 = pool
+        .acquire(&Selection::Any, Duration::from_secs(1))
+        .await
+        .unwrap();
     assert_eq!(l3.instance(), "inst-2");
     let busy: Vec<_> = pool.snapshots().iter().map(|s| s.in_flight).collect();
     assert_eq!(busy, vec![1, 1, 1]);
     drop((l1, l2, l3));
     assert!(pool.snapshots().iter().all(|s| s.in_flight == 0));
     assert!(matches!(
-        pool.acquire(&Selection::Named("nope".into()), Duration::from_millis(10)).await,
+        pool.acquire(&Selection::Named("nope".into()), Duration::from_millis(10))
+            .await,
         Err(PoolError::UnknownInstance(_))
     ));
     // A full instance makes a strict lease wait, then time out.
-    let _a = pool.acquire(&Selection::Named("inst-0".into()), Duration::from_secs(1)).await.unwrap();
-    let _b = pool.acquire(&Selection::Named("inst-0".into()), Duration::from_secs(1)).await.unwrap();
+    let _a = pool
+        .acquire(&Selection::Named("inst-0".into()), Duration::from_secs(1))
+        .await
+        .unwrap();
+    let _b = pool
+        .acquire(&Selection::Named("inst-0".into()), Duration::from_secs(1))
+        .await
+        .unwrap();
     assert!(matches!(
-        pool.acquire(&Selection::Named("inst-0".into()), Duration::from_millis(100)).await,
+        pool.acquire(
+            &Selection::Named("inst-0".into()),
+            Duration::from_millis(100)
+        )
+        .await,
         Err(PoolError::Busy(_))
     ));
     pool.shutdown().await;
@@ -302,7 +369,10 @@ async fn a_work_dir_owned_by_a_live_process_is_refused_and_a_stale_one_replaced(
     .unwrap();
     let pool = Pool::start(config(sim_binary(&[]), dir.path(), 1)).unwrap();
     pool.wait_settled(Duration::from_secs(20)).await;
-    assert_eq!(InstanceFile::read(&wd).unwrap().owner_pid, std::process::id());
+    assert_eq!(
+        InstanceFile::read(&wd).unwrap().owner_pid,
+        std::process::id()
+    );
     pool.shutdown().await;
 }
 
@@ -312,19 +382,25 @@ async fn restart_and_drain_on_request() {
     let pool = Pool::start(config(sim_binary(&[]), dir.path(), 2)).unwrap();
     pool.wait_settled(Duration::from_secs(20)).await;
     pool.drain("inst-0").unwrap();
-    pool.wait_state("inst-0", Duration::from_secs(5), |s| s == InstanceState::Draining)
-        .await
-        .unwrap();
+    pool.wait_state("inst-0", Duration::from_secs(5), |s| {
+        s == InstanceState::Draining
+    })
+    .await
+    .unwrap();
     for _ in 0..4 {
         assert_eq!(chat_ok(&pool, Selection::Any).await, "inst-1");
     }
     let pid = pool.snapshots()[0].pid;
     pool.restart("inst-0").unwrap();
-    pool.wait_state("inst-0", Duration::from_secs(5), |s| s != InstanceState::Draining)
-        .await
-        .unwrap();
+    pool.wait_state("inst-0", Duration::from_secs(5), |s| {
+        s != InstanceState::Draining
+    })
+    .await
+    .unwrap();
     let st = pool
-        .wait_state("inst-0", Duration::from_secs(15), |s| s == InstanceState::Ready)
+        .wait_state("inst-0", Duration::from_secs(15), |s| {
+            s == InstanceState::Ready
+        })
         .await
         .unwrap();
     assert_eq!(st, InstanceState::Ready);
@@ -340,7 +416,11 @@ async fn seed_dir_logs_in_a_logged_out_work_dir() {
     {
         let _sim = common::Sim::start_in(&seed, &[], &[]);
     }
-    let mut cfg = config(sim_binary(&[("LINGMA_SIM_LOGGED_OUT", "true")]), &dir.path().join("w"), 1);
+    let mut cfg = config(
+        sim_binary(&[("LINGMA_SIM_LOGGED_OUT", "true")]),
+        &dir.path().join("w"),
+        1,
+    );
     cfg.instances[0].seed_dir = Some(seed);
     let pool = Pool::start(cfg).unwrap();
     pool.wait_settled(Duration::from_secs(20)).await;

@@ -26,7 +26,13 @@ pub async fn run(args: ChatArgs, sources: &Sources<'_>, verbose: bool) -> anyhow
     }
     messages.push(Message::new(Role::User, question));
     let inst = open_instance(&args.lingma, &args.instance, sources).await?;
-    let outcome = ask(&inst.client, &args, &messages, verbose || args.show_reasoning).await;
+    let outcome = ask(
+        &inst.client,
+        &args,
+        &messages,
+        verbose || args.show_reasoning,
+    )
+    .await;
     inst.close().await;
     outcome
 }
@@ -37,10 +43,15 @@ fn read_prompt(arg: Option<&str>) -> anyhow::Result<String> {
         _ => {
             let stdin = std::io::stdin();
             if arg.is_none() && stdin.is_terminal() {
-                return Err(UsageError("give a PROMPT, or pipe one on stdin (or pass -)".into()).into());
+                return Err(
+                    UsageError("give a PROMPT, or pipe one on stdin (or pass -)".into()).into(),
+                );
             }
             let mut s = String::new();
-            stdin.lock().read_to_string(&mut s).context("cannot read the prompt from stdin")?;
+            stdin
+                .lock()
+                .read_to_string(&mut s)
+                .context("cannot read the prompt from stdin")?;
             s
         }
     };

@@ -27,14 +27,25 @@ struct Report {
 }
 
 impl Report {
-    fn record(&mut self, name: &'static str, started: Instant, result: Result<String, (String, String)>) -> bool {
+    fn record(
+        &mut self,
+        name: &'static str,
+        started: Instant,
+        result: Result<String, (String, String)>,
+    ) -> bool {
         let ms = started.elapsed().as_millis() as u64;
         let ok = result.is_ok();
         let (detail, hint) = match result {
             Ok(d) => (d, None),
             Err((d, h)) => (d, Some(h)),
         };
-        self.steps.push(Step { name, ok, detail, hint, ms });
+        self.steps.push(Step {
+            name,
+            ok,
+            detail,
+            hint,
+            ms,
+        });
         ok
     }
 }
@@ -56,7 +67,11 @@ pub async fn run(args: ProbeArgs, sources: &Sources<'_>) -> anyhow::Result<ExitC
         render(&report.steps)
     };
     super::print_stdout(text.as_bytes())?;
-    Ok(if all_ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if all_ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn render(steps: &[Step]) -> String {
@@ -64,7 +79,10 @@ fn render(steps: &[Step]) -> String {
     let mut out = String::new();
     for s in steps {
         let mark = if s.ok { "ok  " } else { "FAIL" };
-        out.push_str(&format!("{mark}  {:width$}  {} ({} ms)\n", s.name, s.detail, s.ms));
+        out.push_str(&format!(
+            "{mark}  {:width$}  {} ({} ms)\n",
+            s.name, s.detail, s.ms
+        ));
         if let Some(h) = &s.hint {
             out.push_str(&format!("      {:width$}  hint: {h}\n", ""));
         }
@@ -77,14 +95,22 @@ async fn probe(settings: &LingmaSettings, instance: Option<String>, report: &mut
     let binary = match LingmaBinary::resolve(&settings.binary) {
         Ok(b) => {
             let version = b.version().await;
-            let label = if b.is_sim { " (built-in simulator)" } else { "" };
-            report.record("binary", t, match version {
-                Some(v) => Ok(format!("{}{label}, version {v}", b.program.display())),
-                None => Err((
-                    format!("{} does not answer `version`", b.program.display()),
-                    "check that the file is the Lingma executable and is executable".into(),
-                )),
-            });
+            let label = if b.is_sim {
+                " (built-in simulator)"
+            } else {
+                ""
+            };
+            report.record(
+                "binary",
+                t,
+                match version {
+                    Some(v) => Ok(format!("{}{label}, version {v}", b.program.display())),
+                    None => Err((
+                        format!("{} does not answer `version`", b.program.display()),
+                        "check that the file is the Lingma executable and is executable".into(),
+                    )),
+                },
+            );
             b
         }
         Err(e) => {
@@ -101,26 +127,62 @@ async fn probe(settings: &LingmaSettings, instance: Option<String>, report: &mut
         std::fs::write(&p, b"probe")?;
         std::fs::remove_file(&p)
     });
-    if !report.record("work dir", t, writable.map(|_| dir.display().to_string()).map_err(|e| {
-        (format!("{}: {e}", dir.display()), "pass --work-dir DIR or set LINGMA_WORK_DIR to a writable directory".into())
-    })) {
+    if !report.record(
+        "work dir",
+        t,
+        writable.map(|_| dir.display().to_string()).map_err(|e| {
+            (
+                format!("{}: {e}", dir.display()),
+                "pass --work-dir DIR or set LINGMA_WORK_DIR to a writable directory".into(),
+            )
+        }),
+    ) {
         return;
     }
 
     let t = Instant::now();
-    let inst = match LocalInstance::open(&binary, &settings.work_dir, &name, &settings.client, settings.startup_timeout).await {
+    let inst = match LocalInstance::open(
+        &binary,
+        &settings.work_dir,
+        &name,
+        &settings.client,
+        settings.startup_timeout,
+    )
+    .await
+    {
         Ok(i) => i,
         Err(e) => {
-            report.record("instance", t, Err((e.to_string(), format!("see {} and run with -v", dir.join("logs/lingma.log").display()))));
+            report.record(
+                "instance",
+                t,
+                Err((
+                    e.to_string(),
+                    format!(
+                        "see {} and run with -v",
+                        dir.join("logs/lingma.log").display()
+                    ),
+                )),
+            );
             return;
         }
     };
-    let how = if inst.attached() { "attached to the running instance" } else { "started a temporary instance" };
-    report.record("instance", t, Ok(format!("{how} {name} on port {}", inst.ports.socket)));
+    let how = if inst.attached() {
+        "attached to the running instance"
+    } else {
+        "started a temporary instance"
+    };
+    report.record(
+        "instance",
+        t,
+        Ok(format!("{how} {name} on port {}", inst.ports.socket)),
+    );
     report.steps.push(Step {
         name: "initialize",
         ok: true,
-        detail: format!("server version {}", empty_dash(inst.client.server_version())),
+        detail: format!(
+            "server version {}",
+            empty_dash(inst.client.server_version())
+        ),
         hint: None,
         ms: inst.open_time.as_millis() as u64,
     });
@@ -131,9 +193,31 @@ async fn probe(settings: &LingmaSettings, instance: Option<String>, report: &mut
 async fn checks_on(inst: &LocalInstance, report: &mut Report) {
     let t = Instant::now();
     let logged_in = match inst.client.auth_status().await {
-        Ok(a) if a.logged_in() => report.record("login", t, Ok(format!("logged in as {} ({})", empty_dash(&a.name), empty_dash(&a.user_type)))),
-        Ok(a) => report.record("login", t, Err((format!("not logged in (status {})", a.status_name()), format!("run `lingma-gw login --instance {}`", inst.name)))),
-        Err(e) => report.record("login", t, Err((e.to_string(), "the instance does not answer auth/status; run with -v".into()))),
+        Ok(a) if a.logged_in() => report.record(
+            "login",
+            t,
+            Ok(format!(
+                "logged in as {} ({})",
+                empty_dash(&a.name),
+                empty_dash(&a.user_type)
+            )),
+        ),
+        Ok(a) => report.record(
+            "login",
+            t,
+            Err((
+                format!("not logged in (status {})", a.status_name()),
+                format!("run `lingma-gw login --instance {}`", inst.name),
+            )),
+        ),
+        Err(e) => report.record(
+            "login",
+            t,
+            Err((
+                e.to_string(),
+                "the instance does not answer auth/status; run with -v".into(),
+            )),
+        ),
     };
     if !logged_in {
         return;
@@ -146,7 +230,14 @@ async fn checks_on(inst: &LocalInstance, report: &mut Report) {
             r.registry_default().map(|m| m.key.clone())
         }
         Ok(_) => {
-            report.record("models", t, Err(("the model list is empty".into(), "the account may have no model access; check it in the IDE".into())));
+            report.record(
+                "models",
+                t,
+                Err((
+                    "the model list is empty".into(),
+                    "the account may have no model access; check it in the IDE".into(),
+                )),
+            );
             return;
         }
         Err(e) => {
@@ -156,11 +247,15 @@ async fn checks_on(inst: &LocalInstance, report: &mut Report) {
     };
     let t = Instant::now();
     let result = async {
-        let mut stream = inst.client.chat(ChatRequest {
-            question: "Reply with exactly: pong".into(),
-            model: default,
-            ..Default::default()
-        }).await.map_err(|e| e.to_string())?;
+        let mut stream = inst
+            .client
+            .chat(ChatRequest {
+                question: "Reply with exactly: pong".into(),
+                model: default,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| e.to_string())?;
         let mut first: Option<Duration> = None;
         let mut text = String::new();
         while let Some(ev) = stream.next().await {
@@ -170,7 +265,11 @@ async fn checks_on(inst: &LocalInstance, report: &mut Report) {
                     text.push_str(&a);
                 }
                 ChatEvent::Finished(_) => {
-                    return Ok(format!("answered {:?}, first token after {} ms", text.trim(), first.unwrap_or_default().as_millis()));
+                    return Ok(format!(
+                        "answered {:?}, first token after {} ms",
+                        text.trim(),
+                        first.unwrap_or_default().as_millis()
+                    ));
                 }
                 _ => {}
             }
@@ -178,7 +277,11 @@ async fn checks_on(inst: &LocalInstance, report: &mut Report) {
         Err("the answer stream ended without a finish".to_string())
     }
     .await;
-    report.record("chat", t, result.map_err(|e| (e, "see the instance log and run with -v".into())));
+    report.record(
+        "chat",
+        t,
+        result.map_err(|e| (e, "see the instance log and run with -v".into())),
+    );
 }
 
 fn empty_dash(s: &str) -> &str {

@@ -15,9 +15,9 @@ use crate::cli::ServeArgs;
 use crate::gateway::admission::Admission;
 use crate::gateway::auth::AuthConfig;
 use crate::gateway::metrics::Metrics;
+use crate::gateway::router;
 use crate::gateway::session_cache::SessionCache;
 use crate::gateway::state::{AppState, GatewayConfig};
-use crate::gateway::router;
 use crate::lingma::discovery::LingmaBinary;
 use crate::pool::{Backoff, Pool, PoolConfig};
 use crate::settings::{ServeSettings, Sources};
@@ -42,7 +42,9 @@ pub async fn run(args: ServeArgs, sources: &Sources<'_>) -> anyhow::Result<ExitC
     if auth.admin_falls_back_to_api_keys() {
         tracing::warn!("ADMIN_TOKEN is not set: /internal endpoints accept the client API keys");
     } else if auth.admin_is_open() {
-        tracing::warn!("no ADMIN_TOKEN and no API keys: /internal endpoints are open to anyone who can reach this address");
+        tracing::warn!(
+            "no ADMIN_TOKEN and no API keys: /internal endpoints are open to anyone who can reach this address"
+        );
     }
     // Bind before starting Lingma so a taken port fails fast, without spawning anything.
     let addr = format!("{}:{}", s.host, s.port);

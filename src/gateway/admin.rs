@@ -12,7 +12,10 @@ use super::error::GatewayError;
 use super::state::AppState;
 use crate::pool::{PoolError, Selection};
 
-pub async fn stats(State(st): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, GatewayError> {
+pub async fn stats(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, GatewayError> {
     auth::check_admin(&st.auth, &headers)?;
     let c = st.sessions.stats();
     let cache = json!({
@@ -35,7 +38,10 @@ pub async fn stats(State(st): State<AppState>, headers: HeaderMap) -> Result<Jso
     })))
 }
 
-pub async fn instances(State(st): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, GatewayError> {
+pub async fn instances(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, GatewayError> {
     auth::check_admin(&st.auth, &headers)?;
     Ok(Json(json!({ "instances": st.pool.snapshots() })))
 }
@@ -76,7 +82,10 @@ pub async fn restart(
     auth::check_admin(&st.auth, &headers)?;
     st.pool.restart(&name).map_err(admin_pool_error)?;
     st.sessions.invalidate_instance(&name);
-    Ok((StatusCode::ACCEPTED, Json(json!({ "instance": name, "action": "restart" }))))
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "instance": name, "action": "restart" })),
+    ))
 }
 
 pub async fn drain(
@@ -86,12 +95,17 @@ pub async fn drain(
 ) -> Result<(StatusCode, Json<Value>), GatewayError> {
     auth::check_admin(&st.auth, &headers)?;
     st.pool.drain(&name).map_err(admin_pool_error)?;
-    Ok((StatusCode::ACCEPTED, Json(json!({ "instance": name, "action": "drain" }))))
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "instance": name, "action": "drain" })),
+    ))
 }
 
 fn admin_pool_error(e: PoolError) -> GatewayError {
     match e {
-        PoolError::UnknownInstance(name) => GatewayError::NotFound(format!("no instance named {name:?}")),
+        PoolError::UnknownInstance(name) => {
+            GatewayError::ResourceNotFound(format!("no instance named {name:?}"))
+        }
         PoolError::NotLoggedIn { instance } => GatewayError::NotLoggedIn { instance },
         PoolError::NoInstanceReady | PoolError::NotReady { .. } => GatewayError::NoInstanceReady,
         other => GatewayError::UpstreamUnavailable(other.to_string()),

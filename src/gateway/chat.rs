@@ -70,9 +70,21 @@ pub async fn chat_completions(
             }
             // The instance restarted: its sessions are gone, replay the conversation there.
             Ok(l) => (l, None),
-            Err(_) => (st.pool.acquire(&affinity, wait).await.map_err(pool_error(&st))?, None),
+            Err(_) => (
+                st.pool
+                    .acquire(&affinity, wait)
+                    .await
+                    .map_err(pool_error(&st))?,
+                None,
+            ),
         },
-        None => (st.pool.acquire(&affinity, wait).await.map_err(pool_error(&st))?, None),
+        None => (
+            st.pool
+                .acquire(&affinity, wait)
+                .await
+                .map_err(pool_error(&st))?,
+            None,
+        ),
     };
     let resolution = lease
         .models()
@@ -147,7 +159,11 @@ async fn start_chat(
             let sel = Selection::Named(lease.instance().to_string());
             let mut fresh = match st.pool.acquire(&sel, wait).await {
                 Ok(l) => l,
-                Err(_) => st.pool.acquire(fallback, wait).await.map_err(pool_error(st))?,
+                Err(_) => st
+                    .pool
+                    .acquire(fallback, wait)
+                    .await
+                    .map_err(pool_error(st))?,
             };
             let s = fresh.client().chat(request).await.map_err(|e| {
                 fresh.discard();
@@ -311,7 +327,12 @@ impl Turn {
                 let rest = self.limiter.finish();
                 self.content.push_str(&rest);
                 self.done = true;
-                Ok(Step::End(rest, FinishReason::Stop))
+                // The held-back tail can still hit the token budget.
+                let reason = self.limiter.finished().unwrap_or(FinishReason::Stop);
+                if reason == FinishReason::Length {
+                    self.cacheable = false;
+                }
+                Ok(Step::End(rest, reason))
             }
         }
     }
@@ -378,7 +399,9 @@ impl Turn {
 
     fn record_failure(&mut self, e: &GatewayError) {
         self.lease.discard();
-        self.st.metrics.upstream_error(e.code().unwrap_or(e.error_type()));
+        self.st
+            .metrics
+            .upstream_error(e.code().unwrap_or(e.error_type()));
     }
 
     async fn complete(mut self) -> Result<Json<ChatCompletion>, GatewayError> {
@@ -387,7 +410,8 @@ impl Turn {
                 Ok(Step::End(_, reason)) => {
                     self.record_success(false);
                     let usage = self.usage();
-                    let reasoning = (!self.reasoning.is_empty()).then(|| std::mem::take(&mut self.reasoning));
+                    let reasoning =
+                        (!self.reasoning.is_empty()).then(|| std::mem::take(&mut self.reasoning));
                     return Ok(Json(ChatCompletion::new(
                         schema::new_completion_id(),
                         schema::unix_time(),
@@ -434,7 +458,10 @@ fn stream_response(turn: Turn, include_usage: bool) -> Response {
     });
     let mut resp = (StatusCode::OK, Body::from_stream(body)).into_response();
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     h.insert("x-accel-buffering", HeaderValue::from_static("no"));
     resp

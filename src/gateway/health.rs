@@ -13,7 +13,10 @@ use crate::pool::InstanceState;
 
 pub async fn healthz(State(st): State<AppState>) -> Response {
     let snaps = st.pool.snapshots();
-    let ready = snaps.iter().filter(|s| s.state == InstanceState::Ready).count();
+    let ready = snaps
+        .iter()
+        .filter(|s| s.state == InstanceState::Ready)
+        .count();
     let instances: Vec<_> = snaps
         .iter()
         .map(|s| {
@@ -45,11 +48,18 @@ pub async fn readyz(State(st): State<AppState>) -> Response {
     if st.pool.any_ready() && !st.shutdown.is_cancelled() {
         (StatusCode::OK, Json(json!({"status": "ready"}))).into_response()
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "not_ready"}))).into_response()
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "not_ready"})),
+        )
+            .into_response()
     }
 }
 
-pub async fn metrics(State(st): State<AppState>, headers: HeaderMap) -> Result<Response, GatewayError> {
+pub async fn metrics(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, GatewayError> {
     auth::check_metrics(&st.auth, &headers)?;
     sync_metrics(&st);
     let mut resp = st.metrics.render().into_response();
@@ -67,7 +77,10 @@ fn sync_metrics(st: &AppState) {
     for snap in st.pool.snapshots() {
         st.metrics
             .set_instance_state(&snap.name, snap.state.as_str(), &states);
-        let restarts = st.metrics.instance_restarts.with_label_values(&[&snap.name]);
+        let restarts = st
+            .metrics
+            .instance_restarts
+            .with_label_values(&[&snap.name]);
         let seen = restarts.get();
         if snap.restarts > seen {
             restarts.inc_by(snap.restarts - seen);

@@ -69,9 +69,7 @@ async fn observe(State(state): State<AppState>, mut req: Request, next: Next) ->
         resp.headers_mut().insert(REQUEST_ID, v);
     }
     let status = resp.status().as_u16();
-    state
-        .metrics
-        .observe_http(&route, method.as_str(), status);
+    state.metrics.observe_http(&route, method.as_str(), status);
     let ms = started.elapsed().as_secs_f64() * 1000.0;
     match resp.extensions().get::<ChatLog>() {
         Some(c) => tracing::info!(

@@ -70,7 +70,11 @@ impl LocalInstance {
                     pid: f.lingma_pid,
                     source,
                 })?;
-            tracing::debug!(instance = name, pid = f.lingma_pid, "attached to the running instance");
+            tracing::debug!(
+                instance = name,
+                pid = f.lingma_pid,
+                "attached to the running instance"
+            );
             return Ok(Self {
                 client,
                 name: name.to_string(),
@@ -96,7 +100,11 @@ impl LocalInstance {
                 return Err(e.into());
             }
         };
-        tracing::debug!(instance = name, pid = process.pid(), "started a temporary instance");
+        tracing::debug!(
+            instance = name,
+            pid = process.pid(),
+            "started a temporary instance"
+        );
         Ok(Self {
             client,
             name: name.to_string(),

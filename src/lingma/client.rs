@@ -42,7 +42,10 @@ pub enum ChatError {
     #[error("the Lingma connection was lost mid-answer")]
     ConnectionLost,
     #[error("Lingma sent nothing for {}s ({phase})", after.as_secs_f32())]
-    Timeout { phase: &'static str, after: Duration },
+    Timeout {
+        phase: &'static str,
+        after: Duration,
+    },
     #[error(transparent)]
     Rpc(#[from] RpcError),
 }
@@ -183,9 +186,8 @@ impl LingmaClient {
         workspace: &Path,
         opts: ClientOptions,
     ) -> Result<Self, LingmaError> {
-        let rpc =
-            RpcConnection::connect(url, opts.machine_token.as_deref(), opts.connect_timeout)
-                .await?;
+        let rpc = RpcConnection::connect(url, opts.machine_token.as_deref(), opts.connect_timeout)
+            .await?;
         let uri = file_uri(workspace);
         let name = workspace
             .file_name()
@@ -278,7 +280,9 @@ impl LingmaClient {
                     nonce: str_field(&v, "nonce"),
                 });
             }
-            Ok(v) => tracing::debug!(result = %v, "login/generateUrl gave no URL; trying auth/login"),
+            Ok(v) => {
+                tracing::debug!(result = %v, "login/generateUrl gave no URL; trying auth/login")
+            }
             Err(e) => tracing::debug!(error = %e, "login/generateUrl failed; trying auth/login"),
         }
         let v = self.call("auth/login", json!({"loginType": ""})).await?;
@@ -426,9 +430,11 @@ fn ask_params(req: &ChatRequest, request_id: &str, session_id: &str, is_reply: b
 async fn send_ask(rpc: &RpcConnection, ask: Value, timeout: Duration) -> Result<(), ChatError> {
     let result = match rpc.call("chat/ask", ask, timeout).await {
         Ok(v) => v,
-        Err(RpcError::Remote { code: -32602, message, .. })
-            if message.to_ascii_lowercase().contains("in progress") =>
-        {
+        Err(RpcError::Remote {
+            code: -32602,
+            message,
+            ..
+        }) if message.to_ascii_lowercase().contains("in progress") => {
             rpc.unsubscribe();
             return Err(ChatError::Busy);
         }
@@ -571,7 +577,8 @@ impl ChatStream {
     async fn handle(&mut self, msg: ServerMessage) -> Result<(), ChatError> {
         let p = &msg.params;
         let for_us = |id: &str| p.get("requestId").and_then(Value::as_str) == Some(id);
-        let workaround_waiting = self.opts.off_by_one_workaround && self.active_id == self.request_id;
+        let workaround_waiting =
+            self.opts.off_by_one_workaround && self.active_id == self.request_id;
         if workaround_waiting {
             // Everything said under the real ask's id belongs to the previous question (§6.1);
             // only its end matters, to know when to send the trigger.
@@ -621,10 +628,10 @@ impl ChatStream {
                     self.queue.push_back(ChatEvent::Reasoning(text));
                 }
             }
-            "chat/process_step_callback" => {
-                if p.get("step").and_then(Value::as_str) == Some("step_end") {
-                    self.saw_step_end = true;
-                }
+            "chat/process_step_callback"
+                if p.get("step").and_then(Value::as_str) == Some("step_end") =>
+            {
+                self.saw_step_end = true;
             }
             "chat/finish" => {
                 let status = p.get("statusCode").and_then(Value::as_i64).unwrap_or(200);
@@ -714,7 +721,11 @@ impl ChatStream {
         let mut splitter = ThinkSplitter::default();
         let mut answer = String::new();
         let mut reasoning = String::new();
-        for piece in splitter.push(&self.raw).into_iter().chain(splitter.finish()) {
+        for piece in splitter
+            .push(&self.raw)
+            .into_iter()
+            .chain(splitter.finish())
+        {
             match piece {
                 Piece::Answer(a) => answer.push_str(&a),
                 Piece::Reasoning(r) => reasoning.push_str(&r),

@@ -71,7 +71,11 @@ impl LingmaBinary {
                         env: Vec::new(),
                     }),
                     None => Err(DiscoveryError::NotFound {
-                        looked: root.join("<version>").join(platform_dir()).display().to_string(),
+                        looked: root
+                            .join("<version>")
+                            .join(platform_dir())
+                            .display()
+                            .to_string(),
                     }),
                 }
             }
@@ -110,7 +114,11 @@ pub fn platform_dir() -> &'static str {
 /// `<root>/<version>/<platform>/Lingma`: the version named in `<root>/config.json`
 /// (`cosy.core.version`) if present, else the newest version directory.
 pub fn find_installed(root: &Path) -> Option<PathBuf> {
-    let exe = if cfg!(windows) { "Lingma.exe" } else { "Lingma" };
+    let exe = if cfg!(windows) {
+        "Lingma.exe"
+    } else {
+        "Lingma"
+    };
     let candidate = |version: &str| {
         let p = root.join(version).join(platform_dir()).join(exe);
         p.is_file().then_some(p)
@@ -214,7 +222,10 @@ pub fn pid_alive(pid: u32) -> bool {
 fn is_zombie(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
-        .and_then(|s| s.rsplit_once(')').map(|(_, rest)| rest.trim_start().starts_with('Z')))
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, rest)| rest.trim_start().starts_with('Z'))
+        })
         .unwrap_or(false)
 }
 
@@ -232,9 +243,19 @@ mod tests {
             std::fs::write(d.join("Lingma"), b"").unwrap();
         }
         std::fs::create_dir_all(root.join("not-a-version")).unwrap();
-        assert_eq!(find_installed(root).unwrap(), root.join("2.11.1").join(platform_dir()).join("Lingma"));
-        std::fs::write(root.join("config.json"), br#"{"cosy.core.version":"2.5.20"}"#).unwrap();
-        assert_eq!(find_installed(root).unwrap(), root.join("2.5.20").join(platform_dir()).join("Lingma"));
+        assert_eq!(
+            find_installed(root).unwrap(),
+            root.join("2.11.1").join(platform_dir()).join("Lingma")
+        );
+        std::fs::write(
+            root.join("config.json"),
+            br#"{"cosy.core.version":"2.5.20"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            find_installed(root).unwrap(),
+            root.join("2.5.20").join(platform_dir()).join("Lingma")
+        );
         assert!(find_installed(&root.join("nope")).is_none());
     }
 

@@ -161,7 +161,8 @@ fn is_token_byte(b: u8) -> bool {
 }
 
 fn parse_header(header: &[u8]) -> Result<usize, FrameError> {
-    let text = std::str::from_utf8(header).map_err(|_| FrameError::UnknownHeader(preview(header)))?;
+    let text =
+        std::str::from_utf8(header).map_err(|_| FrameError::UnknownHeader(preview(header)))?;
     let mut length = None;
     for line in text.split("\r\n") {
         let Some((name, value)) = line.split_once(':') else {
@@ -216,10 +217,13 @@ mod tests {
         let mut d = FrameDecoder::default();
         let data = encode("{\"x\":\"数据\"}".as_bytes());
         for chunk in data.chunks(3) {
-            assert_eq!(d.pending() < data.len(), true);
+            assert!(d.pending() < data.len());
             d.push(chunk);
         }
-        assert_eq!(d.next_frame().unwrap().unwrap(), "{\"x\":\"数据\"}".as_bytes());
+        assert_eq!(
+            d.next_frame().unwrap().unwrap(),
+            "{\"x\":\"数据\"}".as_bytes()
+        );
     }
 
     #[test]

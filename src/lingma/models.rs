@@ -47,7 +47,14 @@ impl Resolution {
 }
 
 /// Scenes in the order a chat client cares about them.
-const SCENE_ORDER: [&str; 6] = ["chat", "assistant", "developer", "quest", "inline", "default"];
+const SCENE_ORDER: [&str; 6] = [
+    "chat",
+    "assistant",
+    "developer",
+    "quest",
+    "inline",
+    "default",
+];
 
 impl ModelRegistry {
     /// Parses the `config/queryModels` result. Unknown shapes degrade to an empty registry entry
@@ -69,7 +76,10 @@ impl ModelRegistry {
                 continue;
             };
             for item in items {
-                let Some(key) = item.get("key").and_then(Value::as_str).filter(|k| !k.is_empty())
+                let Some(key) = item
+                    .get("key")
+                    .and_then(Value::as_str)
+                    .filter(|k| !k.is_empty())
                 else {
                     continue;
                 };
@@ -149,9 +159,11 @@ impl ModelRegistry {
         if let Some(m) = self.models.iter().find(|m| m.display_name == name) {
             return Some(m.key.clone());
         }
-        if let Some(m) = self.models.iter().find(|m| {
-            m.key.eq_ignore_ascii_case(name) || m.display_name.eq_ignore_ascii_case(name)
-        }) {
+        if let Some(m) = self
+            .models
+            .iter()
+            .find(|m| m.key.eq_ignore_ascii_case(name) || m.display_name.eq_ignore_ascii_case(name))
+        {
             return Some(m.key.clone());
         }
         let wanted = normalise(name);
@@ -197,7 +209,11 @@ mod tests {
         assert_eq!(r.models[0].key, "auto");
         let coder = r.get("dashscope_qwen3_coder").unwrap();
         assert_eq!(coder.scenes, vec!["chat", "assistant"]);
-        assert!(r.get("dashscope_qwen_plus_20250428_thinking").unwrap().is_reasoning);
+        assert!(
+            r.get("dashscope_qwen_plus_20250428_thinking")
+                .unwrap()
+                .is_reasoning
+        );
         assert_eq!(r.registry_default().unwrap().key, "auto");
     }
 
@@ -205,24 +221,44 @@ mod tests {
     fn logged_out_registry_is_empty() {
         assert!(ModelRegistry::from_query_result(&json!({})).is_empty());
         assert!(ModelRegistry::from_query_result(&json!(null)).is_empty());
-        assert!(ModelRegistry::from_query_result(&json!({"chat": "x", "a": [{"nokey": 1}]})).is_empty());
+        assert!(
+            ModelRegistry::from_query_result(&json!({"chat": "x", "a": [{"nokey": 1}]})).is_empty()
+        );
     }
 
     #[test]
     fn resolves_keys_names_and_aliases() {
         let r = sample();
         let exact = |s| r.resolve(Some(s), None);
-        assert_eq!(exact("dashscope_qwen3_coder"), Resolution::Exact("dashscope_qwen3_coder".into()));
-        assert_eq!(exact("Qwen3-Coder"), Resolution::Exact("dashscope_qwen3_coder".into()));
-        assert_eq!(exact("qwen3-coder"), Resolution::Exact("dashscope_qwen3_coder".into()));
-        assert_eq!(exact("QWEN3_CODER"), Resolution::Exact("dashscope_qwen3_coder".into()));
+        assert_eq!(
+            exact("dashscope_qwen3_coder"),
+            Resolution::Exact("dashscope_qwen3_coder".into())
+        );
+        assert_eq!(
+            exact("Qwen3-Coder"),
+            Resolution::Exact("dashscope_qwen3_coder".into())
+        );
+        assert_eq!(
+            exact("qwen3-coder"),
+            Resolution::Exact("dashscope_qwen3_coder".into())
+        );
+        assert_eq!(
+            exact("QWEN3_CODER"),
+            Resolution::Exact("dashscope_qwen3_coder".into())
+        );
         assert_eq!(exact("gpt-4o"), Resolution::Default("auto".into()));
         assert_eq!(exact("default"), Resolution::Default("auto".into()));
         assert_eq!(
             r.resolve(Some("gpt-4o"), Some("Qwen3-Coder")),
             Resolution::Default("dashscope_qwen3_coder".into())
         );
-        assert_eq!(r.resolve(None, Some("custom_key")), Resolution::Default("custom_key".into()));
-        assert_eq!(ModelRegistry::default().resolve(Some("x"), None), Resolution::Unspecified);
+        assert_eq!(
+            r.resolve(None, Some("custom_key")),
+            Resolution::Default("custom_key".into())
+        );
+        assert_eq!(
+            ModelRegistry::default().resolve(Some("x"), None),
+            Resolution::Unspecified
+        );
     }
 }

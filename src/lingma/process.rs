@@ -76,8 +76,20 @@ impl LingmaProcess {
         })?;
         let pid = child.id().unwrap_or(0);
         for (name, pipe) in [
-            ("stdout", child.stdout.take().map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Send + Unpin>)),
-            ("stderr", child.stderr.take().map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Send + Unpin>)),
+            (
+                "stdout",
+                child
+                    .stdout
+                    .take()
+                    .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
+            ),
+            (
+                "stderr",
+                child
+                    .stderr
+                    .take()
+                    .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
+            ),
         ] {
             if let Some(pipe) = pipe {
                 let label = label.to_string();
@@ -189,7 +201,11 @@ fn send_signal(pid: u32, signal: nix::sys::signal::Signal) {
 
 fn short_error(e: &LingmaError) -> String {
     let s = e.to_string();
-    if s.len() > 200 { format!("{}…", &s[..s.floor_char_boundary(200)]) } else { s }
+    if s.len() > 200 {
+        format!("{}…", &s[..s.floor_char_boundary(200)])
+    } else {
+        s
+    }
 }
 
 /// A free TCP port on 127.0.0.1 (bound and released: a later bind can still race, which the

@@ -270,7 +270,9 @@ async fn dispatch(shared: &Shared, body: &[u8]) -> Result<(), RpcError> {
     match (method, id) {
         (None, Some(id)) => {
             let Some(id) = id.as_i64() else {
-                return Err(RpcError::BadMessage(format!("response with unknown id {id}")));
+                return Err(RpcError::BadMessage(format!(
+                    "response with unknown id {id}"
+                )));
             };
             let Some((method, tx)) = lock(&shared.pending).remove(&id) else {
                 tracing::debug!(id, "response for a call nobody waits for (timed out?)");

@@ -85,11 +85,11 @@ impl ThinkSplitter {
                         if OPEN.starts_with(trimmed) {
                             return;
                         }
-                        self.to_answer(out);
+                        self.switch_to_answer(out);
                         return;
                     }
                     if !trimmed.starts_with(OPEN) {
-                        self.to_answer(out);
+                        self.switch_to_answer(out);
                         return;
                     }
                     let Some(nl) = trimmed.find('\n') else {
@@ -123,7 +123,7 @@ impl ThinkSplitter {
                     if let Some(rest) = self.pending.strip_prefix('\n') {
                         self.pending = rest.to_string();
                     }
-                    self.to_answer(out);
+                    self.switch_to_answer(out);
                     return;
                 }
                 State::Answer => return,
@@ -131,7 +131,7 @@ impl ThinkSplitter {
         }
     }
 
-    fn to_answer(&mut self, out: &mut Vec<Piece>) {
+    fn switch_to_answer(&mut self, out: &mut Vec<Piece>) {
         self.state = State::Answer;
         let text = std::mem::take(&mut self.pending);
         if !text.is_empty() {
@@ -187,7 +187,10 @@ mod tests {
     #[test]
     fn think_block_is_split() {
         let text = "````think::1200\nLet me think.\nOK.\n````\nThe answer.";
-        assert_eq!(run(&[text]), ("Let me think.\nOK.".into(), "The answer.".into()));
+        assert_eq!(
+            run(&[text]),
+            ("Let me think.\nOK.".into(), "The answer.".into())
+        );
     }
 
     #[test]

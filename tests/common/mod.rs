@@ -191,7 +191,9 @@ impl Gateway {
                 if n == 0 {
                     break;
                 }
-                sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
             }
         });
         let stdout = child.stdout.take().unwrap();
@@ -208,7 +210,10 @@ impl Gateway {
             Err(_) => {
                 let _ = child.kill();
                 let _ = child.wait();
-                panic!("gateway did not print its address; stderr:\n{}", stderr.lock().unwrap());
+                panic!(
+                    "gateway did not print its address; stderr:\n{}",
+                    stderr.lock().unwrap()
+                );
             }
         };
         Gateway {
@@ -274,7 +279,10 @@ pub fn processes_matching(needle: &str) -> Vec<u32> {
         let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
         let zombie = std::fs::read_to_string(e.path().join("stat"))
             .ok()
-            .and_then(|s| s.rsplit_once(')').map(|(_, r)| r.trim_start().starts_with('Z')))
+            .and_then(|s| {
+                s.rsplit_once(')')
+                    .map(|(_, r)| r.trim_start().starts_with('Z'))
+            })
             .unwrap_or(false);
         if cmd.contains(needle) && !zombie {
             out.push(pid);
