@@ -380,6 +380,28 @@ async fn strict_acks_stall_the_stream_until_acked() {
 }
 
 #[tokio::test]
+async fn step_end_first_sends_the_answers_after_step_end() {
+    let sim = Sim::start(&[]).await;
+    let mut c = sim.client().await;
+    let (_, s) = c
+        .chat(ask_params(
+            "se",
+            "",
+            "[[sim:step-end-first]] Reply with exactly: pong",
+        ))
+        .await;
+    let m = methods(&s);
+    let step_end = s
+        .iter()
+        .position(|x| x["params"]["step"] == "step_end")
+        .unwrap();
+    let first_answer = m.iter().position(|x| x == "chat/answer").unwrap();
+    assert!(step_end < first_answer, "{m:?}");
+    assert_eq!(m.last().unwrap(), "chat/finish");
+    assert_eq!(answer_text(&s), "pong");
+}
+
+#[tokio::test]
 async fn len_directive_and_directives_are_kept_in_the_record() {
     let sim = Sim::start(&[]).await;
     let mut c = sim.client().await;

@@ -171,6 +171,9 @@ pub struct SimFaultArgs {
     /// Accept asks and send nothing at all.
     #[arg(long, value_parser = BoolishValueParser::new(), env = "LINGMA_SIM_HANG")]
     pub hang: bool,
+    /// Send step_end before the answer deltas (the order captured from Lingma 2.11).
+    #[arg(long, value_parser = BoolishValueParser::new(), env = "LINGMA_SIM_STEP_END_FIRST")]
+    pub step_end_first: bool,
     /// Answer deltas sent before crash/close/overwrite/retry fire.
     #[arg(long, value_name = "N", env = "LINGMA_SIM_FAULT_AFTER")]
     pub fault_after: Option<usize>,

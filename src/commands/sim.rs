@@ -51,6 +51,7 @@ pub fn config_from_args(args: SimStartArgs) -> SimConfig {
         batch: on(f.batch),
         think: None,
         hang: on(f.hang),
+        step_end_first: on(f.step_end_first),
         len: None,
         after: f.fault_after,
         chunk: None,

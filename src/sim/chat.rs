@@ -553,6 +553,10 @@ impl Stream {
             self.emit(plan, "session/title/update", p).await?;
         }
 
+        let step_end_first = f.step_end_first == Some(true);
+        if step_end_first {
+            self.step(plan, "step_end").await?;
+        }
         let chunks = chunk_text(&plan.emitted, plan.chunk_size);
         let at = plan.after.min(chunks.len());
         if chunks.is_empty() {
@@ -594,7 +598,9 @@ impl Stream {
                 i = upto;
             }
         }
-        self.step(plan, "step_end").await?;
+        if !step_end_first {
+            self.step(plan, "step_end").await?;
+        }
         if f.no_finish == Some(true) {
             return Ok(End::Silent);
         }

@@ -151,6 +151,8 @@ pub struct Faults {
     pub batch: Option<bool>,
     pub think: Option<ThinkStyle>,
     pub hang: Option<bool>,
+    /// `step_end` before the answer deltas, the order ZA captured from Lingma 2.11 (protocol §3.8).
+    pub step_end_first: Option<bool>,
     /// Reply with `w1 w2 ... wN` instead of the generated answer.
     pub len: Option<usize>,
     /// Deltas sent before crash/close/overwrite/retry fire.
@@ -178,6 +180,7 @@ impl Faults {
             batch: self.batch.or(base.batch),
             think: self.think.or(base.think),
             hang: self.hang.or(base.hang),
+            step_end_first: self.step_end_first.or(base.step_end_first),
             len: self.len.or(base.len),
             after: self.after.or(base.after),
             chunk: self.chunk.or(base.chunk),
@@ -205,6 +208,7 @@ impl std::fmt::Display for Faults {
             ("split", self.split),
             ("batch", self.batch),
             ("hang", self.hang),
+            ("step-end-first", self.step_end_first),
         ];
         for (name, v) in flags {
             match v {

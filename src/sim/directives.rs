@@ -122,6 +122,7 @@ fn apply(f: &mut Faults, item: &str) -> Result<(), String> {
         "split" => f.split = Some(flag(value, &name)?),
         "batch" => f.batch = Some(flag(value, &name)?),
         "hang" => f.hang = Some(flag(value, &name)?),
+        "step-end-first" => f.step_end_first = Some(flag(value, &name)?),
         "think" => {
             f.think = Some(match value.map(|v| v.to_ascii_lowercase()).as_deref() {
                 Some("callback") => ThinkStyle::Callback,
@@ -187,8 +188,10 @@ mod tests {
 
     #[test]
     fn display_round_trips_through_the_list_parser() {
-        let f = parse_list("crash, after=3, slow=500, think=callback, off-by-one=off, error=408")
-            .unwrap();
+        let f = parse_list(
+            "crash, after=3, slow=500, think=callback, off-by-one=off, error=408, step-end-first",
+        )
+        .unwrap();
         assert_eq!(parse_list(&f.to_string()).unwrap(), f);
     }
 

@@ -175,6 +175,14 @@ impl WorkDir {
     /// `--copyDataDir SRC`: copies SRC into this work dir, except `cache/user` (the real binary
     /// does not carry the login over, protocol §6.5).
     pub fn copy_from(&self, src: &Path) -> io::Result<()> {
+        fs::create_dir_all(&self.root)?;
+        let (from, to) = (src.canonicalize()?, self.root.canonicalize()?);
+        if to.starts_with(&from) {
+            // Copying a tree into itself would never end.
+            return Err(io::Error::other(
+                "the work dir is inside the directory to copy",
+            ));
+        }
         copy_tree(src, &self.root, &src.join("cache").join("user"))
     }
 }
@@ -492,6 +500,11 @@ mod tests {
         w2.copy_from(src.path()).unwrap();
         assert_eq!(w2.ensure_machine_id().unwrap(), (id, false));
         assert!(w2.read_user().is_none());
+        assert!(
+            WorkDir::new(src.path().join("inner"))
+                .copy_from(src.path())
+                .is_err()
+        );
         w.remove_user().unwrap();
         w.remove_user().unwrap();
         assert!(w.read_user().is_none());
