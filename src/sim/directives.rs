@@ -11,6 +11,8 @@ use super::config::{Faults, ThinkStyle};
 
 const OPEN: &str = "[[sim:";
 const CLOSE: &str = "]]";
+/// Largest `len=N` answer (about 7 MB of text).
+pub const MAX_LEN: usize = 1_000_000;
 
 /// A question with its directives taken out.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,7 +132,14 @@ fn apply(f: &mut Faults, item: &str) -> Result<(), String> {
                 Some(v) => return Err(format!("think={v}: expected inline or callback")),
             })
         }
-        "len" => f.len = Some(number(value, &name)?),
+        "len" => {
+            let n: usize = number(value, &name)?;
+            // A typo must not make the simulator allocate gigabytes.
+            if n > MAX_LEN {
+                return Err(format!("len={n}: at most {MAX_LEN}"));
+            }
+            f.len = Some(n);
+        }
         "after" => f.after = Some(number(value, &name)?),
         "chunk" => f.chunk = Some(number(value, &name)?),
         "" => {}
@@ -169,6 +178,9 @@ mod tests {
         assert_eq!(d.text, "x");
         assert_eq!(parse("[[sim:crash=off]]").faults.crash, Some(false));
         assert_eq!(parse("[[sim:crash=5]]").faults.after, Some(5));
+        let huge = parse("[[sim:len=999999999999]]");
+        assert_eq!(huge.faults.len, None);
+        assert_eq!(huge.unknown.len(), 1);
     }
 
     #[test]
