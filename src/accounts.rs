@@ -31,8 +31,11 @@ pub struct Account {
     pub name: Option<String>,
     /// The Lingma account (for logs and headless login).
     pub username: Option<String>,
-    /// A directory to seed this instance's work dir with when it is not logged in.
+    /// A session bundle (or seed directory) for this instance's work dir when it is not logged in.
     pub bundle: Option<PathBuf>,
+    /// The name of the environment variable holding this account's password (headless login and
+    /// auto-login); the password itself never goes in the file.
+    pub password_env: Option<String>,
 }
 
 /// Parses inline JSON (starting with `[`) or reads the named file.

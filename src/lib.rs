@@ -5,10 +5,12 @@
 //! simulator in [`sim`]; each subcommand's glue in [`commands`].
 
 pub mod accounts;
+pub mod bundle;
 pub mod cli;
 pub mod commands;
 pub mod gateway;
 pub mod lingma;
+pub mod login;
 pub mod pool;
 pub mod prompt;
 pub mod settings;

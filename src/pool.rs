@@ -136,7 +136,8 @@ impl Backoff {
 #[derive(Debug, Clone)]
 pub struct InstanceSpec {
     pub name: String,
-    /// A directory copied into the work dir when it is not logged in (a session seed).
+    /// A directory copied, or a session bundle file installed, into the work dir when it is not
+    /// logged in (a session seed).
     pub seed_dir: Option<PathBuf>,
     pub account: Option<String>,
 }
@@ -982,6 +983,12 @@ pub fn seed_work_dir(work_dir: &Path, seed: Option<&Path>) -> std::io::Result<()
         return Ok(());
     }
     tracing::info!(work_dir = %work_dir.display(), seed = %seed.display(), "seeding a logged-out work dir");
+    if seed.is_file() {
+        // A session bundle (`serve` verified and decrypted it at start): checked, atomic install.
+        return crate::bundle::seed_from_file(seed, work_dir)
+            .map(|_| ())
+            .map_err(std::io::Error::other);
+    }
     copy_tree(seed, work_dir)
 }
 

@@ -65,6 +65,23 @@ pub struct ConfigFile {
     pub session_bundle: Option<PathBuf>,
     pub shutdown_grace: Option<f64>,
     pub body_limit: Option<usize>,
+    // Login and session bundles (see `LoginBrowserSettings`, `AutoLoginSettings`).
+    pub auto_login_enabled: Option<bool>,
+    pub auto_login_timeout: Option<f64>,
+    pub auto_login_max_retry: Option<u32>,
+    pub auto_login_username: Option<String>,
+    pub auto_login_browser: Option<PathBuf>,
+    pub auto_login_persistent_profile: Option<bool>,
+    pub auto_login_profile_dir: Option<PathBuf>,
+    pub auto_login_frame_selectors: Option<Vec<String>>,
+    pub auto_login_password_tab_selectors: Option<Vec<String>>,
+    pub auto_login_username_selectors: Option<Vec<String>>,
+    pub auto_login_password_selectors: Option<Vec<String>>,
+    pub auto_login_submit_selectors: Option<Vec<String>>,
+    pub auto_login_captcha_selectors: Option<Vec<String>>,
+    pub auto_login_error_selectors: Option<Vec<String>>,
+    pub dedicated_domain_url: Option<String>,
+    pub bundle_max_bytes: Option<u64>,
 }
 
 impl ConfigFile {
@@ -515,6 +532,377 @@ impl ServeSettings {
             )));
         }
         Ok(())
+    }
+}
+
+/// A list setting from the environment: a JSON array, or `;`-separated (CSS selectors contain
+/// commas, so commas cannot separate them).
+fn env_list(src: &Sources, name: &'static str) -> Result<Option<Vec<String>>, SettingsError> {
+    let Some(v) = (src.env)(name).filter(|v| !v.trim().is_empty()) else {
+        return Ok(None);
+    };
+    let list: Vec<String> = if v.trim_start().starts_with('[') {
+        serde_json::from_str(&v).map_err(|e| SettingsError::BadEnv {
+            name,
+            value: v.clone(),
+            reason: format!("not a JSON list of strings: {e}"),
+        })?
+    } else {
+        v.split(';')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect()
+    };
+    if list.is_empty() {
+        return Err(SettingsError::BadEnv {
+            name,
+            value: v,
+            reason: "the list is empty".into(),
+        });
+    }
+    Ok(Some(list))
+}
+
+/// How `login --headless` and auto-login drive Chromium (protocol §11).
+#[derive(Debug, Clone)]
+pub struct LoginBrowserSettings {
+    /// `--browser` > `CHROME` > `AUTO_LOGIN_BROWSER` > config > `/usr/bin/chromium`.
+    pub executable: PathBuf,
+    pub locators: crate::login::headless::Locators,
+    /// `--persistent-profile` > `AUTO_LOGIN_PERSISTENT_PROFILE` > config > off (a fresh profile).
+    pub persistent_profile: bool,
+    /// Root of the per-account profiles: `AUTO_LOGIN_PROFILE_DIR` > config >
+    /// `<work-dir>/.browser-profiles`.
+    pub profile_root: PathBuf,
+    /// One login attempt: `AUTO_LOGIN_TIMEOUT` > config > 180 s.
+    pub timeout: Duration,
+}
+
+impl LoginBrowserSettings {
+    pub fn resolve(
+        browser_flag: Option<&Path>,
+        persistent_flag: bool,
+        work_root: &Path,
+        src: &Sources,
+    ) -> Result<Self, SettingsError> {
+        let f = src.file;
+        let executable = browser_flag
+            .map(Path::to_path_buf)
+            .or_else(|| {
+                (src.env)("CHROME")
+                    .filter(|s| !s.is_empty())
+                    .map(PathBuf::from)
+            })
+            .or_else(|| {
+                (src.env)("AUTO_LOGIN_BROWSER")
+                    .filter(|s| !s.is_empty())
+                    .map(PathBuf::from)
+            })
+            .or_else(|| f.auto_login_browser.clone())
+            .unwrap_or_else(|| PathBuf::from(crate::login::headless::DEFAULT_BROWSER));
+        let mut locators = crate::login::headless::Locators::default();
+        // (environment variable, config file value, the locator list it sets)
+        type Slot<'a> = (&'static str, &'a Option<Vec<String>>, &'a mut Vec<String>);
+        let lists: [Slot; 7] = [
+            (
+                "AUTO_LOGIN_FRAME_SELECTORS",
+                &f.auto_login_frame_selectors,
+                &mut locators.frame,
+            ),
+            (
+                "AUTO_LOGIN_PASSWORD_TAB_SELECTORS",
+                &f.auto_login_password_tab_selectors,
+                &mut locators.password_tab,
+            ),
+            (
+                "AUTO_LOGIN_USERNAME_SELECTORS",
+                &f.auto_login_username_selectors,
+                &mut locators.username,
+            ),
+            (
+                "AUTO_LOGIN_PASSWORD_SELECTORS",
+                &f.auto_login_password_selectors,
+                &mut locators.password,
+            ),
+            (
+                "AUTO_LOGIN_SUBMIT_SELECTORS",
+                &f.auto_login_submit_selectors,
+                &mut locators.submit,
+            ),
+            (
+                "AUTO_LOGIN_CAPTCHA_SELECTORS",
+                &f.auto_login_captcha_selectors,
+                &mut locators.captcha,
+            ),
+            (
+                "AUTO_LOGIN_ERROR_SELECTORS",
+                &f.auto_login_error_selectors,
+                &mut locators.error,
+            ),
+        ];
+        for (env, file, slot) in lists {
+            if let Some(v) = env_list(src, env)?.or_else(|| file.clone().filter(|l| !l.is_empty()))
+            {
+                *slot = v;
+            }
+        }
+        let persistent_profile = persistent_flag
+            || src
+                .env_bool("AUTO_LOGIN_PERSISTENT_PROFILE")?
+                .or(f.auto_login_persistent_profile)
+                .unwrap_or(false);
+        let profile_root = (src.env)("AUTO_LOGIN_PROFILE_DIR")
+            .filter(|s| !s.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| f.auto_login_profile_dir.clone())
+            .unwrap_or_else(|| work_root.join(".browser-profiles"));
+        let timeout = src
+            .env_secs("AUTO_LOGIN_TIMEOUT")?
+            .or(f.auto_login_timeout)
+            .unwrap_or(180.0);
+        if timeout <= 0.0 {
+            return Err(SettingsError::Invalid(
+                "AUTO_LOGIN_TIMEOUT must be positive".into(),
+            ));
+        }
+        Ok(Self {
+            executable,
+            locators,
+            persistent_profile,
+            profile_root,
+            timeout: secs(timeout)?,
+        })
+    }
+}
+
+/// `DEDICATED_DOMAIN_URL`: flag > env > config; must be an http(s) URL.
+pub fn dedicated_domain_url(
+    flag: Option<&str>,
+    src: &Sources,
+) -> Result<Option<String>, SettingsError> {
+    let v = flag
+        .map(str::to_string)
+        .or_else(|| (src.env)("DEDICATED_DOMAIN_URL").filter(|s| !s.trim().is_empty()))
+        .or_else(|| src.file.dedicated_domain_url.clone())
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty());
+    if let Some(u) = &v {
+        let ok = url::Url::parse(u).is_ok_and(|p| matches!(p.scheme(), "http" | "https"));
+        if !ok {
+            return Err(SettingsError::Invalid(format!(
+                "DEDICATED_DOMAIN_URL {u:?} is not an http(s) URL"
+            )));
+        }
+    }
+    Ok(v)
+}
+
+/// The gateway's auto-login (`AUTO_LOGIN_*`).
+#[derive(Debug, Clone)]
+pub struct AutoLoginSettings {
+    /// `AUTO_LOGIN_ENABLED` > config > off.
+    pub enabled: bool,
+    /// `AUTO_LOGIN_MAX_RETRY` > config > 1: attempts after the first, for retryable failures.
+    pub max_retry: u32,
+    /// `AUTO_LOGIN_USERNAME` > config: for instances without an account of their own.
+    pub username: Option<String>,
+    /// `AUTO_LOGIN_PASSWORD` (environment only: never in a file or on the command line).
+    pub password: Option<crate::login::Secret>,
+    pub browser: LoginBrowserSettings,
+    pub dedicated_domain_url: Option<String>,
+}
+
+impl AutoLoginSettings {
+    pub fn resolve(work_root: &Path, src: &Sources) -> Result<Self, SettingsError> {
+        let f = src.file;
+        let enabled = src
+            .env_bool("AUTO_LOGIN_ENABLED")?
+            .or(f.auto_login_enabled)
+            .unwrap_or(false);
+        let max_retry = src
+            .env("AUTO_LOGIN_MAX_RETRY")?
+            .or(f.auto_login_max_retry)
+            .unwrap_or(1);
+        if max_retry > 10 {
+            return Err(SettingsError::Invalid(
+                "AUTO_LOGIN_MAX_RETRY above 10 only makes risk control stricter".into(),
+            ));
+        }
+        let username = (src.env)("AUTO_LOGIN_USERNAME")
+            .filter(|s| !s.trim().is_empty())
+            .or_else(|| f.auto_login_username.clone());
+        let password = (src.env)("AUTO_LOGIN_PASSWORD")
+            .filter(|s| !s.is_empty())
+            .map(crate::login::Secret::new);
+        Ok(Self {
+            enabled,
+            max_retry,
+            username,
+            password,
+            browser: LoginBrowserSettings::resolve(None, false, work_root, src)?,
+            dedicated_domain_url: dedicated_domain_url(None, src)?,
+        })
+    }
+}
+
+/// Session bundles: `LINGMA_BUNDLE_MAX_BYTES` > config > 64 MiB; the passphrase comes from
+/// `--passphrase-stdin` or `LINGMA_BUNDLE_PASSPHRASE` (never the command line or a file).
+#[derive(Debug, Clone)]
+pub struct BundleSettings {
+    pub limits: crate::bundle::Limits,
+    pub passphrase: Option<crate::login::Secret>,
+}
+
+impl BundleSettings {
+    pub fn resolve(src: &Sources) -> Result<Self, SettingsError> {
+        let max = src
+            .env("LINGMA_BUNDLE_MAX_BYTES")?
+            .or(src.file.bundle_max_bytes)
+            .unwrap_or(crate::bundle::DEFAULT_MAX_BYTES);
+        if max < 1024 {
+            return Err(SettingsError::Invalid(
+                "LINGMA_BUNDLE_MAX_BYTES must be at least 1024".into(),
+            ));
+        }
+        Ok(Self {
+            limits: crate::bundle::Limits {
+                max_bytes: max,
+                max_entries: crate::bundle::MAX_ENTRIES,
+            },
+            passphrase: (src.env)("LINGMA_BUNDLE_PASSPHRASE")
+                .filter(|s| !s.is_empty())
+                .map(crate::login::Secret::new),
+        })
+    }
+}
+
+#[cfg(test)]
+mod login_settings_tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn with_env<T>(env: &[(&str, &str)], file: ConfigFile, f: impl FnOnce(&Sources) -> T) -> T {
+        let map: HashMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let lookup = move |k: &str| map.get(k).cloned();
+        f(&Sources {
+            env: &lookup,
+            file: &file,
+        })
+    }
+
+    #[test]
+    fn auto_login_defaults_and_precedence() {
+        let root = Path::new("/w");
+        let s = with_env(&[], ConfigFile::default(), |src| {
+            AutoLoginSettings::resolve(root, src)
+        })
+        .unwrap();
+        assert!(!s.enabled);
+        assert_eq!(s.max_retry, 1);
+        assert_eq!(s.browser.timeout, Duration::from_secs(180));
+        assert_eq!(s.browser.executable, PathBuf::from("/usr/bin/chromium"));
+        assert_eq!(
+            s.browser.profile_root,
+            PathBuf::from("/w/.browser-profiles")
+        );
+        assert_eq!(
+            s.browser.locators,
+            crate::login::headless::Locators::default()
+        );
+        assert!(s.password.is_none() && s.dedicated_domain_url.is_none());
+
+        let file = ConfigFile {
+            auto_login_enabled: Some(false),
+            auto_login_timeout: Some(60.0),
+            auto_login_username: Some("file@x".into()),
+            auto_login_submit_selectors: Some(vec!["#go".into()]),
+            dedicated_domain_url: Some("https://file.example".into()),
+            ..Default::default()
+        };
+        let env = [
+            ("AUTO_LOGIN_ENABLED", "true"),
+            ("AUTO_LOGIN_MAX_RETRY", "3"),
+            ("AUTO_LOGIN_PASSWORD", "pw"),
+            ("AUTO_LOGIN_USERNAME_SELECTORS", "#a; input[name=b]"),
+            ("AUTO_LOGIN_FRAME_SELECTORS", r#"["iframe#x, iframe#y"]"#),
+            ("CHROME", "/opt/chrome"),
+            ("AUTO_LOGIN_BROWSER", "/opt/other"),
+        ];
+        let s = with_env(&env, file, |src| AutoLoginSettings::resolve(root, src)).unwrap();
+        assert!(s.enabled);
+        assert_eq!(s.max_retry, 3);
+        assert_eq!(s.username.as_deref(), Some("file@x"));
+        assert_eq!(s.password.as_ref().map(|p| p.expose()), Some("pw"));
+        assert_eq!(s.browser.timeout, Duration::from_secs(60));
+        assert_eq!(s.browser.executable, PathBuf::from("/opt/chrome"));
+        assert_eq!(s.browser.locators.username, vec!["#a", "input[name=b]"]);
+        assert_eq!(s.browser.locators.frame, vec!["iframe#x, iframe#y"]);
+        assert_eq!(s.browser.locators.submit, vec!["#go"]);
+        assert_eq!(
+            s.dedicated_domain_url.as_deref(),
+            Some("https://file.example")
+        );
+    }
+
+    #[test]
+    fn browser_flag_wins_and_bad_values_fail() {
+        let s = with_env(&[("CHROME", "/opt/chrome")], ConfigFile::default(), |src| {
+            LoginBrowserSettings::resolve(
+                Some(Path::new("/flag/chromium")),
+                true,
+                Path::new("/w"),
+                src,
+            )
+        })
+        .unwrap();
+        assert_eq!(s.executable, PathBuf::from("/flag/chromium"));
+        assert!(s.persistent_profile);
+        let root = Path::new("/w");
+        for env in [
+            [("AUTO_LOGIN_ENABLED", "maybe")],
+            [("AUTO_LOGIN_MAX_RETRY", "-1")],
+            [("AUTO_LOGIN_TIMEOUT", "0")],
+            [("DEDICATED_DOMAIN_URL", "not a url")],
+            [("AUTO_LOGIN_SUBMIT_SELECTORS", "[1]")],
+        ] {
+            assert!(
+                with_env(&env, ConfigFile::default(), |src| {
+                    AutoLoginSettings::resolve(root, src)
+                })
+                .is_err(),
+                "{env:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn bundle_settings() {
+        let b = with_env(&[], ConfigFile::default(), BundleSettings::resolve).unwrap();
+        assert_eq!(b.limits.max_bytes, crate::bundle::DEFAULT_MAX_BYTES);
+        assert!(b.passphrase.is_none());
+        let b = with_env(
+            &[
+                ("LINGMA_BUNDLE_MAX_BYTES", "4096"),
+                ("LINGMA_BUNDLE_PASSPHRASE", "s3cret"),
+            ],
+            ConfigFile::default(),
+            BundleSettings::resolve,
+        )
+        .unwrap();
+        assert_eq!(b.limits.max_bytes, 4096);
+        assert_eq!(b.passphrase.unwrap().expose(), "s3cret");
+        assert!(
+            with_env(
+                &[("LINGMA_BUNDLE_MAX_BYTES", "10")],
+                ConfigFile::default(),
+                BundleSettings::resolve
+            )
+            .is_err()
+        );
     }
 }
 

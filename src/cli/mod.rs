@@ -3,6 +3,8 @@
 //! environment variable and the config file lives in `settings.rs`. Flags are therefore optional
 //! here (no clap defaults, no clap `env`): a missing flag means "not given on the command line".
 
+pub mod login;
+pub mod session;
 pub mod sim;
 
 use std::path::PathBuf;
@@ -59,6 +61,13 @@ pub enum Command {
     Chat(ChatArgs),
     /// Diagnose the setup step by step (binary, work dir, start, login, models, a chat)
     Probe(ProbeArgs),
+    /// Log a Lingma instance in (browser, pasted callback URL, or headless Chromium)
+    Login(login::LoginArgs),
+    /// Move a logged-in session between machines: export and import bundles
+    Session {
+        #[command(subcommand)]
+        command: session::SessionCommand,
+    },
     /// Print a shell completion script
     Completions(CompletionsArgs),
     /// Print the man page (roff)
@@ -139,8 +148,9 @@ pub struct ServeArgs {
     /// Accounts file (JSON list) or inline JSON assigning accounts to instances [env: LINGMA_ACCOUNTS]
     #[arg(long, value_name = "FILE|JSON")]
     pub accounts: Option<String>,
-    /// Directory to seed work dirs that are not logged in [env: LINGMA_SESSION_BUNDLE]
-    #[arg(long, value_name = "DIR")]
+    /// Session bundle (file, or base64 text) or seed directory for work dirs that are not logged
+    /// in [env: LINGMA_SESSION_BUNDLE]
+    #[arg(long, value_name = "FILE|DIR")]
     pub session_bundle: Option<PathBuf>,
     /// Seconds to let running answers finish on shutdown [env: GATEWAY_SHUTDOWN_GRACE_SEC] [default: 10]
     #[arg(long, value_name = "SECS")]

@@ -4,9 +4,11 @@
 
 pub mod chat;
 pub mod generate;
+pub mod login;
 pub mod models;
 pub mod probe;
 pub mod serve;
+pub mod session;
 pub mod sim;
 
 use std::io::IsTerminal;
@@ -114,11 +116,14 @@ pub fn run(cli: Cli) -> ExitCode {
 
 async fn dispatch(cli: Cli, sources: &Sources<'_>) -> anyhow::Result<ExitCode> {
     let verbose = cli.global.verbose > 0;
+    let quiet = cli.global.quiet;
     match cli.command {
         Command::Serve(args) => serve::run(args, sources).await,
         Command::Models(args) => models::run(args, sources).await,
         Command::Chat(args) => chat::run(args, sources, verbose).await,
         Command::Probe(args) => probe::run(args, sources).await,
+        Command::Login(args) => login::run(args, sources, quiet).await,
+        Command::Session { command } => session::run(command, sources, quiet).await,
         Command::Completions(args) => generate::completions(args.shell),
         Command::Man => generate::man(),
         Command::Sim { command } => sim::run(command).await,
@@ -127,7 +132,14 @@ async fn dispatch(cli: Cli, sources: &Sources<'_>) -> anyhow::Result<ExitCode> {
 
 fn init_logging(log: &LogSettings) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_new(&log.filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    // chromiumoxide warns about every DevTools message newer than its protocol tables (headless
+    // login); those are noise unless asked for by name.
+    let directives = if log.filter.contains("chromiumoxide") {
+        log.filter.clone()
+    } else {
+        format!("{},chromiumoxide=error", log.filter)
+    };
+    let filter = EnvFilter::try_new(&directives).unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -19,8 +19,9 @@ use crate::gateway::router;
 use crate::gateway::session_cache::SessionCache;
 use crate::gateway::state::{AppState, GatewayConfig};
 use crate::lingma::discovery::LingmaBinary;
+use crate::login::auto::AutoLogin;
 use crate::pool::{Backoff, Pool, PoolConfig};
-use crate::settings::{ServeSettings, Sources};
+use crate::settings::{AutoLoginSettings, ServeSettings, Sources};
 
 use super::UsageError;
 
@@ -33,6 +34,15 @@ pub async fn run(args: ServeArgs, sources: &Sources<'_>) -> anyhow::Result<ExitC
     };
     let specs = instance_specs(accounts.as_deref(), s.instances, s.session_bundle.as_ref())
         .map_err(|e| UsageError(e.to_string()))?;
+    // Bundle seeds are decoded and verified now; the pool installs them into logged-out work dirs.
+    let specs = super::session::prepare_seeds(specs, &s.lingma.work_dir, sources)?;
+    let auto_login_settings = AutoLoginSettings::resolve(&s.lingma.work_dir, sources)?;
+    let auto_login_config = super::login::auto_login_config(
+        &auto_login_settings,
+        accounts.as_deref(),
+        s.lingma.client.clone(),
+        sources,
+    )?;
     let auth = AuthConfig {
         api_keys: s.api_keys.clone(),
         admin_token: s.admin_token.clone(),
@@ -90,6 +100,7 @@ pub async fn run(args: ServeArgs, sources: &Sources<'_>) -> anyhow::Result<ExitC
             queue_timeout: s.queue_timeout,
             instance_wait: s.queue_timeout,
         }),
+        auto_login: AutoLogin::new(auto_login_config, pool.clone()),
         shutdown: shutdown.clone(),
         tracker: TaskTracker::new(),
     };
@@ -129,6 +140,8 @@ pub async fn run(args: ServeArgs, sources: &Sources<'_>) -> anyhow::Result<ExitC
     state.admission.close();
     state.tracker.close();
     state.tracker.wait().await;
+    // Running logins close their browsers before the instances stop.
+    state.auto_login.shutdown().await;
     pool.shutdown().await;
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)

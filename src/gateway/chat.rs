@@ -215,7 +215,16 @@ fn pool_error(st: &AppState) -> impl Fn(PoolError) -> GatewayError + '_ {
         PoolError::NoInstanceReady | PoolError::NotReady { .. } | PoolError::UnknownInstance(_) => {
             GatewayError::NoInstanceReady
         }
-        PoolError::NotLoggedIn { instance } => GatewayError::NotLoggedIn { instance },
+        PoolError::NotLoggedIn { instance } => {
+            // Auto-login (when enabled) starts here; the client retries after `Retry-After`.
+            use crate::login::auto::Trigger;
+            match st.auto_login.on_not_logged_in(&instance) {
+                Trigger::Started | Trigger::AlreadyRunning => {
+                    GatewayError::LoginInProgress { instance }
+                }
+                _ => GatewayError::NotLoggedIn { instance },
+            }
+        }
         PoolError::Busy(_) => GatewayError::RateLimited {
             retry_after_secs: st.admission.retry_after_secs(),
         },

@@ -33,6 +33,9 @@ pub const AXUM_DEFAULT_BODY_LIMIT: usize = 2 * 1024 * 1024;
 /// a few seconds, so asking clients to come back sooner only adds load.
 pub const NO_INSTANCE_RETRY_AFTER_SECS: u64 = 5;
 
+/// `Retry-After` sent with [`GatewayError::LoginInProgress`]: a headless login takes seconds.
+pub const LOGIN_RETRY_AFTER_SECS: u64 = 5;
+
 /// `Retry-After` sent with [`GatewayError::ShuttingDown`]: another replica can take the retry.
 pub const SHUTTING_DOWN_RETRY_AFTER_SECS: u64 = 1;
 
@@ -80,6 +83,12 @@ pub enum GatewayError {
          (or import a session bundle), or enable auto-login."
     )]
     NotLoggedIn { instance: String },
+    /// The instance is logged out and auto-login is logging it in now (503 with `Retry-After`).
+    #[error(
+        "Lingma instance `{instance}` is not logged in; auto-login is logging it in now. Please \
+         retry in a few seconds."
+    )]
+    LoginInProgress { instance: String },
     #[error("No Lingma instance is ready to serve requests yet. Please retry shortly.")]
     NoInstanceReady,
     #[error("The gateway is shutting down. Please retry.")]
@@ -161,6 +170,7 @@ impl GatewayError {
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::NotLoggedIn { .. }
+            | Self::LoginInProgress { .. }
             | Self::NoInstanceReady
             | Self::ShuttingDown
             | Self::MetricsDisabled => StatusCode::SERVICE_UNAVAILABLE,
@@ -188,6 +198,7 @@ impl GatewayError {
                 "upstream_error"
             }
             Self::NotLoggedIn { .. }
+            | Self::LoginInProgress { .. }
             | Self::NoInstanceReady
             | Self::ShuttingDown
             | Self::MetricsDisabled
@@ -210,6 +221,7 @@ impl GatewayError {
             Self::ModelNotFound(_) => Some("model_not_found"),
             Self::RateLimited { .. } => Some("rate_limit_exceeded"),
             Self::NotLoggedIn { .. } => Some("not_logged_in"),
+            Self::LoginInProgress { .. } => Some("login_in_progress"),
             Self::NoInstanceReady => Some("no_instance_ready"),
             Self::ShuttingDown => Some("shutting_down"),
             Self::MetricsDisabled => Some("metrics_disabled"),
@@ -234,6 +246,7 @@ impl GatewayError {
         match self {
             Self::RateLimited { retry_after_secs } => Some(*retry_after_secs),
             Self::NoInstanceReady => Some(NO_INSTANCE_RETRY_AFTER_SECS),
+            Self::LoginInProgress { .. } => Some(LOGIN_RETRY_AFTER_SECS),
             Self::ShuttingDown => Some(SHUTTING_DOWN_RETRY_AFTER_SECS),
             _ => None,
         }

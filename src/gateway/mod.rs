@@ -1,19 +1,20 @@
 //! The OpenAI-compatible HTTP gateway: `router.rs` holds the route table and request middleware,
 //! `state.rs` the shared state; one file per endpoint family (`chat.rs`, `models.rs`,
-//! `health.rs`, `admin.rs`) and one per building block (`error.rs`, `schema.rs`, `auth.rs`,
+//! `health.rs`, `admin.rs`, `login.rs`) and one per building block (`error.rs`, `schema.rs`, `auth.rs`,
 //! `admission.rs`, `session_cache.rs`, `metrics.rs`, `usage.rs`, `limits.rs`).
 
 pub mod admin;
+pub mod admission;
+pub mod auth;
 pub mod chat;
+pub mod error;
 pub mod health;
+pub mod limits;
+pub mod login;
+pub mod metrics;
 pub mod models;
 pub mod router;
-pub mod state;
-pub mod error;
-pub mod usage;
 pub mod schema;
-pub mod auth;
-pub mod admission;
 pub mod session_cache;
-pub mod metrics;
-pub mod limits;
+pub mod state;
+pub mod usage;

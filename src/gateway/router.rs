@@ -10,7 +10,7 @@ use axum::response::Response;
 use axum::routing::{get, post};
 
 use super::state::AppState;
-use super::{admin, chat, error, health, models};
+use super::{admin, chat, error, health, login, models};
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -37,6 +37,12 @@ pub fn build(state: AppState) -> Router {
         .route("/internal/instances", get(admin::instances))
         .route("/internal/instances/{name}/restart", post(admin::restart))
         .route("/internal/instances/{name}/drain", post(admin::drain))
+        .route(
+            "/internal/session/export",
+            get(login::export_get).post(login::export_post),
+        )
+        .route("/internal/auto-login/start", post(login::auto_login_start))
+        .route("/internal/auto-login/status", get(login::auto_login_status))
         .fallback(error::fallback)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))

@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::lingma::AskMode;
+use crate::login::auto::AutoLogin;
 use crate::pool::Pool;
 
 use super::admission::Admission;
@@ -34,6 +35,8 @@ pub struct AppState {
     pub sessions: Arc<SessionCache>,
     pub metrics: Arc<Metrics>,
     pub config: Arc<GatewayConfig>,
+    /// Logs logged-out instances in (`AUTO_LOGIN_*`); inert when disabled.
+    pub auto_login: Arc<AutoLogin>,
     /// Cancelled when shutdown begins: new chats are refused, streams still running may finish.
     pub shutdown: CancellationToken,
     pub tracker: TaskTracker,

@@ -1,0 +1,47 @@
+//! `lingma-gw login`: clap definitions only (what it does lives in `commands/login.rs`).
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use super::{InstanceArg, LingmaArgs};
+
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    #[command(flatten)]
+    pub lingma: LingmaArgs,
+    #[command(flatten)]
+    pub instance: InstanceArg,
+    /// Print the login URL but do not open a browser
+    #[arg(long)]
+    pub no_browser: bool,
+    /// Finish a login with the callback URL a browser was sent to (http://127.0.0.1:PORT/auth/callback?...)
+    #[arg(long, value_name = "URL", conflicts_with_all = ["headless", "visible"])]
+    pub callback_url: Option<String>,
+    /// Log in through a headless Chromium with --username and a password (from --password-stdin,
+    /// the accounts file's password_env or AUTO_LOGIN_PASSWORD)
+    #[arg(long, conflicts_with = "visible")]
+    pub headless: bool,
+    /// Show Chromium at the login page and wait until you have logged in there
+    #[arg(long)]
+    pub visible: bool,
+    /// Account name for --headless [env: AUTO_LOGIN_USERNAME] [default: the accounts file's username]
+    #[arg(long, value_name = "USER")]
+    pub username: Option<String>,
+    /// Read the password for --headless from the first line of stdin
+    #[arg(long)]
+    pub password_stdin: bool,
+    /// Chromium to drive [env: CHROME, AUTO_LOGIN_BROWSER] [default: /usr/bin/chromium]
+    #[arg(long, value_name = "PATH")]
+    pub browser: Option<PathBuf>,
+    /// Keep a browser profile per account (fewer verification prompts) instead of a fresh one
+    /// [env: AUTO_LOGIN_PERSISTENT_PROFILE]
+    #[arg(long)]
+    pub persistent_profile: bool,
+    /// Switch Lingma to this dedicated (enterprise) domain before logging in [env: DEDICATED_DOMAIN_URL]
+    #[arg(long, value_name = "URL")]
+    pub dedicated_domain_url: Option<String>,
+    /// Seconds to wait for the login [default: 300; with --headless AUTO_LOGIN_TIMEOUT or 180]
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<f64>,
+}

@@ -1,0 +1,343 @@
+//! `lingma-gw session export|import`: the glue between the CLI, the settings and `bundle.rs`.
+//!
+//! Export attaches to (or starts) the instance to confirm it is logged in and learn its account
+//! and Lingma version, then writes the bundle. Import writes the files without starting anything;
+//! when `serve` runs the instance (its instance file is present and both pids live), the Lingma
+//! process is sent SIGTERM: the pool's supervisor treats that like any exit and starts it again
+//! within about a second, and the new process reads the imported login. This needs no gateway
+//! address or admin token, only the same user as the work dir's owner. Import then waits for the
+//! new process and checks that it is logged in.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+use crate::bundle::{self, BundleError, ExportOptions};
+use crate::cli::session::{ExportArgs, ImportArgs, SessionCommand};
+use crate::lingma::LingmaClient;
+use crate::lingma::attach::default_instance;
+use crate::lingma::discovery::{InstanceFile, live_instance};
+use crate::login::{Secret, secret_from_reader};
+use crate::settings::{BundleSettings, LingmaSettings, Sources};
+
+use super::{NotLoggedIn, UsageError, open_instance};
+
+pub async fn run(
+    cmd: SessionCommand,
+    sources: &Sources<'_>,
+    quiet: bool,
+) -> anyhow::Result<ExitCode> {
+    match cmd {
+        SessionCommand::Export(a) => export(a, sources, quiet).await,
+        SessionCommand::Import(a) => import(a, sources, quiet).await,
+    }
+}
+
+fn passphrase(from_stdin: bool, settings: &BundleSettings) -> anyhow::Result<Option<Secret>> {
+    if from_stdin {
+        let mut stdin = std::io::stdin().lock();
+        let p = secret_from_reader(&mut stdin).context("cannot read the passphrase from stdin")?;
+        if p.is_empty() {
+            return Err(UsageError("the passphrase on stdin is empty".into()).into());
+        }
+        return Ok(Some(p));
+    }
+    Ok(settings.passphrase.clone())
+}
+
+async fn export(args: ExportArgs, sources: &Sources<'_>, quiet: bool) -> anyhow::Result<ExitCode> {
+    let bs = BundleSettings::resolve(sources)?;
+    let pass = if args.encrypt {
+        Some(passphrase(args.passphrase_stdin, &bs)?.ok_or_else(|| {
+            UsageError(
+                "--encrypt needs a passphrase: --passphrase-stdin or LINGMA_BUNDLE_PASSPHRASE"
+                    .into(),
+            )
+        })?)
+    } else {
+        if args.passphrase_stdin {
+            return Err(UsageError("--passphrase-stdin is for --encrypt".into()).into());
+        }
+        None
+    };
+    let inst = open_instance(&args.lingma, &args.instance, sources).await?;
+    let result = async {
+        let status = inst.client.auth_status().await?;
+        if !status.logged_in() {
+            return Err(anyhow::Error::new(NotLoggedIn(inst.name.clone()))
+                .context(format!("refusing to export instance {}", inst.name)));
+        }
+        let opts = ExportOptions {
+            with_history: args.with_history,
+            account: Some(status.name.clone()),
+            lingma_version: Some(inst.client.server_version().to_string()),
+            instance: Some(inst.name.clone()),
+        };
+        Ok((
+            bundle::export(&inst.work_dir, &opts)?,
+            status.name,
+            inst.name.clone(),
+        ))
+    }
+    .await;
+    inst.close().await;
+    let (mut data, account, name) = result?;
+    if let Some(p) = &pass {
+        data = bundle::encrypt(&data, p.expose())?;
+    }
+    if args.base64 {
+        data = bundle::to_base64(&data);
+    }
+    match args.output.as_deref() {
+        None => write_stdout(&data)?,
+        Some(p) if p == Path::new("-") => write_stdout(&data)?,
+        Some(p) => write_private(p, &data)?,
+    }
+    if !quiet {
+        let dest = match args.output.as_deref() {
+            Some(p) if p != Path::new("-") => p.display().to_string(),
+            _ => "stdout".into(),
+        };
+        eprintln!(
+            "Exported the session of {account} (instance {name}){}{} to {dest}.",
+            if pass.is_some() { ", encrypted" } else { "" },
+            if args.base64 { ", base64" } else { "" },
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn write_stdout(data: &[u8]) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    if std::io::IsTerminal::is_terminal(&out) && data.starts_with(&[0x1f, 0x8b]) {
+        bail!(UsageError(
+            "refusing to write a binary bundle to a terminal: use -o FILE or --base64".into()
+        ));
+    }
+    out.write_all(data)?;
+    out.flush()?;
+    Ok(())
+}
+
+/// Written to a temporary file (mode 0600) and renamed.
+fn write_private(path: &Path, data: &[u8]) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        path.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("bundle"),
+        std::process::id()
+    ));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    f.write_all(data)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+async fn import(args: ImportArgs, sources: &Sources<'_>, quiet: bool) -> anyhow::Result<ExitCode> {
+    let settings = LingmaSettings::resolve(&args.lingma, sources)?;
+    let bs = BundleSettings::resolve(sources)?;
+    let from_stdin = args.file.is_none() || args.file.as_deref() == Some(Path::new("-"));
+    if from_stdin && args.passphrase_stdin {
+        return Err(UsageError(
+            "--passphrase-stdin needs the bundle from a FILE (stdin carries the passphrase); \
+             or set LINGMA_BUNDLE_PASSPHRASE"
+                .into(),
+        )
+        .into());
+    }
+    let pass = passphrase(args.passphrase_stdin, &bs)?;
+    let input = if from_stdin {
+        let mut data = Vec::new();
+        std::io::stdin()
+            .lock()
+            .take(bs.limits.max_bytes + 1)
+            .read_to_end(&mut data)
+            .context("cannot read the bundle from stdin")?;
+        data
+    } else {
+        let p = args.file.clone().unwrap_or_default();
+        bundle::read_input(&p, bs.limits)?
+    };
+    let name = match &args.instance.instance {
+        Some(n) if crate::accounts::valid_name(n) => n.clone(),
+        Some(n) => return Err(UsageError(format!("instance name {n:?} is invalid")).into()),
+        None => default_instance(&settings.work_dir),
+    };
+    let work_dir = settings.work_dir.join(&name);
+    let running = live_instance(&work_dir);
+    let (b, installed) = bundle::import(
+        &input,
+        &work_dir,
+        pass.as_ref().map(Secret::expose),
+        args.force,
+        bs.limits,
+    )
+    .map_err(|e| match e {
+        BundleError::AlreadyLoggedIn(_) => anyhow::Error::new(UsageError(e.to_string())),
+        other => anyhow::Error::new(other).context("cannot import the bundle"),
+    })?;
+    if !quiet {
+        let m = &b.manifest;
+        eprintln!(
+            "Imported the session of {} (Lingma {}, {} files) into {}{}.",
+            m.account.as_deref().unwrap_or("an unnamed account"),
+            m.lingma_version.as_deref().unwrap_or("?"),
+            installed.files.len(),
+            installed.work_dir.display(),
+            if installed.replaced {
+                ", replacing its login"
+            } else {
+                ""
+            },
+        );
+    }
+    match running {
+        Some(file) if !args.no_restart => {
+            let user = restart(&work_dir, &file, &settings).await?;
+            if !quiet {
+                eprintln!("Restarted the running instance {name}: logged in as {user}.");
+            }
+        }
+        Some(_) if !quiet => {
+            eprintln!("The running instance {name} keeps its old login until it restarts.");
+        }
+        _ => {}
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Stops the Lingma process `serve` runs for `work_dir` so its supervisor starts it again on the
+/// new login, then waits for the new process and returns who it is logged in as.
+async fn restart(
+    work_dir: &Path,
+    file: &InstanceFile,
+    settings: &LingmaSettings,
+) -> anyhow::Result<String> {
+    // Never signal a recycled pid: the process must be the Lingma started for this work dir.
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", file.lingma_pid))
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .unwrap_or_default();
+    if !cmdline.contains(&work_dir.display().to_string()) {
+        bail!(
+            "the instance file names pid {} but that process does not run {}; restart the gateway \
+             (or POST /internal/instances/NAME/restart) to use the new login",
+            file.lingma_pid,
+            work_dir.display()
+        );
+    }
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(file.lingma_pid).context("bad pid")?);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM)
+        .context("cannot signal the running Lingma")?;
+    let deadline = Instant::now() + settings.startup_timeout + Duration::from_secs(15);
+    loop {
+        if let Some(f) = InstanceFile::read(work_dir)
+            && f.lingma_pid != file.lingma_pid
+            && f.is_live()
+        {
+            let url = format!("ws://127.0.0.1:{}/", f.socket_port);
+            let ws = crate::pool::workspace(work_dir);
+            if let Ok(c) = LingmaClient::connect(&url, &ws, settings.client.clone()).await {
+                let status = c.auth_status().await;
+                c.close().await;
+                match status {
+                    Ok(s) if s.logged_in() => return Ok(s.name),
+                    Ok(_) => bail!(
+                        "the instance restarted but is not logged in with the imported session \
+                         (the login may be bound to another machine, protocol §7)"
+                    ),
+                    Err(_) => {}
+                }
+            }
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                "the running instance did not come back within {}s; check the gateway's log",
+                (settings.startup_timeout + Duration::from_secs(15)).as_secs()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// `serve`'s session seeds (`LINGMA_SESSION_BUNDLE`, the accounts' `bundle`): a directory stays a
+/// plain seed; a bundle file or inline base64 is decoded (decrypted with
+/// `LINGMA_BUNDLE_PASSPHRASE`) and verified once here, so a bad bundle stops `serve` at start
+/// (exit 2) instead of failing every restart, and stored as a plain tar.gz (mode 0600) under
+/// `<work-dir>/.session-bundles/` for the pool to install into work dirs that are not logged in.
+pub fn prepare_seeds(
+    mut specs: Vec<crate::pool::InstanceSpec>,
+    work_root: &Path,
+    sources: &Sources<'_>,
+) -> anyhow::Result<Vec<crate::pool::InstanceSpec>> {
+    use sha2::Digest;
+    let bs = BundleSettings::resolve(sources)?;
+    let mut done: std::collections::HashMap<PathBuf, PathBuf> = std::collections::HashMap::new();
+    for spec in &mut specs {
+        let Some(seed) = spec.seed_dir.clone() else {
+            continue;
+        };
+        if seed.is_dir() {
+            continue;
+        }
+        if let Some(p) = done.get(&seed) {
+            spec.seed_dir = Some(p.clone());
+            continue;
+        }
+        let input = if seed.is_file() {
+            bundle::read_input(&seed, bs.limits)
+                .map_err(|e| UsageError(format!("session bundle {}: {e}", seed.display())))?
+        } else {
+            // Not a path: inline bundle text (base64), as a CI secret in LINGMA_SESSION_BUNDLE.
+            let text = seed.as_os_str().as_encoded_bytes().to_vec();
+            if text.len() < 64 {
+                return Err(UsageError(format!(
+                    "session bundle {}: no such file or directory",
+                    seed.display()
+                ))
+                .into());
+            }
+            text
+        };
+        let pass = bs.passphrase.as_ref().map(Secret::expose);
+        let (targz, _) = bundle::decode(&input, pass, bs.limits)
+            .map_err(|e| UsageError(format!("session bundle for instance {}: {e}", spec.name)))?;
+        let b = bundle::read(&targz, bs.limits)
+            .map_err(|e| UsageError(format!("session bundle for instance {}: {e}", spec.name)))?;
+        let dir = work_root.join(".session-bundles");
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        let name = hex::encode(&sha2::Sha256::digest(&targz)[..8]);
+        let path = dir.join(format!("{name}.tar.gz"));
+        write_private(&path, &targz)?;
+        tracing::info!(
+            instance = %spec.name,
+            account = b.manifest.account.as_deref().unwrap_or(""),
+            "session bundle ready for work dirs that are not logged in"
+        );
+        done.insert(seed, path.clone());
+        spec.seed_dir = Some(path);
+    }
+    Ok(specs)
+}
