@@ -59,9 +59,12 @@ pub fn sim_command(dir: &Path, ws: u16, http: u16, extra: &[&str]) -> Command {
     cmd
 }
 
-fn count_ready(dir: &Path) -> usize {
+/// Readiness lines for exactly these ports: a log copied in by `--copyDataDir`, or left by an
+/// earlier run in the same dir, holds other runs' lines.
+fn count_ready(dir: &Path, ws: u16, http: u16) -> usize {
+    let line = format!("{READY}{ws}, HTTP: {http},");
     std::fs::read_to_string(dir.join("logs/lingma.log"))
-        .map(|t| t.matches(READY).count())
+        .map(|t| t.matches(&line).count())
         .unwrap_or(0)
 }
 
@@ -94,7 +97,7 @@ impl Sim {
     }
 
     pub async fn try_start(dir: &Path, ws: u16, http: u16, extra: &[&str]) -> Result<Sim, String> {
-        let before = count_ready(dir);
+        let before = count_ready(dir, ws, http);
         let mut child = sim_command(dir, ws, http, extra)
             .spawn()
             .map_err(|e| format!("spawn {BIN}: {e}"))?;
@@ -115,7 +118,7 @@ impl Sim {
         }
         let deadline = Instant::now() + WAIT;
         loop {
-            if count_ready(dir) > before {
+            if count_ready(dir, ws, http) > before {
                 break;
             }
             if let Ok(Some(status)) = child.try_wait() {
