@@ -31,10 +31,18 @@ fn render_sub_section(out: &mut Vec<u8>, parent: &str, sub: &clap::Command) -> s
     let full = format!("{parent} {}", sub.get_name());
     writeln!(out, ".SH \"{}\"", full.to_uppercase())?;
     let page = clap_mangen::Man::new(sub.clone().bin_name(&full));
-    page.render_synopsis_section(out)?;
-    page.render_description_section(out)?;
+    let mut section = Vec::new();
+    page.render_synopsis_section(&mut section)?;
+    page.render_description_section(&mut section)?;
     if sub.get_arguments().any(|a| !a.is_hide_set()) {
-        page.render_options_section(out)?;
+        page.render_options_section(&mut section)?;
+    }
+    // Inside a subcommand's section its parts are subsections.
+    for line in String::from_utf8_lossy(&section).lines() {
+        match line.strip_prefix(".SH ") {
+            Some(title) => writeln!(out, ".SS {title}")?,
+            None => writeln!(out, "{line}")?,
+        }
     }
     for nested in sub.get_subcommands().filter(|s| !s.is_hide_set()) {
         render_sub_section(out, &full, nested)?;

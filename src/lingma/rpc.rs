@@ -20,11 +20,15 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::Message as WsMessage;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use super::frame::{FrameDecoder, FrameError, encode_str};
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// Initial read buffer of one WebSocket connection (see [`RpcConnection::connect`]).
+const READ_BUFFER_SIZE: usize = 8 * 1024;
 
 #[derive(Debug, Error, Clone)]
 pub enum RpcError {
@@ -102,7 +106,12 @@ impl RpcConnection {
                 .map_err(|_| connect_err("machine token is not a valid header value".into()))?;
             request.headers_mut().insert("Cosy-MachineToken", value);
         }
-        let (ws, _) = tokio::time::timeout(timeout, tokio_tungstenite::connect_async(request))
+        // tungstenite's default 128 KiB read buffer is allocated (and touched) per connection: with
+        // a thousand pooled connections that alone was ~130 MB. Lingma's messages are small and the
+        // buffer still grows for a larger frame.
+        let config = WebSocketConfig::default().read_buffer_size(READ_BUFFER_SIZE);
+        let connecting = tokio_tungstenite::connect_async_with_config(request, Some(config), true);
+        let (ws, _) = tokio::time::timeout(timeout, connecting)
             .await
             .map_err(|_| connect_err(format!("timed out after {}s", timeout.as_secs_f32())))?
             .map_err(|e| connect_err(e.to_string()))?;
@@ -236,11 +245,12 @@ async fn read_loop(mut stream: SplitStream<Ws>, shared: std::sync::Weak<Shared>)
         decoder.push(&data);
         loop {
             match decoder.next_frame() {
-                Ok(Some(body)) => {
-                    if let Err(e) = dispatch(&shared, &body).await {
-                        tracing::warn!(error = %e, "ignoring malformed message from Lingma");
-                    }
-                }
+                Ok(Some(body)) => match dispatch(&shared, &body).await {
+                    Ok(()) => {}
+                    // The socket closed while we acknowledged a callback: we are going away.
+                    Err(RpcError::Closed) => break 'outer,
+                    Err(e) => tracing::warn!(error = %e, "ignoring malformed message from Lingma"),
+                },
                 Ok(None) => break,
                 Err(e) => {
                     tracing::warn!(error = %e, "Lingma framing error; closing the connection");
