@@ -195,6 +195,13 @@ impl AutoLogin {
             if s.state.blocks_automatic() {
                 return Trigger::Blocked;
             }
+            // Just logged in: the pool's next refresh (already asked for) turns the instance ready.
+            if s.state == RunState::Succeeded
+                && s.finished_at
+                    .is_some_and(|t| now_secs().saturating_sub(t) < 10)
+            {
+                return Trigger::AlreadyRunning;
+            }
             if s.state == RunState::Failed
                 && s.finished_at
                     .is_some_and(|t| now_secs().saturating_sub(t) < self.cfg.cooldown.as_secs())

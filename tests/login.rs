@@ -1,0 +1,633 @@
+//! `lingma-gw login` against the simulator: pasting the callback URL, `--callback-url` against the
+//! instance a gateway runs, headless login through the real Chromium (Debian's `chromium`)
+//! including the captcha, verification and wrong-password stops, and the gateway's auto-login
+//! when a chat hits a logged-out instance.
+//!
+//! The Chromium tests fail (never skip) when Chromium is missing: `.ci/run` installs it.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{BIN, Gateway, fast_sim_env, processes_matching, read_requests, wait_until};
+use serde_json::{Value, json};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+fn require_chromium() {
+    assert!(
+        Path::new(CHROMIUM).is_file(),
+        "Chromium is required for the headless login tests: install Debian's `chromium` package \
+         (apt-get install -y chromium), as .ci/run does"
+    );
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn command(args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut c = Command::new(BIN);
+    c.args(args)
+        .envs(fast_sim_env())
+        .envs(env.iter().copied())
+        .env_remove("AUTO_LOGIN_PASSWORD")
+        .env_remove("AUTO_LOGIN_USERNAME")
+        .env_remove("DISPLAY")
+        .env_remove("WAYLAND_DISPLAY")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    c
+}
+
+/// Runs to completion (killed after 150 s) with `stdin` written and closed.
+fn cli(args: &[&str], env: &[(&str, &str)], stdin: &[u8]) -> Output {
+    let mut child = command(args, env).spawn().unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    wait_output(child, Duration::from_secs(150))
+}
+
+fn wait_output(mut child: Child, limit: Duration) -> Output {
+    let deadline = Instant::now() + limit;
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return child.wait_with_output().unwrap();
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "did not finish; stderr:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn sim_status(work_dir: &Path) -> Value {
+    let o = cli(
+        &["sim", "status", "-o", "json", "--workDir", path(work_dir)],
+        &[],
+        b"",
+    );
+    assert!(o.status.success());
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+fn lingma_log(work_dir: &Path) -> String {
+    std::fs::read_to_string(work_dir.join("logs/lingma.log")).unwrap_or_default()
+}
+
+/// What a browser does on the simulator's login page: submit the account, get the redirect to
+/// the instance's `/auth/callback` (the URL a remote browser ends on).
+fn callback_url_for(login_url: &str, user: &str, password: &str) -> String {
+    let u = url::Url::parse(login_url).unwrap();
+    let state = u
+        .query_pairs()
+        .find(|(k, _)| k == "state")
+        .unwrap()
+        .1
+        .into_owned();
+    let submit = format!("http://127.0.0.1:{}/lingma/login/submit", u.port().unwrap());
+    let body = json!({"state": state, "loginId": user, "password": password}).to_string();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let v: Value = rt.block_on(async {
+        reqwest::Client::new()
+            .post(submit)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    });
+    assert_eq!(v["result"], "ok", "{v}");
+    v["redirect"].as_str().unwrap().to_string()
+}
+
+/// A running `login --no-browser` and the URL it printed.
+struct Pending {
+    child: Child,
+    url: String,
+}
+
+fn start_interactive(args: &[&str], env: &[(&str, &str)]) -> Pending {
+    let mut child = command(args, env).spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let url = match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(u) => u,
+        Err(_) => {
+            let _ = child.kill();
+            let mut err = String::new();
+            let _ = child.stderr.take().unwrap().read_to_string(&mut err);
+            panic!("login printed no URL; stderr:\n{err}");
+        }
+    };
+    Pending { child, url }
+}
+
+#[test]
+fn interactive_login_by_pasting_the_callback_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("w");
+    let mut p = start_interactive(
+        &[
+            "login",
+            "--sim",
+            "--work-dir",
+            path(&root),
+            "--no-browser",
+            "--timeout",
+            "90",
+        ],
+        &[("LINGMA_SIM_LOGGED_OUT", "1")],
+    );
+    assert!(p.url.contains("/lingma/login?"), "{}", p.url);
+    assert!(p.url.contains("state="), "{}", p.url);
+    let callback = callback_url_for(&p.url, "demo@example.com", "demo-password");
+    assert!(callback.contains("/auth/callback?state="), "{callback}");
+    {
+        let mut stdin = p.child.stdin.take().unwrap();
+        // A stray line first: reported, and the command keeps waiting.
+        writeln!(stdin, "not a url").unwrap();
+        writeln!(stdin, "{callback}").unwrap();
+        stdin.flush().unwrap();
+        let out = wait_output(p.child, Duration::from_secs(60));
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("that is not a callback URL"),
+            "{}",
+            stderr(&out)
+        );
+        assert!(
+            stderr(&out).contains("Logged in as demo (instance inst-0)"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    // The login landed in the work dir: the next start is logged in.
+    assert_eq!(sim_status(&root.join("inst-0"))["logged_in"], true);
+    let out = cli(
+        &["login", "--sim", "--work-dir", path(&root)],
+        &[("LINGMA_SIM_LOGGED_OUT", "1")],
+        b"",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("already logged in as demo"),
+        "{}",
+        stderr(&out)
+    );
+    // The browser never reached the instance: the callback went over login/auth_callback.
+    assert!(lingma_log(&root.join("inst-0")).contains("login success (auth callback)"));
+}
+
+#[tokio::test]
+async fn callback_url_flag_finishes_a_login_of_the_gateway_instance() {
+    let g = Gateway::start(&[], &[("LINGMA_SIM_LOGGED_OUT", "1")]);
+    let root = g.work_dir.clone();
+    assert!(wait_until(Duration::from_secs(20), || root
+        .join("inst-0/lingma-gw.instance.json")
+        .exists()));
+    let r = root.clone();
+    let (first, callback) = tokio::task::spawn_blocking(move || {
+        let p = start_interactive(
+            &["login", "--sim", "--work-dir", path(&r), "--no-browser"],
+            &[],
+        );
+        let cb = callback_url_for(&p.url, "demo@example.com", "demo-password");
+        (p, cb)
+    })
+    .await
+    .unwrap();
+    let r = root.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        cli(
+            &[
+                "login",
+                "--sim",
+                "--work-dir",
+                path(&r),
+                "--callback-url",
+                &callback,
+            ],
+            &[],
+            b"",
+        )
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("Logged in as demo"),
+        "{}",
+        stderr(&out)
+    );
+    // The first command (still waiting) sees the login too.
+    let out = tokio::task::spawn_blocking(move || {
+        let mut child = first.child;
+        drop(child.stdin.take());
+        wait_output(child, Duration::from_secs(30))
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    // And the gateway's instance is ready without a restart.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let v: Value = reqwest::get(g.url("/internal/instances"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if v["instances"][0]["state"] == "ready" {
+            assert_eq!(v["instances"][0]["user"], "demo");
+            assert_eq!(v["instances"][0]["restarts"], 0);
+            break;
+        }
+        assert!(Instant::now() < deadline, "{v}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn diagnostics(work_dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(work_dir.join("login-diagnostics"))
+        .map(|rd| rd.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+fn no_chromium_left() {
+    assert!(
+        wait_until(Duration::from_secs(10), || processes_matching(
+            "lingma-gw-chromium-"
+        )
+        .is_empty()),
+        "Chromium processes left behind: {:?}",
+        processes_matching("lingma-gw-chromium-")
+    );
+}
+
+fn headless(root: &Path, env: &[(&str, &str)], password: &str) -> Output {
+    cli(
+        &[
+            "login",
+            "--sim",
+            "--work-dir",
+            path(root),
+            "--headless",
+            "--username",
+            "demo@example.com",
+            "--password-stdin",
+            "--browser",
+            CHROMIUM,
+        ],
+        env,
+        format!("{password}\n").as_bytes(),
+    )
+}
+
+#[test]
+fn headless_login_through_chromium() {
+    require_chromium();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("w");
+    let out = headless(&root, &[("LINGMA_SIM_LOGGED_OUT", "1")], "demo-password");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("Logged in as demo (instance inst-0)"),
+        "{}",
+        stderr(&out)
+    );
+    let wd = root.join("inst-0");
+    assert_eq!(sim_status(&wd)["username"], "demo");
+    let log = lingma_log(&wd);
+    assert!(log.contains("login success (auth callback)"), "{log}");
+    assert_eq!(
+        log.matches("login page:").count(),
+        0,
+        "no failed attempt: {log}"
+    );
+    // The browser delivered the callback itself, so login/auth_callback was not needed.
+    let methods: Vec<String> = read_requests(&wd)
+        .iter()
+        .filter_map(|r| r["method"].as_str().map(String::from))
+        .collect();
+    assert!(
+        methods.iter().any(|m| m == "login/generateUrl"),
+        "{methods:?}"
+    );
+    assert!(
+        !methods.iter().any(|m| m == "login/auth_callback"),
+        "{methods:?}"
+    );
+    assert!(diagnostics(&wd).is_empty());
+    no_chromium_left();
+}
+
+fn assert_stopped(root: &Path, out: &Output, kind: &str, sim_line: &str) {
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(out));
+    let err = stderr(out);
+    assert!(err.contains(&format!("error: {kind}:")), "{err}");
+    assert!(err.contains("not retried"), "{err}");
+    assert!(
+        err.contains("lingma-gw login --instance inst-0"),
+        "says what to do next: {err}"
+    );
+    let wd = root.join("inst-0");
+    // One attempt reached the login page; nothing was retried.
+    let log = lingma_log(&wd);
+    assert_eq!(log.matches(sim_line).count(), 1, "{log}");
+    assert_eq!(log.matches("login page:").count(), 1, "{log}");
+    assert_eq!(sim_status(&wd)["logged_in"], false);
+    // A screenshot and the frame text were saved, and the message names them.
+    let files = diagnostics(&wd);
+    let png = files
+        .iter()
+        .find(|p| p.extension().is_some_and(|e| e == "png"))
+        .expect("a screenshot");
+    let txt = files
+        .iter()
+        .find(|p| p.extension().is_some_and(|e| e == "txt"))
+        .expect("the page text");
+    assert!(std::fs::read(png).unwrap().starts_with(b"\x89PNG"));
+    assert!(
+        std::fs::read_to_string(txt)
+            .unwrap()
+            .contains("=== frame http://127.0.0.1:")
+    );
+    assert!(err.contains(&png.display().to_string()), "{err}");
+    no_chromium_left();
+}
+
+#[test]
+fn headless_captcha_ends_in_captcha_required() {
+    require_chromium();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("w");
+    let env = [
+        ("LINGMA_SIM_LOGGED_OUT", "1"),
+        ("LINGMA_SIM_LOGIN_CHALLENGE", "captcha"),
+    ];
+    let out = headless(&root, &env, "demo-password");
+    assert_stopped(
+        &root,
+        &out,
+        "CaptchaRequired",
+        "login page: slider captcha shown",
+    );
+}
+
+#[test]
+fn headless_verification_ends_in_verification_required() {
+    require_chromium();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("w");
+    let env = [
+        ("LINGMA_SIM_LOGGED_OUT", "1"),
+        ("LINGMA_SIM_LOGIN_CHALLENGE", "verification"),
+    ];
+    let out = headless(&root, &env, "demo-password");
+    assert_stopped(
+        &root,
+        &out,
+        "VerificationRequired",
+        "login page: identity verification required",
+    );
+}
+
+#[test]
+fn headless_wrong_password_ends_in_bad_credentials() {
+    require_chromium();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("w");
+    let out = headless(&root, &[("LINGMA_SIM_LOGGED_OUT", "1")], "not-the-password");
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("error: BadCredentials:"), "{err}");
+    let log = lingma_log(&root.join("inst-0"));
+    assert_eq!(
+        log.matches("login page: wrong password").count(),
+        1,
+        "{log}"
+    );
+    no_chromium_left();
+}
+
+async fn get(g: &Gateway, p: &str) -> Value {
+    reqwest::get(g.url(p)).await.unwrap().json().await.unwrap()
+}
+
+async fn chat(g: &Gateway) -> (u16, Value, Option<String>) {
+    let r = reqwest::Client::new()
+        .post(g.url("/v1/chat/completions"))
+        .json(&json!({"messages": [{"role": "user", "content": "Reply with exactly: pong"}]}))
+        .send()
+        .await
+        .unwrap();
+    let retry = r
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_string());
+    (
+        r.status().as_u16(),
+        r.json().await.unwrap_or(Value::Null),
+        retry,
+    )
+}
+
+/// Polls `/internal/auto-login/status` until inst-0's run is no longer running.
+async fn settled_run(g: &Gateway) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let v = get(g, "/internal/auto-login/status?instance=inst-0").await;
+        let s = v["instances"][0].clone();
+        if s["state"] != "running" {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "{v}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn gateway_auto_login_when_a_chat_hits_a_logged_out_instance() {
+    require_chromium();
+    let endpoint = "https://lingma-dedicated.example.test";
+    let g = Gateway::start(
+        &[],
+        &[
+            ("LINGMA_SIM_LOGGED_OUT", "1"),
+            ("AUTO_LOGIN_ENABLED", "true"),
+            ("AUTO_LOGIN_USERNAME", "demo@example.com"),
+            ("AUTO_LOGIN_PASSWORD", "demo-password"),
+            ("AUTO_LOGIN_BROWSER", CHROMIUM),
+            ("DEDICATED_DOMAIN_URL", endpoint),
+        ],
+    );
+    let v = get(&g, "/internal/auto-login/status").await;
+    assert_eq!(v["enabled"], true);
+    assert_eq!(v["instances"][0]["state"], "idle");
+    // The chat answers 503 at once, saying a login is under way and when to come back.
+    let (status, body, retry) = chat(&g).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["code"], "login_in_progress", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("auto-login is logging it in")
+    );
+    assert_eq!(retry.as_deref(), Some("5"));
+    // A second chat meanwhile does not start a second run.
+    let (status, body, _) = chat(&g).await;
+    assert_eq!(status, 503);
+    assert_eq!(body["error"]["code"], "login_in_progress");
+    let run = settled_run(&g).await;
+    assert_eq!(run["state"], "succeeded", "{run}");
+    assert_eq!(run["user"], "demo");
+    assert_eq!(run["attempts"], 1);
+    assert_eq!(run["runs"], 1);
+    // A later chat succeeds.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, body, _) = chat(&g).await;
+        if status == 200 {
+            assert_eq!(body["choices"][0]["message"]["content"], "pong");
+            break;
+        }
+        assert!(Instant::now() < deadline, "{status} {body}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // DEDICATED_DOMAIN_URL was applied before the login started.
+    let wd = g.instance_dir("inst-0");
+    let methods: Vec<String> = read_requests(&wd)
+        .iter()
+        .filter_map(|r| r["method"].as_str().map(String::from))
+        .collect();
+    let update = methods
+        .iter()
+        .position(|m| m == "config/updateEndpoint")
+        .expect("config/updateEndpoint sent");
+    let login = methods
+        .iter()
+        .position(|m| m == "login/generateUrl")
+        .expect("login/generateUrl sent");
+    assert!(update < login, "{methods:?}");
+    let cfg: Value =
+        serde_json::from_slice(&std::fs::read(wd.join("extension/server/config.json")).unwrap())
+            .unwrap();
+    assert_eq!(cfg["endpoint"], endpoint);
+    no_chromium_left();
+}
+
+#[tokio::test]
+async fn gateway_auto_login_stops_at_a_captcha_without_retrying() {
+    require_chromium();
+    let g = Gateway::start(
+        &[],
+        &[
+            ("LINGMA_SIM_LOGGED_OUT", "1"),
+            ("LINGMA_SIM_LOGIN_CHALLENGE", "captcha"),
+            ("AUTO_LOGIN_ENABLED", "1"),
+            ("AUTO_LOGIN_MAX_RETRY", "3"),
+            ("AUTO_LOGIN_USERNAME", "demo@example.com"),
+            ("AUTO_LOGIN_PASSWORD", "demo-password"),
+            ("AUTO_LOGIN_BROWSER", CHROMIUM),
+        ],
+    );
+    let (status, body, _) = chat(&g).await;
+    assert_eq!(status, 503);
+    assert_eq!(body["error"]["code"], "login_in_progress", "{body}");
+    let run = settled_run(&g).await;
+    assert_eq!(run["state"], "captcha_required", "{run}");
+    assert_eq!(run["attempts"], 1, "never retried: {run}");
+    assert!(
+        run["last_error"]
+            .as_str()
+            .unwrap()
+            .starts_with("CaptchaRequired"),
+        "{run}"
+    );
+    assert!(
+        Path::new(run["screenshot"].as_str().unwrap()).is_file(),
+        "{run}"
+    );
+    // Later chats do not start new runs: a person has to log in.
+    let (status, body, _) = chat(&g).await;
+    assert_eq!(status, 503);
+    assert_eq!(body["error"]["code"], "not_logged_in", "{body}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let run = settled_run(&g).await;
+    assert_eq!(run["runs"], 1, "{run}");
+    let log = lingma_log(&g.instance_dir("inst-0"));
+    assert_eq!(
+        log.matches("login page: slider captcha shown").count(),
+        1,
+        "{log}"
+    );
+    // An operator may start one by hand.
+    let r = reqwest::Client::new()
+        .post(g.url("/internal/auto-login/start"))
+        .json(&json!({"instance": "inst-0"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["results"][0]["result"], "started", "{v}");
+    let run = settled_run(&g).await;
+    assert_eq!(run["runs"], 2, "{run}");
+    assert_eq!(run["state"], "captcha_required", "{run}");
+    no_chromium_left();
+}
+
+#[tokio::test]
+async fn auto_login_endpoints_when_disabled() {
+    let g = Gateway::start(&[], &[("LINGMA_SIM_LOGGED_OUT", "1")]);
+    let v = get(&g, "/internal/auto-login/status").await;
+    assert_eq!(v["enabled"], false);
+    let r = reqwest::Client::new()
+        .post(g.url("/internal/auto-login/start"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let v: Value = r.json().await.unwrap();
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("AUTO_LOGIN_ENABLED"),
+        "{v}"
+    );
+    assert!(wait_until(Duration::from_secs(20), || g
+        .instance_dir("inst-0")
+        .join("lingma-gw.instance.json")
+        .exists()));
+    let (status, body, _) = chat(&g).await;
+    assert_eq!(status, 503);
+    assert_eq!(body["error"]["code"], "not_logged_in", "{body}");
+}
