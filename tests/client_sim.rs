@@ -260,6 +260,21 @@ async fn never_finish_ends_on_the_idle_gap() {
 }
 
 #[tokio::test]
+async fn step_end_before_a_slow_answer_is_not_an_empty_turn() {
+    // The order captured from Lingma 2.11: step_end first, then the deltas, then nothing.
+    let sim = Sim::start(&[]);
+    let client = connect(&sim, opts()).await;
+    let (deltas, _, out) = run(
+        &client,
+        ask("[[sim:step-end-first,no-finish,slow=800]] Reply with exactly: late but whole"),
+    )
+    .await;
+    let fin = out.unwrap();
+    assert_eq!(fin.ended_by, EndedBy::IdleGap);
+    assert_eq!(deltas.concat(), "late but whole");
+}
+
+#[tokio::test]
 async fn hang_times_out() {
     let sim = Sim::start(&[]);
     let client = connect(

@@ -339,6 +339,8 @@ async fn malformed_requests_get_openai_errors() {
         .unwrap();
     assert_eq!(r.status(), 413);
     assert_openai_error(&r.json().await.unwrap(), "invalid_request_error");
+    // The server closes a connection whose body it refused to read: use a fresh client.
+    let c = client();
     let r = c
         .get(g.url("/v2/whatever"))
         .bearer_auth("k1")

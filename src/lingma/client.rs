@@ -526,10 +526,14 @@ impl ChatStream {
             if self.done {
                 return None;
             }
-            let (wait, phase) = if self.saw_step_end {
-                (self.opts.idle_finish, "after step_end")
+            // Lingma 2.11 was captured sending step_end *before* the answer deltas, so the idle
+            // gap that ends a turn without chat/finish only counts once the answer has begun.
+            let (wait, phase) = if self.trigger_pending {
+                (self.opts.idle_finish, "before the trigger ask")
             } else if !self.got_delta {
                 (self.opts.first_token_timeout, "waiting for the first token")
+            } else if self.saw_step_end {
+                (self.opts.idle_finish, "after step_end")
             } else {
                 (self.opts.stall_timeout, "mid-answer")
             };
@@ -537,13 +541,13 @@ impl ChatStream {
             let msg = match tokio::time::timeout_at(deadline.into(), self.rx.recv()).await {
                 Ok(Some(msg)) => msg,
                 Ok(None) => return Some(self.fail(ChatError::ConnectionLost)),
-                Err(_) if self.saw_step_end => {
-                    if self.trigger_pending {
-                        if let Err(e) = self.send_trigger().await {
-                            return Some(self.fail(e));
-                        }
-                        continue;
+                Err(_) if self.trigger_pending => {
+                    if let Err(e) = self.send_trigger().await {
+                        return Some(self.fail(e));
                     }
+                    continue;
+                }
+                Err(_) if self.saw_step_end && self.got_delta => {
                     self.finish_with("success".into(), 200, EndedBy::IdleGap);
                     continue;
                 }

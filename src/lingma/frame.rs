@@ -145,14 +145,27 @@ fn find_header_end(data: &[u8]) -> Option<usize> {
 /// Header names are ASCII tokens: a buffer that starts with anything else (`{`, whitespace, binary)
 /// is not the start of a frame.
 fn could_be_header_prefix(data: &[u8]) -> bool {
-    let first_line_end = data
-        .windows(2)
-        .position(|w| w == b"\r\n")
-        .unwrap_or(data.len());
-    let first = &data[..first_line_end];
-    match first.iter().position(|&b| b == b':') {
-        Some(colon) => colon > 0 && first[..colon].iter().all(|&b| is_token_byte(b)),
-        None => first.iter().all(|&b| is_token_byte(b)),
+    // Every complete line must be `Name: value`; the unfinished last line must be able to
+    // become one.
+    let mut rest = data;
+    loop {
+        match rest.windows(2).position(|w| w == b"\r\n") {
+            Some(end) => {
+                let line = &rest[..end];
+                match line.iter().position(|&b| b == b':') {
+                    Some(colon) if colon > 0 && line[..colon].iter().all(|&b| is_token_byte(b)) => {
+                    }
+                    _ => return false,
+                }
+                rest = &rest[end + 2..];
+            }
+            None => {
+                return match rest.iter().position(|&b| b == b':') {
+                    Some(colon) => colon > 0 && rest[..colon].iter().all(|&b| is_token_byte(b)),
+                    None => rest.iter().all(|&b| is_token_byte(b) || b == b'\r'),
+                };
+            }
+        }
     }
 }
 
@@ -173,6 +186,9 @@ fn parse_header(header: &[u8]) -> Result<usize, FrameError> {
         }
         if name.eq_ignore_ascii_case("content-length") {
             let value = value.trim();
+            if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(FrameError::BadLength(value.to_string()));
+            }
             let n: usize = value
                 .parse()
                 .map_err(|_| FrameError::BadLength(value.to_string()))?;
@@ -257,6 +273,16 @@ mod tests {
         let mut d = FrameDecoder::default();
         d.push(b"Content-Length: -1\r\n\r\n{}");
         assert!(matches!(d.next_frame(), Err(FrameError::BadLength(_))));
+    }
+
+    #[test]
+    fn rejects_signed_length_and_bad_second_line_at_once() {
+        let mut d = FrameDecoder::default();
+        d.push(b"Content-Length: +5\r\n\r\n{}");
+        assert!(matches!(d.next_frame(), Err(FrameError::BadLength(_))));
+        let mut d = FrameDecoder::default();
+        d.push(b"Content-Length: 2\r\n{\"jsonrpc\"");
+        assert!(matches!(d.next_frame(), Err(FrameError::UnknownHeader(_))));
     }
 
     #[test]

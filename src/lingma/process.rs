@@ -22,6 +22,8 @@ pub enum ProcessError {
     ExitedEarly { status: String, log: PathBuf },
     #[error("Lingma did not become ready within {}s (last error: {last})", timeout.as_secs_f32())]
     NotReady { timeout: Duration, last: String },
+    #[error("port {port} is served by another process, not the Lingma just started")]
+    PortTaken { port: u16 },
 }
 
 /// Where a child listens.
@@ -143,6 +145,15 @@ impl LingmaProcess {
             attempt.rpc_timeout = left.min(opts.rpc_timeout);
             match LingmaClient::connect(&url, workspace, attempt).await {
                 Ok(client) => {
+                    // Two pools can pick the same free port at once; then our child fails to bind
+                    // and we would be talking to the other pool's Lingma. Make sure the socket is
+                    // our child's before calling the instance ready.
+                    if listener_owner_is(self.pid, self.ports.socket) == Some(false) {
+                        client.close().await;
+                        return Err(ProcessError::PortTaken {
+                            port: self.ports.socket,
+                        });
+                    }
                     // Later connections use the normal timeouts.
                     return Ok(client.with_options(opts.clone()));
                 }
@@ -208,6 +219,59 @@ fn short_error(e: &LingmaError) -> String {
     }
 }
 
+/// Whether the socket listening on 127.0.0.1:`port` belongs to process `pid` (Linux, through
+/// /proc). `None` when that cannot be told (no /proc, no such listener yet, no permission).
+pub fn listener_owner_is(pid: u32, port: u16) -> Option<bool> {
+    let inodes = listening_inodes(port)?;
+    if inodes.is_empty() {
+        return None;
+    }
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
+    for fd in fds.flatten() {
+        if let Ok(target) = std::fs::read_link(fd.path())
+            && let Some(inode) = target
+                .to_str()
+                .and_then(|t| t.strip_prefix("socket:["))
+                .and_then(|t| t.strip_suffix(']'))
+            && inodes.iter().any(|i| i == inode)
+        {
+            return Some(true);
+        }
+    }
+    Some(false)
+}
+
+/// Inodes of the sockets in LISTEN state on `port` (IPv4 and IPv6 tables).
+fn listening_inodes(port: u16) -> Option<Vec<String>> {
+    let mut found = Vec::new();
+    let mut any_table = false;
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        any_table = true;
+        for line in text.lines().skip(1) {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            // sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode
+            let (Some(local), Some(state), Some(inode)) = (cols.get(1), cols.get(3), cols.get(9))
+            else {
+                continue;
+            };
+            let Some(p) = local
+                .rsplit(':')
+                .next()
+                .and_then(|h| u16::from_str_radix(h, 16).ok())
+            else {
+                continue;
+            };
+            if p == port && *state == "0A" {
+                found.push((*inode).to_string());
+            }
+        }
+    }
+    any_table.then_some(found)
+}
+
 /// A free TCP port on 127.0.0.1 (bound and released: a later bind can still race, which the
 /// caller handles by restarting with new ports).
 pub fn free_port() -> std::io::Result<u16> {
@@ -218,4 +282,20 @@ pub fn free_port() -> std::io::Result<u16> {
 /// Whether `port` can be bound on 127.0.0.1 right now.
 pub fn port_is_free(port: u16) -> bool {
     port != 0 && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tells_our_listener_from_someone_elses() {
+        let l = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap();
+        let port = l.local_addr().unwrap().port();
+        assert_eq!(listener_owner_is(std::process::id(), port), Some(true));
+        // pid 1 is never this test.
+        assert_ne!(listener_owner_is(1, port), Some(true));
+        drop(l);
+        assert_eq!(listener_owner_is(std::process::id(), port), None);
+    }
 }
