@@ -279,18 +279,35 @@ fn diagnostics(work_dir: &Path) -> Vec<PathBuf> {
     v
 }
 
-fn no_chromium_left() {
+/// The temporary directory a test's browsers get (`TMPDIR`): their fresh profiles live there,
+/// so their command lines name it and other tests' browsers do not count.
+fn browser_tmp(root: &Path) -> PathBuf {
+    let t = root.parent().unwrap().join("tmp");
+    std::fs::create_dir_all(&t).unwrap();
+    t
+}
+
+fn no_chromium_left(tmp: &Path) {
+    let needle = format!("{}/lingma-gw-chromium-", tmp.display());
     assert!(
-        wait_until(Duration::from_secs(10), || processes_matching(
-            "lingma-gw-chromium-"
-        )
-        .is_empty()),
+        wait_until(Duration::from_secs(10), || processes_matching(&needle)
+            .is_empty()),
         "Chromium processes left behind: {:?}",
-        processes_matching("lingma-gw-chromium-")
+        processes_matching(&needle)
     );
+    // The fresh profile was removed with the browser.
+    let left: Vec<_> = std::fs::read_dir(tmp)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
 }
 
 fn headless(root: &Path, env: &[(&str, &str)], password: &str) -> Output {
+    let tmp = browser_tmp(root);
+    let mut env = env.to_vec();
+    env.push(("TMPDIR", path(&tmp)));
     cli(
         &[
             "login",
@@ -304,7 +321,7 @@ fn headless(root: &Path, env: &[(&str, &str)], password: &str) -> Output {
             "--browser",
             CHROMIUM,
         ],
-        env,
+        &env,
         format!("{password}\n").as_bytes(),
     )
 }
@@ -344,7 +361,7 @@ fn headless_login_through_chromium() {
         "{methods:?}"
     );
     assert!(diagnostics(&wd).is_empty());
-    no_chromium_left();
+    no_chromium_left(&browser_tmp(&root));
 }
 
 fn assert_stopped(root: &Path, out: &Output, kind: &str, sim_line: &str) {
@@ -379,7 +396,7 @@ fn assert_stopped(root: &Path, out: &Output, kind: &str, sim_line: &str) {
             .contains("=== frame http://127.0.0.1:")
     );
     assert!(err.contains(&png.display().to_string()), "{err}");
-    no_chromium_left();
+    no_chromium_left(&browser_tmp(root));
 }
 
 #[test]
@@ -433,7 +450,7 @@ fn headless_wrong_password_ends_in_bad_credentials() {
         1,
         "{log}"
     );
-    no_chromium_left();
+    no_chromium_left(&browser_tmp(&root));
 }
 
 async fn get(g: &Gateway, p: &str) -> Value {
@@ -476,9 +493,12 @@ async fn settled_run(g: &Gateway) -> Value {
 async fn gateway_auto_login_when_a_chat_hits_a_logged_out_instance() {
     require_chromium();
     let endpoint = "https://lingma-dedicated.example.test";
+    let dir = tempfile::tempdir().unwrap();
+    let tmp = browser_tmp(&dir.path().join("gw"));
     let g = Gateway::start(
         &[],
         &[
+            ("TMPDIR", path(&tmp)),
             ("LINGMA_SIM_LOGGED_OUT", "1"),
             ("AUTO_LOGIN_ENABLED", "true"),
             ("AUTO_LOGIN_USERNAME", "demo@example.com"),
@@ -540,15 +560,18 @@ async fn gateway_auto_login_when_a_chat_hits_a_logged_out_instance() {
         serde_json::from_slice(&std::fs::read(wd.join("extension/server/config.json")).unwrap())
             .unwrap();
     assert_eq!(cfg["endpoint"], endpoint);
-    no_chromium_left();
+    no_chromium_left(&tmp);
 }
 
 #[tokio::test]
 async fn gateway_auto_login_stops_at_a_captcha_without_retrying() {
     require_chromium();
+    let dir = tempfile::tempdir().unwrap();
+    let tmp = browser_tmp(&dir.path().join("gw"));
     let g = Gateway::start(
         &[],
         &[
+            ("TMPDIR", path(&tmp)),
             ("LINGMA_SIM_LOGGED_OUT", "1"),
             ("LINGMA_SIM_LOGIN_CHALLENGE", "captcha"),
             ("AUTO_LOGIN_ENABLED", "1"),
@@ -601,7 +624,7 @@ async fn gateway_auto_login_stops_at_a_captcha_without_retrying() {
     let run = settled_run(&g).await;
     assert_eq!(run["runs"], 2, "{run}");
     assert_eq!(run["state"], "captcha_required", "{run}");
-    no_chromium_left();
+    no_chromium_left(&tmp);
 }
 
 #[tokio::test]

@@ -139,6 +139,7 @@ async fn login(
             instance: &inst.name,
             http_port: inst.ports.http,
             work_dir: &inst.work_dir,
+            cancel: None,
         };
         return Ok(headless::login(&target, creds, &opts).await?);
     }

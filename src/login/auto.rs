@@ -253,14 +253,9 @@ impl AutoLogin {
         tracing::info!(instance, "auto-login started");
         let this = self.clone();
         let name = instance.to_string();
-        self.tracker.spawn(async move {
-            tokio::select! {
-                _ = this.run(&name) => {}
-                _ = this.cancel.cancelled() => {
-                    this.finish(&name, RunState::Failed, None, Some(("cancelled", "the gateway is shutting down".into())), None);
-                }
-            }
-        });
+        // Not raced against the cancel token here: the token reaches the browser flow, which
+        // stops and still closes and waits for its browser.
+        self.tracker.spawn(async move { this.run(&name).await });
         Trigger::Started
     }
 
@@ -313,16 +308,28 @@ impl AutoLogin {
             if let Some(s) = lock(&self.status).get_mut(instance) {
                 s.attempts = attempt;
             }
-            let result =
-                tokio::time::timeout(self.cfg.timeout, self.attempt(instance, &creds)).await;
+            // The browser flow has its own AUTO_LOGIN_TIMEOUT (and closes its browser when it
+            // fires); this outer bound also covers connecting and the status wait afterwards.
+            let bound = self.cfg.timeout + Duration::from_secs(60);
+            let result = tokio::time::timeout(bound, self.attempt(instance, &creds)).await;
             let result = match result {
                 Ok(r) => r,
                 Err(_) => Err(AttemptError::Headless(HeadlessError::Timeout {
                     stage: "the auto-login attempt".into(),
-                    after: self.cfg.timeout,
+                    after: bound,
                     diagnostics: Default::default(),
                 })),
             };
+            if self.cancel.is_cancelled() {
+                self.finish(
+                    instance,
+                    RunState::Failed,
+                    None,
+                    Some(("cancelled", "the gateway is shutting down".into())),
+                    None,
+                );
+                return;
+            }
             match result {
                 Ok(user) => {
                     tracing::info!(instance, user = %user, attempt, "auto-login succeeded");
@@ -354,7 +361,10 @@ impl AutoLogin {
                 }
             }
             if attempt < max {
-                tokio::time::sleep(self.cfg.retry_delay * attempt).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(self.cfg.retry_delay * attempt) => {}
+                    _ = self.cancel.cancelled() => {}
+                }
             }
         }
         let (kind, msg, diag) = match &last {
@@ -404,6 +414,7 @@ impl AutoLogin {
                 instance,
                 http_port: ports.http,
                 work_dir: &work_dir,
+                cancel: Some(&self.cancel),
             };
             headless::login(&target, Some(creds), &browser).await
         }

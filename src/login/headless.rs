@@ -225,6 +225,8 @@ pub struct Target<'a> {
     pub http_port: u16,
     /// Screenshots and page texts of failures go to `<work_dir>/login-diagnostics/`.
     pub work_dir: &'a Path,
+    /// Stops the flow early (gateway shutdown); the browser is still closed and waited for.
+    pub cancel: Option<&'a tokio_util::sync::CancellationToken>,
 }
 
 /// Files saved for diagnosis.
@@ -443,9 +445,18 @@ pub async fn login(
             None => session.wait_visible(&login.url, opts.timeouts.total).await,
         }
     };
-    let outcome = match tokio::time::timeout(opts.timeouts.total, flow).await {
-        Ok(r) => r,
-        Err(_) => Err(Stop::Timeout("the login".into(), opts.timeouts.total)),
+    let cancelled = async {
+        match target.cancel {
+            Some(c) => c.cancelled().await,
+            None => std::future::pending().await,
+        }
+    };
+    let outcome = tokio::select! {
+        r = tokio::time::timeout(opts.timeouts.total, flow) => match r {
+            Ok(r) => r,
+            Err(_) => Err(Stop::Timeout("the login".into(), opts.timeouts.total)),
+        },
+        _ = cancelled => Err(Stop::Cdp("cancelled: the gateway is shutting down".into())),
     };
     let outcome = match outcome {
         Ok(cb) => Ok(cb),

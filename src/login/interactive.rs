@@ -9,8 +9,8 @@
 
 use std::time::{Duration, Instant};
 
+use std::io::BufRead;
 use thiserror::Error;
-use tokio::io::AsyncBufReadExt;
 
 use super::{CallbackParams, CallbackUrlError, expected_state, wait_logged_in};
 use crate::lingma::{AuthStatus, LingmaClient, LingmaError};
@@ -140,40 +140,39 @@ fn hint(opts: &Options, text: &str) {
 async fn wait(client: &LingmaClient, opts: &Options) -> Result<AuthStatus, InteractiveError> {
     let deadline = Instant::now() + opts.timeout;
     let (tx, mut pasted) = tokio::sync::mpsc::unbounded_channel::<String>();
-    let reader = opts.read_stdin.then(|| {
-        tokio::spawn(async move {
-            let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                if !line.trim().is_empty() && tx.send(line).is_err() {
-                    break;
-                }
-            }
-        })
-    });
-    let outcome = async {
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(InteractiveError::Timeout(opts.timeout));
-            }
-            tokio::select! {
-                status = wait_logged_in(client, left, opts.poll) => {
-                    return status?.ok_or(InteractiveError::Timeout(opts.timeout));
-                }
-                Some(line) = pasted.recv() => {
-                    match submit_callback(client, &line, left).await {
-                        Ok(s) => return Ok(s),
-                        // A stray line is not fatal: say why and keep waiting.
-                        Err(InteractiveError::BadCallbackUrl(e)) => hint(opts, &format!("{e}")),
-                        Err(e) => return Err(e),
+    if opts.read_stdin {
+        // A plain thread, not tokio's stdin: a read blocked on a terminal must not hold up the
+        // runtime's shutdown once the login is done (the process exit ends the thread).
+        let spawned = std::thread::Builder::new()
+            .name("login-stdin".into())
+            .spawn(move || {
+                for line in std::io::stdin().lock().lines().map_while(Result::ok) {
+                    if !line.trim().is_empty() && tx.send(line).is_err() {
+                        break;
                     }
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::debug!(error = %e, "cannot read pasted callback URLs");
+        }
+    }
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(InteractiveError::Timeout(opts.timeout));
+        }
+        tokio::select! {
+            status = wait_logged_in(client, left, opts.poll) => {
+                return status?.ok_or(InteractiveError::Timeout(opts.timeout));
+            }
+            Some(line) = pasted.recv() => {
+                match submit_callback(client, &line, left).await {
+                    Ok(s) => return Ok(s),
+                    // A stray line is not fatal: say why and keep waiting.
+                    Err(InteractiveError::BadCallbackUrl(e)) => hint(opts, &format!("{e}")),
+                    Err(e) => return Err(e),
                 }
             }
         }
     }
-    .await;
-    if let Some(r) = reader {
-        r.abort();
-    }
-    outcome
 }
