@@ -316,3 +316,28 @@ fn commands_attach_to_a_running_serve() {
     );
     assert_eq!(processes_matching(&needle).len(), 1);
 }
+
+#[test]
+fn a_killed_command_or_gateway_leaves_no_lingma_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = cmd(dir.path(), &["chat", "[[sim:len=3000,delay=5]] long"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 8];
+    child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+    signal(child.id(), "KILL");
+    let _ = child.wait();
+    no_sim_left(dir.path());
+
+    let mut g = Gateway::start(&["--instances", "2"], &[]);
+    let needle = format!("--workDir={}", g.work_dir.display());
+    assert_eq!(processes_matching(&needle).len(), 2);
+    signal(g.child.id(), "KILL");
+    let _ = g.child.wait();
+    assert!(
+        wait_until(Duration::from_secs(5), || processes_matching(&needle)
+            .is_empty()),
+        "the kernel stops the children of a killed gateway"
+    );
+}

@@ -72,6 +72,17 @@ impl LingmaProcess {
             .stderr(Stdio::piped())
             .kill_on_drop(true)
             .process_group(0);
+        // If we die without stopping it (SIGKILL, a crash), the kernel stops the child for us:
+        // no orphaned Lingma keeps a work dir and ports busy.
+        #[cfg(target_os = "linux")]
+        // SAFETY: the closure runs in the forked child before exec and only calls prctl(2),
+        // which is async-signal-safe.
+        unsafe {
+            cmd.pre_exec(|| {
+                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM)
+                    .map_err(std::io::Error::from)
+            });
+        }
         let mut child = cmd.spawn().map_err(|e| ProcessError::Spawn {
             program: binary.program.clone(),
             reason: e.to_string(),
