@@ -27,6 +27,15 @@ async fn post(g: &Gateway, body: Value) -> (u16, Value, reqwest::header::HeaderM
     (status, v, headers)
 }
 
+/// The status of a GET, with an optional bearer key.
+async fn get_status(g: &Gateway, path: &str, key: Option<&str>) -> u16 {
+    let mut rb = client().get(g.url(path));
+    if let Some(k) = key {
+        rb = rb.bearer_auth(k);
+    }
+    rb.send().await.unwrap().status().as_u16()
+}
+
 fn user(text: &str) -> Value {
     json!({"messages": [{"role": "user", "content": text}]})
 }
@@ -393,25 +402,12 @@ async fn api_keys_admin_and_metrics_credentials() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    // Admin: only the admin token.
-    // A client key is a valid credential without admin rights.
+    // Admin: only the admin token; a client key is a valid credential without admin rights.
     assert_eq!(
-        c.get(g.url("/internal/stats"))
-            .bearer_auth("client-key")
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        get_status(&g, "/internal/stats", Some("client-key")).await,
         403
     );
-    assert_eq!(
-        c.get(g.url("/internal/stats"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        401
-    );
+    assert_eq!(get_status(&g, "/internal/stats", None).await, 401);
     let r = c
         .get(g.url("/internal/stats"))
         .bearer_auth("adm")
@@ -422,25 +418,9 @@ async fn api_keys_admin_and_metrics_credentials() {
     let stats: Value = r.json().await.unwrap();
     assert_eq!(stats["instances"][0]["name"], "inst-0");
     // Metrics: its token or a client key, nothing else.
-    assert_eq!(c.get(g.url("/metrics")).send().await.unwrap().status(), 401);
-    assert_eq!(
-        c.get(g.url("/metrics"))
-            .bearer_auth("met")
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
-    assert_eq!(
-        c.get(g.url("/metrics"))
-            .bearer_auth("client-key")
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(get_status(&g, "/metrics", None).await, 401);
+    assert_eq!(get_status(&g, "/metrics", Some("met")).await, 200);
+    assert_eq!(get_status(&g, "/metrics", Some("client-key")).await, 200);
     // Health is open.
     assert_eq!(c.get(g.url("/healthz")).send().await.unwrap().status(), 200);
     assert!(!g.stderr().contains("client-key"), "secrets never logged");
