@@ -1,0 +1,427 @@
+//! The load generators: the same chat sent directly over Lingma's WebSocket protocol with the
+//! crate's own [`LingmaClient`] (as the gateway's pool does), or through the gateway over HTTP/1.1
+//! keep-alive with hyper. Each worker owns one connection and sends its requests one after the
+//! other (a closed loop); a run is a fixed number of requests shared by its workers.
+//!
+//! Every answer is checked against the text the simulator must produce, so a fast wrong answer
+//! counts as an error, not as a fast answer.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use lingma_gw::lingma::{ChatEvent, ChatRequest, ClientOptions, LingmaClient};
+use serde::Deserialize;
+use tokio::net::TcpStream;
+
+/// Which way a request goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    Direct,
+    Gateway,
+}
+
+impl Target {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Target::Direct => "direct",
+            Target::Gateway => "gateway",
+        }
+    }
+}
+
+/// Non-streaming (whole answer) or streaming (time to first token is what is measured).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Complete,
+    Stream,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Complete => "non-streaming",
+            Mode::Stream => "streaming",
+        }
+    }
+}
+
+/// The one question every request asks, and the answer it must get.
+#[derive(Debug, Clone)]
+pub struct Workload {
+    pub question: String,
+    pub expected: String,
+    pub model: String,
+}
+
+impl Workload {
+    /// An answer of `words` words (`w1 w2 ...`), streamed by the simulator in 8-character deltas.
+    pub fn new(words: usize) -> Self {
+        let expected = (1..=words)
+            .map(|i| format!("w{i}"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        Workload {
+            question: format!("[[sim:len={words}]] Count for the benchmark."),
+            expected,
+            model: "auto".into(),
+        }
+    }
+
+    fn http_body(&self, stream: bool) -> Bytes {
+        let body = serde_json::json!({
+            "model": self.model,
+            "stream": stream,
+            "messages": [{"role": "user", "content": self.question}],
+        });
+        Bytes::from(body.to_string())
+    }
+
+    fn lingma_request(&self) -> ChatRequest {
+        ChatRequest {
+            question: self.question.clone(),
+            session_id: None,
+            model: Some(self.model.clone()),
+            ..ChatRequest::default()
+        }
+    }
+}
+
+/// One HTTP/1.1 keep-alive connection to the gateway.
+pub struct HttpConn {
+    addr: SocketAddr,
+    sender: Option<SendRequest<Full<Bytes>>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl HttpConn {
+    pub async fn connect(addr: SocketAddr) -> Result<Self> {
+        let mut c = HttpConn {
+            addr,
+            sender: None,
+            task: None,
+        };
+        c.reconnect().await?;
+        Ok(c)
+    }
+
+    async fn reconnect(&mut self) -> Result<()> {
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+        let tcp = TcpStream::connect(self.addr)
+            .await
+            .with_context(|| format!("cannot connect to the gateway at {}", self.addr))?;
+        tcp.set_nodelay(true)?;
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
+        self.task = Some(tokio::spawn(async move {
+            let _ = conn.await;
+        }));
+        self.sender = Some(sender);
+        Ok(())
+    }
+
+    /// Sends one request and returns the response with its body still to be read.
+    pub async fn send(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: Bytes,
+    ) -> Result<hyper::Response<hyper::body::Incoming>> {
+        let needs_new = match &self.sender {
+            Some(s) => s.is_closed(),
+            None => true,
+        };
+        if needs_new {
+            self.reconnect().await?;
+        }
+        let sender = self.sender.as_mut().context("no connection")?;
+        sender.ready().await?;
+        let req = hyper::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", self.addr.to_string())
+            .header("content-type", "application/json")
+            .body(Full::new(body))?;
+        Ok(sender.send_request(req).await?)
+    }
+
+    /// A GET whose JSON body is returned.
+    pub async fn get_json(&mut self, path: &str) -> Result<serde_json::Value> {
+        let resp = self.send("GET", path, Bytes::new()).await?;
+        let body = resp.into_body().collect().await?.to_bytes();
+        Ok(serde_json::from_slice(&body)?)
+    }
+}
+
+impl Drop for HttpConn {
+    fn drop(&mut self) {
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+    }
+}
+
+/// A connection of either kind.
+pub enum Conn {
+    Direct(LingmaClient),
+    Gateway(HttpConn),
+}
+
+/// How to reach a target.
+#[derive(Clone)]
+pub enum Endpoint {
+    Direct {
+        url: String,
+        workspace: std::path::PathBuf,
+    },
+    Gateway(SocketAddr),
+}
+
+impl Endpoint {
+    pub fn target(&self) -> Target {
+        match self {
+            Endpoint::Direct { .. } => Target::Direct,
+            Endpoint::Gateway(_) => Target::Gateway,
+        }
+    }
+
+    pub async fn connect(&self) -> Result<Conn> {
+        match self {
+            Endpoint::Direct { url, workspace } => {
+                let c = LingmaClient::connect(url, workspace, ClientOptions::default())
+                    .await
+                    .context("cannot connect to the simulator")?;
+                Ok(Conn::Direct(c))
+            }
+            Endpoint::Gateway(addr) => Ok(Conn::Gateway(HttpConn::connect(*addr).await?)),
+        }
+    }
+}
+
+/// One request's latency: the whole answer (non-streaming) or the first content (streaming).
+pub type Sample = Duration;
+
+impl Conn {
+    pub async fn request(&mut self, w: &Workload, mode: Mode) -> Result<Sample> {
+        match self {
+            Conn::Direct(c) => direct(c, w, mode).await,
+            Conn::Gateway(h) => gateway(h, w, mode).await,
+        }
+    }
+}
+
+async fn direct(client: &LingmaClient, w: &Workload, mode: Mode) -> Result<Sample> {
+    let started = Instant::now();
+    let mut stream = client
+        .chat(w.lingma_request())
+        .await
+        .map_err(|e| anyhow!("chat/ask failed: {e}"))?;
+    let mut first = None;
+    let mut answer = String::new();
+    while let Some(ev) = stream.next().await {
+        match ev.map_err(|e| anyhow!("chat stream failed: {e}"))? {
+            ChatEvent::Answer(t) => {
+                if first.is_none() && !t.is_empty() {
+                    first = Some(started.elapsed());
+                }
+                answer.push_str(&t);
+            }
+            ChatEvent::Finished(f) => {
+                let total = started.elapsed();
+                if f.status_code != 200 || answer != w.expected {
+                    bail!(
+                        "wrong finish: status {} reason {:?}, answer {answer:?}",
+                        f.status_code,
+                        f.reason
+                    );
+                }
+                return Ok(match mode {
+                    Mode::Complete => total,
+                    Mode::Stream => first.unwrap_or(total),
+                });
+            }
+            ChatEvent::Reasoning(_) | ChatEvent::Replace(_) => {}
+        }
+    }
+    bail!("the chat stream ended without a finish")
+}
+
+#[derive(Deserialize)]
+struct Completion {
+    choices: Vec<CompletionChoice>,
+}
+
+#[derive(Deserialize)]
+struct CompletionChoice {
+    message: CompletionMessage,
+    finish_reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct CompletionMessage {
+    content: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Chunk {
+    #[serde(default)]
+    choices: Vec<ChunkChoice>,
+}
+
+#[derive(Deserialize)]
+struct ChunkChoice {
+    #[serde(default)]
+    delta: ChunkDelta,
+    finish_reason: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct ChunkDelta {
+    content: Option<String>,
+}
+
+async fn gateway(conn: &mut HttpConn, w: &Workload, mode: Mode) -> Result<Sample> {
+    let stream = mode == Mode::Stream;
+    let started = Instant::now();
+    let resp = conn
+        .send("POST", "/v1/chat/completions", w.http_body(stream))
+        .await?;
+    let status = resp.status();
+    let mut body = resp.into_body();
+    if !stream {
+        let bytes = body.collect().await?.to_bytes();
+        let total = started.elapsed();
+        if status != 200 {
+            bail!("status {status}: {}", String::from_utf8_lossy(&bytes));
+        }
+        let c: Completion = serde_json::from_slice(&bytes)
+            .with_context(|| format!("bad completion body {}", String::from_utf8_lossy(&bytes)))?;
+        let choice = c.choices.first().context("no choices")?;
+        if choice.message.content.as_deref() != Some(w.expected.as_str())
+            || choice.finish_reason.as_deref() != Some("stop")
+        {
+            bail!("wrong completion: {}", String::from_utf8_lossy(&bytes));
+        }
+        return Ok(total);
+    }
+    if status != 200 {
+        let bytes = body.collect().await?.to_bytes();
+        bail!("status {status}: {}", String::from_utf8_lossy(&bytes));
+    }
+    let mut buf: Vec<u8> = Vec::with_capacity(4096);
+    let mut first = None;
+    let mut answer = String::new();
+    let mut finished = false;
+    let mut done = false;
+    while let Some(frame) = body.frame().await {
+        let frame = frame?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        buf.extend_from_slice(&data);
+        while let Some(end) = find(&buf, b"\n\n") {
+            let event: Vec<u8> = buf.drain(..end + 2).collect();
+            let payload = event[..end]
+                .strip_prefix(b"data: ")
+                .context("an SSE event without `data: `")?;
+            if payload == b"[DONE]" {
+                done = true;
+                continue;
+            }
+            let chunk: Chunk = serde_json::from_slice(payload)
+                .with_context(|| format!("bad SSE chunk {}", String::from_utf8_lossy(payload)))?;
+            for c in &chunk.choices {
+                if let Some(t) = c.delta.content.as_deref().filter(|t| !t.is_empty()) {
+                    if first.is_none() {
+                        first = Some(started.elapsed());
+                    }
+                    answer.push_str(t);
+                }
+                if c.finish_reason.as_deref() == Some("stop") {
+                    finished = true;
+                }
+            }
+        }
+    }
+    if !(done && finished) || answer != w.expected {
+        bail!("incomplete stream: finish {finished}, [DONE] {done}, answer {answer:?}");
+    }
+    first.context("a stream without content")
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// What one run measured.
+pub struct RunResult {
+    pub samples: Vec<Sample>,
+    pub errors: Vec<String>,
+    pub wall: Duration,
+}
+
+/// Sends `requests` requests over `conns` (one worker per connection) and collects the samples.
+pub async fn run(
+    conns: &mut Vec<Conn>,
+    w: &Arc<Workload>,
+    mode: Mode,
+    requests: usize,
+) -> RunResult {
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut handles = Vec::with_capacity(conns.len());
+    for mut conn in conns.drain(..) {
+        let next = next.clone();
+        let w = w.clone();
+        handles.push(tokio::spawn(async move {
+            let mut samples = Vec::new();
+            let mut errors = Vec::new();
+            while next.fetch_add(1, Ordering::Relaxed) < requests {
+                match conn.request(&w, mode).await {
+                    Ok(s) => samples.push(s),
+                    Err(e) => errors.push(format!("{e:#}")),
+                }
+            }
+            (conn, samples, errors)
+        }));
+    }
+    let mut samples = Vec::with_capacity(requests);
+    let mut errors = Vec::new();
+    for h in handles {
+        match h.await {
+            Ok((conn, s, e)) => {
+                conns.push(conn);
+                samples.extend(s);
+                errors.extend(e);
+            }
+            Err(e) => errors.push(format!("worker task failed: {e}")),
+        }
+    }
+    RunResult {
+        samples,
+        errors,
+        wall: started.elapsed(),
+    }
+}
+
+/// Opens `n` connections to `endpoint`.
+pub async fn connect_all(endpoint: &Endpoint, n: usize) -> Result<Vec<Conn>> {
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        out.push(endpoint.connect().await?);
+    }
+    Ok(out)
+}
+
+/// The work dir's workspace, as the gateway's pool passes it to `initialize`.
+pub fn workspace(dir: &Path) -> std::path::PathBuf {
+    dir.join("workspace")
+}
