@@ -654,3 +654,31 @@ async fn auto_login_endpoints_when_disabled() {
     assert_eq!(status, 503);
     assert_eq!(body["error"]["code"], "not_logged_in", "{body}");
 }
+
+#[tokio::test]
+async fn several_running_instances_need_instance_when_not_interactive() {
+    let g = Gateway::start(&["--instances", "2"], &[("LINGMA_SIM_LOGGED_OUT", "1")]);
+    let root = g.work_dir.clone();
+    assert!(wait_until(Duration::from_secs(20), || {
+        ["inst-0", "inst-1"]
+            .iter()
+            .all(|n| root.join(n).join("lingma-gw.instance.json").exists())
+    }));
+    let r = root.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        cli(
+            &["login", "--sim", "--work-dir", path(&r), "--no-browser"],
+            &[],
+            b"",
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out)
+            .contains("several instances are running (inst-0, inst-1): pass --instance NAME"),
+        "{}",
+        stderr(&out)
+    );
+}

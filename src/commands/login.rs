@@ -112,7 +112,10 @@ async fn login(
     }
     if args.headless || args.visible {
         let profile = if browser.persistent_profile {
-            let account = creds.map(|c| c.username.as_str()).unwrap_or("visible");
+            let account = creds
+                .map(|c| c.username.as_str())
+                .or(args.username.as_deref())
+                .unwrap_or("default");
             Profile::Persistent(
                 browser
                     .profile_root

@@ -222,6 +222,31 @@ async fn import(args: ImportArgs, sources: &Sources<'_>, quiet: bool) -> anyhow:
     Ok(ExitCode::SUCCESS)
 }
 
+/// Whether process `pid` was started with `--workDir` naming `work_dir` (relative paths are
+/// resolved against the process's own working directory).
+fn runs_work_dir(pid: u32, work_dir: &Path) -> bool {
+    let Ok(raw) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+        return false;
+    };
+    let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap_or_default();
+    let want = std::fs::canonicalize(work_dir).unwrap_or_else(|_| work_dir.to_path_buf());
+    let args: Vec<String> = raw
+        .split(|b| *b == 0)
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    args.iter().enumerate().any(|(i, a)| {
+        let value = match a.strip_prefix("--workDir") {
+            Some(rest) if rest.starts_with('=') => Some(rest[1..].to_string()),
+            Some("") => args.get(i + 1).cloned(),
+            _ => None,
+        };
+        value.is_some_and(|v| {
+            let p = cwd.join(v);
+            std::fs::canonicalize(&p).unwrap_or(p) == want
+        })
+    })
+}
+
 /// Stops the Lingma process `serve` runs for `work_dir` so its supervisor starts it again on the
 /// new login, then waits for the new process and returns who it is logged in as.
 async fn restart(
@@ -230,10 +255,7 @@ async fn restart(
     settings: &LingmaSettings,
 ) -> anyhow::Result<String> {
     // Never signal a recycled pid: the process must be the Lingma started for this work dir.
-    let cmdline = std::fs::read(format!("/proc/{}/cmdline", file.lingma_pid))
-        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
-        .unwrap_or_default();
-    if !cmdline.contains(&work_dir.display().to_string()) {
+    if !runs_work_dir(file.lingma_pid, work_dir) {
         bail!(
             "the instance file names pid {} but that process does not run {}; restart the gateway \
              (or POST /internal/instances/NAME/restart) to use the new login",
