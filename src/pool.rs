@@ -171,6 +171,9 @@ pub enum Selection {
         strict: bool,
     },
     Named(String),
+    /// The least loaded ready instance other than this one (failing over); this one when it is
+    /// the only one ready.
+    Other(String),
 }
 
 /// A point-in-time view of one instance.
@@ -524,6 +527,18 @@ impl Pool {
             _ if ready.is_empty() => return Err(self.nothing_ready()),
             Selection::Affinity { key, strict } => (rendezvous(key, &ready), *strict),
             Selection::Any => (least_loaded(&ready), false),
+            Selection::Other(name) => {
+                let others: Vec<&Arc<Instance>> = ready
+                    .iter()
+                    .filter(|i| i.spec.name != *name)
+                    .copied()
+                    .collect();
+                if others.is_empty() {
+                    (least_loaded(&ready), false)
+                } else {
+                    (least_loaded(&others), false)
+                }
+            }
         };
         let permit = match target.slots.clone().try_acquire_owned() {
             Ok(p) => Some((target, p)),
@@ -593,9 +608,13 @@ impl Pool {
                     self.client_opts.clone(),
                 )
                 .await
-                .map_err(|e| PoolError::Connect {
-                    instance: inst.spec.name.clone(),
-                    reason: e.to_string(),
+                .map_err(|e| {
+                    // Let the supervisor look now rather than at its next health check.
+                    let _ = inst.control.send(Control::Refresh);
+                    PoolError::Connect {
+                        instance: inst.spec.name.clone(),
+                        reason: e.to_string(),
+                    }
                 })?
             }
         };

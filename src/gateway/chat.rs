@@ -70,21 +70,9 @@ pub async fn chat_completions(
             }
             // The instance restarted: its sessions are gone, replay the conversation there.
             Ok(l) => (l, None),
-            Err(_) => (
-                st.pool
-                    .acquire(&affinity, wait)
-                    .await
-                    .map_err(pool_error(&st))?,
-                None,
-            ),
+            Err(_) => (acquire(&st, &affinity, wait).await?, None),
         },
-        None => (
-            st.pool
-                .acquire(&affinity, wait)
-                .await
-                .map_err(pool_error(&st))?,
-            None,
-        ),
+        None => (acquire(&st, &affinity, wait).await?, None),
     };
     let resolution = lease
         .models()
@@ -94,22 +82,38 @@ pub async fn chat_completions(
         .clone()
         .or_else(|| chat.model.clone())
         .unwrap_or_else(|| "lingma".into());
-    let (question, session_id) = match &reuse {
-        Some((entry, prefix_len)) => (
-            prompt::build_follow_up(&chat.messages[*prefix_len..]),
-            Some(entry.session_id.clone()),
-        ),
-        None => (prompt::build_question(&chat.messages), None),
-    };
-    let request = ChatRequest {
-        question,
-        session_id,
-        model: model_key,
-        mode: st.config.ask_mode,
-    };
     st.metrics
         .observe_gateway_overhead(started.elapsed().saturating_sub(permit.waited()));
-    let stream = start_chat(&st, &mut lease, request, &affinity, wait).await?;
+    let mut reuse = reuse;
+    let mut failed_over = false;
+    let stream = loop {
+        let (question, session_id) = match &reuse {
+            Some((entry, prefix_len)) => (
+                prompt::build_follow_up(&chat.messages[*prefix_len..]),
+                Some(entry.session_id.clone()),
+            ),
+            None => (prompt::build_question(&chat.messages), None),
+        };
+        let request = ChatRequest {
+            question,
+            session_id,
+            model: model_key.clone(),
+            mode: st.config.ask_mode,
+        };
+        match start_chat(&st, &mut lease, request, &affinity, wait).await {
+            Ok(s) => break s,
+            // The instance went away under us (a crash its supervisor has not seen yet). Nothing
+            // has reached the client, so ask once more elsewhere, replaying the conversation.
+            Err(GatewayError::UpstreamUnavailable(reason)) if !failed_over => {
+                failed_over = true;
+                tracing::warn!(instance = %lease.instance(), %reason, "instance unavailable; trying another");
+                let _ = st.pool.refresh(lease.instance());
+                lease = acquire(&st, &Selection::Other(lease.instance().to_string()), wait).await?;
+                reuse = None;
+            }
+            Err(e) => return Err(e),
+        }
+    };
     let log = ChatLog {
         instance: lease.instance().to_string(),
         model: model_name.clone(),
@@ -141,6 +145,21 @@ pub async fn chat_completions(
     };
     resp.extensions_mut().insert(log);
     Ok(resp)
+}
+
+/// A lease from the pool; when connecting to the chosen instance fails, one other instance is
+/// tried before giving up.
+async fn acquire(st: &AppState, sel: &Selection, wait: Duration) -> Result<Lease, GatewayError> {
+    match st.pool.acquire(sel, wait).await {
+        Err(PoolError::Connect { instance, reason }) => {
+            tracing::warn!(%instance, %reason, "cannot connect; trying another instance");
+            st.pool
+                .acquire(&Selection::Other(instance), wait)
+                .await
+                .map_err(pool_error(st))
+        }
+        other => other.map_err(pool_error(st)),
+    }
 }
 
 /// Sends the ask; a connection that says it is still busy (an earlier answer not yet stopped)
