@@ -74,13 +74,13 @@ pub async fn run(args: LoginArgs, sources: &Sources<'_>, quiet: bool) -> anyhow:
     )
     .await;
     inst.close().await;
-    let status = result?;
+    let (status, newly) = result?;
     let who = if status.name.is_empty() {
         "an account".to_string()
     } else {
         status.name.clone()
     };
-    if !quiet {
+    if newly && !quiet {
         eprintln!("Logged in as {who} (instance {name}).");
     }
     Ok(ExitCode::SUCCESS)
@@ -94,7 +94,7 @@ async fn login(
     browser: &LoginBrowserSettings,
     timeout: Duration,
     quiet: bool,
-) -> anyhow::Result<AuthStatus> {
+) -> anyhow::Result<(AuthStatus, bool)> {
     let status = inst.client.auth_status().await?;
     if status.logged_in() {
         if !quiet {
@@ -103,7 +103,7 @@ async fn login(
                 inst.name, status.name
             );
         }
-        return Ok(status);
+        return Ok((status, false));
     }
     if let Some(url) = dedicated {
         apply_dedicated_domain(&inst.client, url)
@@ -144,7 +144,7 @@ async fn login(
             work_dir: &inst.work_dir,
             cancel: None,
         };
-        return Ok(headless::login(&target, creds, &opts).await?);
+        return Ok((headless::login(&target, creds, &opts).await?, true));
     }
     let stderr_tty = std::io::stderr().is_terminal();
     let opts = interactive::Options {
@@ -165,7 +165,10 @@ async fn login(
         }
         let _ = super::print_stdout(format!("{url}\n").as_bytes());
     };
-    Ok(interactive::login(&inst.client, &opts, &mut print_url).await?)
+    Ok((
+        interactive::login(&inst.client, &opts, &mut print_url).await?,
+        true,
+    ))
 }
 
 /// `--instance`, else the only running instance, else ask (interactive) or refuse (scripts).
