@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use serde_json::{Value, json};
 use thiserror::Error;
 use tokio::net::TcpStream;
@@ -214,6 +214,23 @@ async fn send(shared: &Shared, msg: &Value) -> Result<(), RpcError> {
         .map_err(|_| RpcError::Closed)
 }
 
+/// Writes a message into the socket's buffer without flushing it (see `read_loop`).
+async fn feed(shared: &Shared, msg: &Value) -> Result<(), RpcError> {
+    if shared.closed.load(Ordering::Acquire) {
+        return Err(RpcError::Closed);
+    }
+    let text = encode_str(&msg.to_string());
+    let mut sink = shared.sink.lock().await;
+    sink.feed(WsMessage::text(text))
+        .await
+        .map_err(|_| RpcError::Closed)
+}
+
+async fn flush(shared: &Shared) -> Result<(), RpcError> {
+    let mut sink = shared.sink.lock().await;
+    sink.flush().await.map_err(|_| RpcError::Closed)
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // A panic while holding one of these short critical sections cannot leave the map in a
     // half-updated state, so a poisoned lock is still safe to use.
@@ -228,13 +245,43 @@ fn ack_result(method: &str) -> Value {
     }
 }
 
+/// Acks buffered by the reader before it flushes even though more input is waiting.
+const MAX_UNFLUSHED_ACKS: usize = 32;
+
 async fn read_loop(mut stream: SplitStream<Ws>, shared: std::sync::Weak<Shared>) {
     let mut decoder = FrameDecoder::default();
     let mut failure = RpcError::Closed;
-    'outer: while let Some(msg) = stream.next().await {
-        let data = match msg {
-            Ok(WsMessage::Text(t)) => t.as_bytes().to_vec(),
-            Ok(WsMessage::Binary(b)) => b.to_vec(),
+    // Acks are written to the socket's buffer (not flushed) while further messages are already
+    // waiting, and flushed before the reader would wait: a burst of callbacks costs one write, not
+    // one per callback, and no ack is ever held while the server waits for it.
+    let mut unflushed = 0usize;
+    'outer: loop {
+        let next = if unflushed == 0 {
+            stream.next().await
+        } else {
+            match stream.next().now_or_never() {
+                Some(next) if unflushed < MAX_UNFLUSHED_ACKS => next,
+                ready => {
+                    let Some(shared) = shared.upgrade() else {
+                        return;
+                    };
+                    if flush(&shared).await.is_err() {
+                        break;
+                    }
+                    unflushed = 0;
+                    match ready {
+                        Some(next) => next,
+                        None => stream.next().await,
+                    }
+                }
+            }
+        };
+        let Some(msg) = next else {
+            break;
+        };
+        let data: &[u8] = match &msg {
+            Ok(WsMessage::Text(t)) => t.as_bytes(),
+            Ok(WsMessage::Binary(b)) => b,
             Ok(WsMessage::Close(_)) => break,
             Ok(_) => continue,
             Err(_) => break,
@@ -242,11 +289,12 @@ async fn read_loop(mut stream: SplitStream<Ws>, shared: std::sync::Weak<Shared>)
         let Some(shared) = shared.upgrade() else {
             return;
         };
-        decoder.push(&data);
+        decoder.push(data);
         loop {
             match decoder.next_frame() {
                 Ok(Some(body)) => match dispatch(&shared, &body).await {
-                    Ok(()) => {}
+                    Ok(Dispatched::Acked) => unflushed += 1,
+                    Ok(Dispatched::Done) => {}
                     // The socket closed while we acknowledged a callback: we are going away.
                     Err(RpcError::Closed) => break 'outer,
                     Err(e) => tracing::warn!(error = %e, "ignoring malformed message from Lingma"),
@@ -272,9 +320,21 @@ async fn read_loop(mut stream: SplitStream<Ws>, shared: std::sync::Weak<Shared>)
     }
 }
 
-async fn dispatch(shared: &Shared, body: &[u8]) -> Result<(), RpcError> {
-    let msg: Value =
+/// What [`dispatch`] did with a message.
+enum Dispatched {
+    /// A server request, acknowledged into the socket's buffer: the reader must flush it.
+    Acked,
+    Done,
+}
+
+async fn dispatch(shared: &Shared, body: &[u8]) -> Result<Dispatched, RpcError> {
+    let mut msg: Value =
         serde_json::from_slice(body).map_err(|e| RpcError::BadMessage(e.to_string()))?;
+    // Moved out, not cloned: a callback's params are handed over as they are.
+    let params = msg
+        .as_object_mut()
+        .and_then(|m| m.remove("params"))
+        .unwrap_or(Value::Null);
     let method = msg.get("method").and_then(Value::as_str);
     let id = msg.get("id").filter(|v| !v.is_null());
     match (method, id) {
@@ -286,7 +346,7 @@ async fn dispatch(shared: &Shared, body: &[u8]) -> Result<(), RpcError> {
             };
             let Some((method, tx)) = lock(&shared.pending).remove(&id) else {
                 tracing::debug!(id, "response for a call nobody waits for (timed out?)");
-                return Ok(());
+                return Ok(Dispatched::Done);
             };
             let result = if let Some(err) = msg.get("error") {
                 Err(RpcError::Remote {
@@ -300,31 +360,36 @@ async fn dispatch(shared: &Shared, body: &[u8]) -> Result<(), RpcError> {
                     data: err.get("data").cloned(),
                 })
             } else {
-                Ok(msg.get("result").cloned().unwrap_or(Value::Null))
+                let result = msg.as_object_mut().and_then(|m| m.remove("result"));
+                Ok(result.unwrap_or(Value::Null))
             };
             let _ = tx.send(result);
-            Ok(())
+            Ok(Dispatched::Done)
         }
         (Some(method), id) => {
-            let params = msg.get("params").cloned().unwrap_or(Value::Null);
-            if let Some(id) = id {
-                // Ack first: a strict server stalls its stream until each callback is answered.
-                let reply = json!({"jsonrpc": "2.0", "id": id, "result": ack_result(method)});
-                send(shared, &reply).await?;
-            }
+            let acked = match id {
+                Some(id) => {
+                    // Ack first: a strict server stalls its stream until each callback is
+                    // answered (the reader flushes it before it waits for more input).
+                    let reply = json!({"jsonrpc": "2.0", "id": id, "result": ack_result(method)});
+                    feed(shared, &reply).await?;
+                    Dispatched::Acked
+                }
+                None => Dispatched::Done,
+            };
             let server_msg = ServerMessage {
                 method: method.to_string(),
                 params,
                 id: id.cloned(),
             };
-            let delivered = lock(&shared.subscriber)
-                .as_ref()
-                .map(|tx| tx.send(server_msg.clone()).is_ok())
-                .unwrap_or(false);
-            if !delivered {
-                tracing::debug!(method = %server_msg.method, "server message with no subscriber");
+            let undelivered = match lock(&shared.subscriber).as_ref() {
+                Some(tx) => tx.send(server_msg).err().map(|e| e.0),
+                None => Some(server_msg),
+            };
+            if let Some(m) = undelivered {
+                tracing::debug!(method = %m.method, "server message with no subscriber");
             }
-            Ok(())
+            Ok(acked)
         }
         (None, None) => Err(RpcError::BadMessage(
             "message has neither method nor id".into(),
