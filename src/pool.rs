@@ -21,6 +21,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::lingma::discovery::{InstanceFile, LingmaBinary, live_instance};
 use crate::lingma::process::{LingmaProcess, Ports, free_port, port_is_free};
+use crate::lingma::rpc::RpcError;
 use crate::lingma::{AuthStatus, ClientOptions, LingmaClient, LingmaError, ModelRegistry};
 
 #[derive(Debug, Error, Clone)]
@@ -314,8 +315,14 @@ impl Lease {
         &self.models
     }
 
+    /// The connection is not returned to the pool when this lease drops.
     pub fn discard(&mut self) {
         self.discard = true;
+    }
+
+    /// Undoes [`Lease::discard`]: the connection is known to be idle again.
+    pub fn keep(&mut self) {
+        self.discard = false;
     }
 }
 
@@ -355,6 +362,7 @@ impl Pool {
         let tracker = TaskTracker::new();
         let ports = Arc::new(Mutex::new(HashSet::new()));
         let mut instances = Vec::new();
+        // Check every work dir before starting anything, so a refusal leaves nothing running.
         for spec in &cfg.instances {
             let work_dir = cfg.work_root.join(&spec.name);
             if let Some(f) = live_instance(&work_dir)
@@ -365,6 +373,9 @@ impl Pool {
                     pid: f.owner_pid,
                 });
             }
+        }
+        for spec in &cfg.instances {
+            let work_dir = cfg.work_root.join(&spec.name);
             let (control_tx, control_rx) = mpsc::unbounded_channel();
             let inst = Arc::new(Instance {
                 spec: spec.clone(),
@@ -542,11 +553,18 @@ impl Pool {
         };
         let permit = match target.slots.clone().try_acquire_owned() {
             Ok(p) => Some((target, p)),
-            Err(_) if !strict => ready
-                .iter()
-                .filter(|i| !Arc::ptr_eq(i, target))
-                .filter_map(|i| i.slots.clone().try_acquire_owned().ok().map(|p| (*i, p)))
-                .min_by(|a, b| a.0.load().total_cmp(&b.0.load())),
+            Err(_) if !strict => {
+                // Least loaded first; only the permit that is kept is ever taken.
+                let mut others: Vec<&Arc<Instance>> = ready
+                    .iter()
+                    .filter(|i| !Arc::ptr_eq(i, target))
+                    .copied()
+                    .collect();
+                others.sort_by(|a, b| a.load().total_cmp(&b.load()));
+                others
+                    .into_iter()
+                    .find_map(|i| i.slots.clone().try_acquire_owned().ok().map(|p| (i, p)))
+            }
             Err(_) => None,
         };
         let (inst, permit) = match permit {
@@ -950,7 +968,27 @@ impl Supervisor {
                             }
                         }
                     }
-                    match self.refresh(&health, drained).await {
+                    // A hung Lingma must not hold up shutdown or the notice of its exit.
+                    let check_timeout = self.cfg.client.rpc_timeout.min(Duration::from_secs(10));
+                    let checked = tokio::select! {
+                        r = tokio::time::timeout(check_timeout, self.refresh(&health, drained)) => {
+                            r.unwrap_or_else(|_| Err(LingmaError::Rpc(RpcError::Timeout {
+                                method: "health check".into(),
+                                timeout: check_timeout,
+                            })))
+                        }
+                        _ = self.cancel.cancelled() => {
+                            self.inst.set_state(InstanceState::Stopping, None);
+                            lock(&self.inst.idle).clear();
+                            proc.stop(self.cfg.stop_grace).await;
+                            return RunEnd::Cancelled;
+                        }
+                        status = proc.wait_exit() => {
+                            lock(&self.inst.idle).clear();
+                            return RunEnd::Restart { reason: format!("Lingma exited ({status})"), crashed: true };
+                        }
+                    };
+                    match checked {
                         Ok(()) => failures = 0,
                         Err(e) => {
                             failures += 1;

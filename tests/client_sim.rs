@@ -274,7 +274,7 @@ async fn step_end_before_a_slow_answer_is_not_an_empty_turn() {
     assert_eq!(deltas.concat(), "late but whole");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn hang_times_out() {
     let sim = Sim::start(&[]);
     let client = connect(
@@ -287,6 +287,11 @@ async fn hang_times_out() {
     .await;
     let (_, _, out) = run(&client, ask("[[sim:hang]] hi")).await;
     assert!(matches!(out, Err(ChatError::Timeout { .. })), "{out:?}");
+    // Lingma may still be working on it: the abandoned ask is stopped.
+    assert!(common::wait_until(Duration::from_secs(5), || sim
+        .requests()
+        .iter()
+        .any(|r| r["method"] == "chat/stop")));
 }
 
 #[tokio::test]

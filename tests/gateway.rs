@@ -860,3 +860,30 @@ async fn sigterm_lets_a_running_stream_finish_then_exits_cleanly() {
         "no Lingma left behind"
     );
 }
+
+#[tokio::test]
+async fn answers_still_running_after_the_grace_period_end_with_an_error() {
+    let mut g = Gateway::start(&["--shutdown-grace", "0.5"], &[]);
+    let needle = format!("--workDir={}", g.work_dir.display());
+    let mut body = user("[[sim:len=2000,delay=20]] words");
+    body["stream"] = json!(true);
+    let r = client()
+        .post(g.url("/v1/chat/completions"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    signal(g.child.id(), "TERM");
+    let events = sse_events(r).await;
+    let last: Value = serde_json::from_str(events.last().unwrap()).unwrap_or(Value::Null);
+    assert!(
+        last.get("error").is_some(),
+        "ends with an error event: {:?}",
+        events.last()
+    );
+    assert!(!events.iter().any(|e| e == "[DONE]"));
+    let status = g.wait_exit(Duration::from_secs(15)).expect("exited");
+    assert!(status.success());
+    assert!(processes_matching(&needle).is_empty());
+}

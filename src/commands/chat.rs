@@ -105,7 +105,8 @@ async fn ask(
         let ev = tokio::select! {
             ev = stream.next() => ev,
             _ = tokio::signal::ctrl_c() => {
-                let _ = stream.stop().await;
+                // Tell Lingma, but do not keep a user who pressed Ctrl-C waiting on it.
+                let _ = tokio::time::timeout(Duration::from_secs(2), stream.stop()).await;
                 if !args.json && !ended_with_newline {
                     let _ = writeln!(stdout);
                 }
@@ -124,7 +125,8 @@ async fn ask(
                 if !args.json {
                     if let Err(e) = stdout.write_all(t.as_bytes()).and_then(|_| stdout.flush()) {
                         if e.kind() == std::io::ErrorKind::BrokenPipe {
-                            let _ = stream.stop().await;
+                            let _ =
+                                tokio::time::timeout(Duration::from_secs(2), stream.stop()).await;
                             return Ok(ExitCode::SUCCESS);
                         }
                         return Err(e.into());

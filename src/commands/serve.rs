@@ -63,6 +63,15 @@ pub async fn run(args: ServeArgs, sources: &Sources<'_>) -> anyhow::Result<ExitC
         .with_context(|| format!("cannot listen on {addr}"))?;
     let local = listener.local_addr()?;
 
+    // Signals are watched from here on, so a Ctrl-C during start-up still stops Lingma in order.
+    let shutdown = CancellationToken::new();
+    let signal = shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down: no new requests; letting running answers finish");
+        signal.cancel();
+    });
+
     let pool = Pool::start(PoolConfig {
         binary,
         work_root: s.lingma.work_dir.clone(),
@@ -76,13 +85,18 @@ pub async fn run(args: ServeArgs, sources: &Sources<'_>) -> anyhow::Result<ExitC
         stop_grace: Duration::from_secs(5),
         backoff: Backoff::default(),
     })?;
-    pool.wait_settled(s.lingma.startup_timeout + Duration::from_secs(1))
-        .await;
+    tokio::select! {
+        _ = pool.wait_settled(s.lingma.startup_timeout + Duration::from_secs(1)) => {}
+        _ = shutdown.cancelled() => {
+            pool.shutdown().await;
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
     for snap in pool.snapshots() {
         tracing::info!(instance = %snap.name, state = %snap.state, user = snap.user.as_deref().unwrap_or(""), "instance started");
     }
 
-    let shutdown = CancellationToken::new();
+    let hard_stop = CancellationToken::new();
     let state = AppState {
         pool: pool.clone(),
         auth: Arc::new(auth),
@@ -102,6 +116,7 @@ pub async fn run(args: ServeArgs, sources: &Sources<'_>) -> anyhow::Result<ExitC
         }),
         auto_login: AutoLogin::new(auto_login_config, pool.clone()),
         shutdown: shutdown.clone(),
+        hard_stop: hard_stop.clone(),
         tracker: TaskTracker::new(),
     };
     let app = router::build(state.clone());
@@ -112,12 +127,6 @@ pub async fn run(args: ServeArgs, sources: &Sources<'_>) -> anyhow::Result<ExitC
     println!("listening on http://{local}");
     tracing::info!(addr = %local, instances = s.instances, "gateway listening");
 
-    let signal = shutdown.clone();
-    tokio::spawn(async move {
-        wait_for_signal().await;
-        tracing::info!("shutting down: no new requests; letting running answers finish");
-        signal.cancel();
-    });
     let graceful = shutdown.clone();
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         graceful.cancelled().await;
@@ -131,10 +140,18 @@ pub async fn run(args: ServeArgs, sources: &Sources<'_>) -> anyhow::Result<ExitC
         Err(_) => {
             tracing::warn!(
                 grace_sec = s.shutdown_grace.as_secs_f64(),
-                "grace period over; closing the remaining streams"
+                "grace period over; ending the remaining answers"
             );
-            server.abort();
-            let _ = server.await;
+            // Each running answer ends with an error event and stops Lingma; its connection
+            // then closes by itself. The server task finishes once they all have.
+            hard_stop.cancel();
+            if tokio::time::timeout(Duration::from_secs(5), &mut server)
+                .await
+                .is_err()
+            {
+                server.abort();
+                let _ = server.await;
+            }
         }
     }
     state.admission.close();

@@ -16,7 +16,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use crate::lingma::{ChatError, ChatEvent, ChatRequest, ChatStream};
+use crate::lingma::rpc::RpcError;
+use crate::lingma::{ChatError, ChatEvent, ChatRequest, ChatStream, EndedBy};
 use crate::pool::{Lease, PoolError, Selection};
 use crate::prompt::{self, Message, Role};
 
@@ -85,7 +86,7 @@ pub async fn chat_completions(
     st.metrics
         .observe_gateway_overhead(started.elapsed().saturating_sub(permit.waited()));
     let mut reuse = reuse;
-    let mut failed_over = false;
+    let mut retried = false;
     let stream = loop {
         let (question, session_id) = match &reuse {
             Some((entry, prefix_len)) => (
@@ -100,18 +101,42 @@ pub async fn chat_completions(
             model: model_key.clone(),
             mode: st.config.ask_mode,
         };
-        match start_chat(&st, &mut lease, request, &affinity, wait).await {
+        // Until the answer ends cleanly the connection is not trusted again: if this future is
+        // dropped mid-ask (the client went away), the lease is discarded, not returned busy.
+        lease.discard();
+        match lease.client().chat(request).await {
             Ok(s) => break s,
-            // The instance went away under us (a crash its supervisor has not seen yet). Nothing
-            // has reached the client, so ask once more elsewhere, replaying the conversation.
-            Err(GatewayError::UpstreamUnavailable(reason)) if !failed_over => {
-                failed_over = true;
-                tracing::warn!(instance = %lease.instance(), %reason, "instance unavailable; trying another");
-                let _ = st.pool.refresh(lease.instance());
-                lease = acquire(&st, &Selection::Other(lease.instance().to_string()), wait).await?;
-                reuse = None;
+            // The connection is still busy with an abandoned answer, or the instance went away
+            // (a crash its supervisor has not seen yet). Nothing has reached the client and
+            // Lingma did not take the question, so ask once more on a fresh connection.
+            Err(e) if !retried && ask_never_reached_lingma(&e) => {
+                retried = true;
+                let prev = lease.instance().to_string();
+                tracing::warn!(instance = %prev, error = %e, "asking again on a fresh connection");
+                let busy = matches!(e, ChatError::Busy);
+                if !busy {
+                    let _ = st.pool.refresh(&prev);
+                }
+                // Give back the old connection and its slot before taking another.
+                drop(lease);
+                let sel = if busy {
+                    Selection::Named(prev)
+                } else {
+                    Selection::Other(prev)
+                };
+                lease = match acquire(&st, &sel, wait).await {
+                    Ok(l) => l,
+                    Err(_) if busy => acquire(&st, &affinity, wait).await?,
+                    Err(e) => return Err(e),
+                };
+                // An upstream session lives on one instance within one epoch; elsewhere, replay.
+                if reuse.as_ref().is_some_and(|(entry, _)| {
+                    entry.instance != lease.instance() || entry.instance_epoch != lease.epoch()
+                }) {
+                    reuse = None;
+                }
             }
-            Err(e) => return Err(e),
+            Err(e) => return Err(chat_error(&e, lease.instance())),
         }
     };
     let log = ChatLog {
@@ -125,10 +150,13 @@ pub async fn chat_completions(
         scope,
         prompt_tokens: estimate_prompt_tokens(&chat.messages),
         messages: chat.messages,
-        limiter: OutputLimiter::new(chat.stop, chat.max_tokens),
+        limiter: OutputLimiter::new(chat.stop.clone(), chat.max_tokens),
+        stop: chat.stop,
+        max_tokens: chat.max_tokens,
+        streaming: chat.stream,
         model: model_name,
-        lease,
         stream,
+        lease,
         _permit: permit,
         _in_flight: in_flight,
         started,
@@ -162,40 +190,15 @@ async fn acquire(st: &AppState, sel: &Selection, wait: Duration) -> Result<Lease
     }
 }
 
-/// Sends the ask; a connection that says it is still busy (an earlier answer not yet stopped)
-/// is dropped and one fresh connection is tried.
-async fn start_chat(
-    st: &AppState,
-    lease: &mut Lease,
-    request: ChatRequest,
-    fallback: &Selection,
-    wait: Duration,
-) -> Result<ChatStream, GatewayError> {
-    match lease.client().chat(request.clone()).await {
-        Ok(s) => Ok(s),
-        Err(ChatError::Busy) => {
-            lease.discard();
-            let sel = Selection::Named(lease.instance().to_string());
-            let mut fresh = match st.pool.acquire(&sel, wait).await {
-                Ok(l) => l,
-                Err(_) => st
-                    .pool
-                    .acquire(fallback, wait)
-                    .await
-                    .map_err(pool_error(st))?,
-            };
-            let s = fresh.client().chat(request).await.map_err(|e| {
-                fresh.discard();
-                chat_error(&e, fresh.instance())
-            })?;
-            std::mem::swap(lease, &mut fresh);
-            Ok(s)
-        }
-        Err(e) => {
-            lease.discard();
-            Err(chat_error(&e, lease.instance()))
-        }
-    }
+/// Errors after which the question certainly did not start an answer upstream, so asking again
+/// elsewhere cannot run it twice. A timeout or a refusal is not one of them.
+fn ask_never_reached_lingma(e: &ChatError) -> bool {
+    matches!(
+        e,
+        ChatError::Busy
+            | ChatError::ConnectionLost
+            | ChatError::Rpc(RpcError::Closed | RpcError::Connect { .. })
+    )
 }
 
 /// The header, field or message that keeps a conversation on one instance.
@@ -270,7 +273,13 @@ fn chat_error(e: &ChatError, instance: &str) -> GatewayError {
             status: u16::try_from(*status_code).unwrap_or(500),
             reason: reason.clone(),
         },
-        ChatError::Timeout { .. } => GatewayError::UpstreamTimeout(e.to_string()),
+        ChatError::Timeout { .. } | ChatError::Rpc(RpcError::Timeout { .. }) => {
+            GatewayError::UpstreamTimeout(e.to_string())
+        }
+        ChatError::Rpc(RpcError::Remote { .. }) => GatewayError::Upstream {
+            status: 502,
+            reason: e.to_string(),
+        },
         ChatError::Busy | ChatError::ConnectionLost | ChatError::Rpc(_) => {
             GatewayError::UpstreamUnavailable(e.to_string())
         }
@@ -289,9 +298,15 @@ struct Turn {
     messages: Vec<Message>,
     prompt_tokens: u32,
     limiter: OutputLimiter,
+    /// What the limiter was made from, to start it again when Lingma replaces the answer.
+    stop: Vec<String>,
+    max_tokens: Option<u32>,
+    streaming: bool,
     model: String,
-    lease: Lease,
+    /// Declared before the lease: fields drop in order, and the stream (which may still send
+    /// `chat/stop`) must let go of the connection before the lease hands it to another request.
     stream: ChatStream,
+    lease: Lease,
     /// Held for its drop: the admission slot is released with the turn.
     _permit: AdmissionPermit,
     _in_flight: InFlightGuard,
@@ -315,7 +330,12 @@ enum Step {
 
 impl Turn {
     async fn next_step(&mut self) -> Result<Step, GatewayError> {
-        let ev = match self.stream.next().await {
+        let next = tokio::select! {
+            ev = self.stream.next() => ev,
+            // The shutdown grace period is over: end the answer (chat/stop goes out on drop).
+            _ = self.st.hard_stop.cancelled() => return Err(GatewayError::ShuttingDown),
+        };
+        let ev = match next {
             Some(Ok(ev)) => ev,
             Some(Err(e)) => return Err(chat_error(&e, self.lease.instance())),
             None => {
@@ -330,31 +350,30 @@ impl Turn {
                 self.reasoning.push_str(&t);
                 Ok(Step::Reasoning(t))
             }
-            ChatEvent::Answer(t) => {
-                self.mark_first_token();
-                let step = self.limiter.push(&t);
-                self.content.push_str(&step.emit);
-                match step.finished {
-                    Some(reason) => {
-                        self.cacheable = false;
-                        self.stop_upstream().await;
-                        Ok(Step::End(step.emit, reason))
-                    }
-                    None if step.emit.is_empty() => Ok(Step::Nothing),
-                    None => Ok(Step::Content(step.emit)),
-                }
-            }
-            ChatEvent::Replace(_) => {
+            ChatEvent::Answer(t) => self.answer(&t).await,
+            ChatEvent::Replace(t) if self.streaming && !self.content.is_empty() => {
                 // Text already sent cannot be taken back; the rest of the stream extends the
                 // new text, so the client's copy now differs from Lingma's.
                 tracing::warn!(instance = %self.lease.instance(), "Lingma replaced an answer mid-stream");
                 self.cacheable = false;
+                let _ = t;
                 Ok(Step::Nothing)
             }
-            ChatEvent::Finished(_) => {
+            ChatEvent::Replace(t) => {
+                // Nothing of the old text has left yet: the replacement simply is the answer.
+                self.limiter = OutputLimiter::new(self.stop.clone(), self.max_tokens);
+                self.content.clear();
+                self.answer(&t).await
+            }
+            ChatEvent::Finished(f) => {
                 let rest = self.limiter.finish();
                 self.content.push_str(&rest);
                 self.done = true;
+                if f.ended_by == EndedBy::Finish {
+                    self.lease.keep();
+                }
+                // Ended by silence after step_end, Lingma may still be talking on that
+                // connection: it stays discarded (and chat/stop goes out on drop).
                 // The held-back tail can still hit the token budget.
                 let reason = self.limiter.finished().unwrap_or(FinishReason::Stop);
                 if reason == FinishReason::Length {
@@ -362,6 +381,21 @@ impl Turn {
                 }
                 Ok(Step::End(rest, reason))
             }
+        }
+    }
+
+    async fn answer(&mut self, t: &str) -> Result<Step, GatewayError> {
+        self.mark_first_token();
+        let step = self.limiter.push(t);
+        self.content.push_str(&step.emit);
+        match step.finished {
+            Some(reason) => {
+                self.cacheable = false;
+                self.stop_upstream().await;
+                Ok(Step::End(step.emit, reason))
+            }
+            None if step.emit.is_empty() => Ok(Step::Nothing),
+            None => Ok(Step::Content(step.emit)),
         }
     }
 
@@ -376,8 +410,11 @@ impl Turn {
     /// The client's limit was reached: stop Lingma and wait briefly for its cancelled finish, so
     /// the connection can be reused; otherwise it is discarded.
     async fn stop_upstream(&mut self) {
-        let _ = self.stream.stop().await;
+        // One short budget for the stop call and the drain: the client's last chunk waits on it.
         let drained = tokio::time::timeout(Duration::from_secs(2), async {
+            if self.stream.stop().await.is_err() {
+                return false;
+            }
             while let Some(ev) = self.stream.next().await {
                 match ev {
                     Ok(ChatEvent::Finished(_)) => return true,
@@ -391,8 +428,7 @@ impl Turn {
         .unwrap_or(false);
         if drained {
             self.done = true;
-        } else {
-            self.lease.discard();
+            self.lease.keep();
         }
     }
 
@@ -456,16 +492,6 @@ impl Turn {
                     return Err(e);
                 }
             }
-        }
-    }
-}
-
-impl Drop for Turn {
-    fn drop(&mut self) {
-        if !self.done {
-            // Client gone or failure: the ChatStream's own drop sends chat/stop; the connection
-            // may still be busy with the abandoned answer, so it is not reused.
-            self.lease.discard();
         }
     }
 }

@@ -39,5 +39,7 @@ pub struct AppState {
     pub auto_login: Arc<AutoLogin>,
     /// Cancelled when shutdown begins: new chats are refused, streams still running may finish.
     pub shutdown: CancellationToken,
+    /// Cancelled when the shutdown grace period is over: answers still running end at once.
+    pub hard_stop: CancellationToken,
     pub tracker: TaskTracker,
 }

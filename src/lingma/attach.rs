@@ -88,10 +88,7 @@ impl LocalInstance {
             path: workspace.clone(),
             reason: e.to_string(),
         })?;
-        let ports = Ports {
-            socket: free_port().map_err(|e| AttachError::Ports(e.to_string()))?,
-            http: free_port().map_err(|e| AttachError::Ports(e.to_string()))?,
-        };
+        let ports = free_port_pair().map_err(AttachError::Ports)?;
         let mut process = LingmaProcess::spawn(binary, &work_dir, ports, name)?;
         let client = match process.wait_ready(&workspace, opts, startup_timeout).await {
             Ok(c) => c,
@@ -122,6 +119,18 @@ impl LocalInstance {
             p.stop(Duration::from_secs(5)).await;
         }
     }
+}
+
+/// Two distinct free ports for a temporary instance.
+fn free_port_pair() -> Result<Ports, String> {
+    for _ in 0..20 {
+        let socket = free_port().map_err(|e| e.to_string())?;
+        let http = free_port().map_err(|e| e.to_string())?;
+        if socket != http {
+            return Ok(Ports { socket, http });
+        }
+    }
+    Err("the system kept handing out one port twice".into())
 }
 
 /// The instance a command uses when none is named: the first one `serve` runs under `work_root`,

@@ -387,6 +387,7 @@ impl LingmaClient {
             got_delta: false,
             trigger_pending: false,
             done: false,
+            server_done: false,
             started: now,
             last_message: now,
         })
@@ -482,7 +483,11 @@ pub struct ChatStream {
     saw_step_end: bool,
     got_delta: bool,
     trigger_pending: bool,
+    /// No more events will be handed out.
     done: bool,
+    /// Lingma ended this ask itself (`chat/finish`) or the connection is gone: no `chat/stop`
+    /// is owed.
+    server_done: bool,
     started: Instant,
     last_message: Instant,
 }
@@ -540,7 +545,10 @@ impl ChatStream {
             let deadline = self.last_message + wait;
             let msg = match tokio::time::timeout_at(deadline.into(), self.rx.recv()).await {
                 Ok(Some(msg)) => msg,
-                Ok(None) => return Some(self.fail(ChatError::ConnectionLost)),
+                Ok(None) => {
+                    self.server_done = true;
+                    return Some(self.fail(ChatError::ConnectionLost));
+                }
                 Err(_) if self.trigger_pending => {
                     if let Err(e) = self.send_trigger().await {
                         return Some(self.fail(e));
@@ -555,7 +563,6 @@ impl ChatStream {
                     return Some(self.fail(ChatError::Timeout { phase, after: wait }));
                 }
             };
-            self.last_message = Instant::now();
             if let Err(e) = self.handle(msg).await {
                 return Some(self.fail(e));
             }
@@ -580,7 +587,25 @@ impl ChatStream {
 
     async fn handle(&mut self, msg: ServerMessage) -> Result<(), ChatError> {
         let p = &msg.params;
-        let for_us = |id: &str| p.get("requestId").and_then(Value::as_str) == Some(id);
+        let request_id = p.get("requestId").and_then(Value::as_str);
+        let for_us = |id: &str| request_id == Some(id);
+        // Qoder CN reports failures as `error`/`fatal_error`, with our requestId or none (one ask
+        // per connection, so an id-less error is ours).
+        if matches!(msg.method.as_str(), "error" | "fatal_error")
+            && request_id.is_none_or(|id| id == self.active_id || id == self.request_id)
+        {
+            let reason = str_field(p, "message")
+                .or_else(|| str_field(p, "error"))
+                .unwrap_or_else(|| msg.method.clone());
+            return Err(ChatError::Upstream {
+                status_code: 500,
+                reason,
+            });
+        }
+        // Only this ask's own messages count as signs of life for its timeouts.
+        if for_us(&self.active_id) || for_us(&self.request_id) {
+            self.last_message = Instant::now();
+        }
         let workaround_waiting =
             self.opts.off_by_one_workaround && self.active_id == self.request_id;
         if workaround_waiting {
@@ -604,15 +629,6 @@ impl ChatStream {
             return Ok(());
         }
         if !for_us(&self.active_id) {
-            if matches!(msg.method.as_str(), "error" | "fatal_error") {
-                let reason = str_field(p, "message")
-                    .or_else(|| str_field(p, "error"))
-                    .unwrap_or_else(|| msg.method.clone());
-                return Err(ChatError::Upstream {
-                    status_code: 500,
-                    reason,
-                });
-            }
             return Ok(());
         }
         if let Some(sid) = str_field(p, "sessionId").filter(|s| !s.is_empty()) {
@@ -647,6 +663,7 @@ impl ChatStream {
                 {
                     self.on_answer(&full, false);
                 }
+                self.server_done = true;
                 if status != 200 && reason != "cancelled" {
                     return Err(ChatError::Upstream {
                         status_code: status,
@@ -795,10 +812,15 @@ impl ChatStream {
 
 impl Drop for ChatStream {
     fn drop(&mut self) {
-        if self.done || self.rpc.is_closed() {
+        // Also after a timeout or an idle-gap end: Lingma may still be answering.
+        if self.server_done || self.rpc.is_closed() {
             return;
         }
-        self.rpc.unsubscribe();
+        if !self.done {
+            // Once done, the subscription was already dropped; the connection may carry
+            // another ask by now, whose subscription must stay.
+            self.rpc.unsubscribe();
+        }
         let Ok(handle) = tokio::runtime::Handle::try_current() else {
             return;
         };

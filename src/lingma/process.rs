@@ -202,6 +202,7 @@ impl LingmaProcess {
             Ok(_) => tracing::debug!(instance = %self.label, pid = self.pid, "Lingma stopped"),
             Err(_) => {
                 tracing::warn!(instance = %self.label, pid = self.pid, "Lingma ignored SIGTERM; killing it");
+                send_signal(self.pid, nix::sys::signal::Signal::SIGKILL);
                 let _ = self.child.kill().await;
             }
         }
@@ -209,15 +210,21 @@ impl LingmaProcess {
 
     /// Kills the child at once (used when it stopped answering).
     pub async fn kill(mut self) {
+        send_signal(self.pid, nix::sys::signal::Signal::SIGKILL);
         let _ = self.child.kill().await;
     }
 }
 
+/// Signals the child's whole process group (it leads its own), so whatever Lingma started goes
+/// too; falls back to the process alone.
 fn send_signal(pid: u32, signal: nix::sys::signal::Signal) {
     if let Ok(raw) = i32::try_from(pid)
         && raw > 0
     {
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(raw), signal);
+        let pid = nix::unistd::Pid::from_raw(raw);
+        if nix::sys::signal::killpg(pid, signal).is_err() {
+            let _ = nix::sys::signal::kill(pid, signal);
+        }
     }
 }
 
