@@ -2,6 +2,7 @@
 //! instances with restart and drain.
 
 use axum::Json;
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde::Deserialize;
@@ -54,9 +55,10 @@ pub struct InstanceQuery {
 pub async fn models_raw(
     State(st): State<AppState>,
     headers: HeaderMap,
-    Query(q): Query<InstanceQuery>,
+    q: Result<Query<InstanceQuery>, QueryRejection>,
 ) -> Result<Json<Value>, GatewayError> {
     auth::check_admin(&st.auth, &headers)?;
+    let Query(q) = q.map_err(|r| GatewayError::invalid_request(r.body_text()))?;
     let sel = match q.instance {
         Some(name) => Selection::Named(name),
         None => Selection::Any,
@@ -77,9 +79,10 @@ pub async fn models_raw(
 pub async fn restart(
     State(st): State<AppState>,
     headers: HeaderMap,
-    Path(name): Path<String>,
+    name: Result<Path<String>, PathRejection>,
 ) -> Result<(StatusCode, Json<Value>), GatewayError> {
     auth::check_admin(&st.auth, &headers)?;
+    let Path(name) = name.map_err(|r| GatewayError::invalid_request(r.body_text()))?;
     st.pool.restart(&name).map_err(admin_pool_error)?;
     st.sessions.invalidate_instance(&name);
     Ok((
@@ -91,9 +94,10 @@ pub async fn restart(
 pub async fn drain(
     State(st): State<AppState>,
     headers: HeaderMap,
-    Path(name): Path<String>,
+    name: Result<Path<String>, PathRejection>,
 ) -> Result<(StatusCode, Json<Value>), GatewayError> {
     auth::check_admin(&st.auth, &headers)?;
+    let Path(name) = name.map_err(|r| GatewayError::invalid_request(r.body_text()))?;
     st.pool.drain(&name).map_err(admin_pool_error)?;
     Ok((
         StatusCode::ACCEPTED,

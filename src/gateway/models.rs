@@ -2,6 +2,7 @@
 //! objects. A model can be looked up by key, display name or alias, as chats resolve it.
 
 use axum::Json;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 
@@ -47,9 +48,11 @@ pub async fn list(
 pub async fn get_one(
     State(st): State<AppState>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<ModelObject>, GatewayError> {
     auth::check_client(&st.auth, &headers)?;
+    // An id that does not decode (`%ff`) is a bad request, answered as one (not axum's text).
+    let Path(id) = id.map_err(|r| GatewayError::invalid_request(r.body_text()))?;
     let reg = registry(&st)?;
     match reg.resolve(Some(&id), None) {
         Resolution::Exact(key) => match reg.get(&key) {

@@ -4,9 +4,9 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
-use axum::http::{HeaderName, HeaderValue};
+use axum::http::{HeaderName, HeaderValue, header};
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
 use super::state::AppState;
@@ -70,7 +70,20 @@ async fn observe(State(state): State<AppState>, mut req: Request, next: Next) ->
         .get::<MatchedPath>()
         .map(|m| m.as_str().to_string())
         .unwrap_or_else(|| "unmatched".into());
-    let mut resp = next.run(req).await;
+    // A declared body over the limit is refused before any of it is read: a client announcing
+    // a gigabyte and sending nothing must not hold the connection waiting for it.
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let limit = state.config.body_limit;
+    let mut resp = match declared {
+        Some(len) if len > limit as u64 => {
+            error::GatewayError::PayloadTooLarge { limit }.into_response()
+        }
+        _ => next.run(req).await,
+    };
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert(REQUEST_ID, v);
     }
