@@ -52,6 +52,9 @@ struct Args {
     /// --quick).
     #[arg(long)]
     rounds: Option<usize>,
+    /// Which kinds of chat to measure: non-streaming (`complete`), streaming (`stream`), or both.
+    #[arg(long, value_delimiter = ',', default_value = "complete,stream")]
+    modes: Vec<String>,
     /// Words in each answer (`w1 w2 ...`, streamed in 8-character deltas).
     #[arg(long, default_value_t = 20)]
     words: usize,
@@ -292,6 +295,14 @@ async fn measure(
     };
     let gateway = Endpoint::Gateway(gw.addr);
     let w = Arc::new(Workload::new(args.words));
+    let mut modes = Vec::new();
+    for m in &args.modes {
+        modes.push(match m.as_str() {
+            "complete" | "non-streaming" => Mode::Complete,
+            "stream" | "streaming" => Mode::Stream,
+            other => anyhow::bail!("unknown mode {other:?}: use complete or stream"),
+        });
+    }
 
     // Warm both paths (connections, allocator, caches) and check that both answer correctly.
     let warm_c = max_c.min(16);
@@ -319,7 +330,7 @@ async fn measure(
         let requests = (per_worker * c).max(min_requests);
         let mut conns_d = load::connect_all(&direct, c).await?;
         let mut conns_g = load::connect_all(&gateway, c).await?;
-        for mode in [Mode::Complete, Mode::Stream] {
+        for &mode in &modes {
             let mut acc_d = Acc::default();
             let mut acc_g = Acc::default();
             for round in 0..rounds {

@@ -271,21 +271,24 @@ struct CompletionMessage {
 }
 
 #[derive(Deserialize)]
-struct Chunk {
-    #[serde(default)]
-    choices: Vec<ChunkChoice>,
+struct Chunk<'a> {
+    #[serde(default, borrow)]
+    choices: Vec<ChunkChoice<'a>>,
 }
 
 #[derive(Deserialize)]
-struct ChunkChoice {
-    #[serde(default)]
-    delta: ChunkDelta,
-    finish_reason: Option<String>,
+struct ChunkChoice<'a> {
+    #[serde(default, borrow)]
+    delta: ChunkDelta<'a>,
+    #[serde(borrow)]
+    finish_reason: Option<std::borrow::Cow<'a, str>>,
 }
 
+/// Borrowed where the JSON has no escapes (the common case): no allocation per delta.
 #[derive(Deserialize, Default)]
-struct ChunkDelta {
-    content: Option<String>,
+struct ChunkDelta<'a> {
+    #[serde(borrow)]
+    content: Option<std::borrow::Cow<'a, str>>,
 }
 
 async fn gateway(conn: &mut HttpConn, w: &Workload, mode: Mode) -> Result<Sample> {
@@ -327,9 +330,12 @@ async fn gateway(conn: &mut HttpConn, w: &Workload, mode: Mode) -> Result<Sample
             continue;
         };
         buf.extend_from_slice(&data);
-        while let Some(end) = find(&buf, b"\n\n") {
-            let event: Vec<u8> = buf.drain(..end + 2).collect();
-            let payload = event[..end]
+        // Events are parsed where they lie; the consumed prefix is dropped once per frame.
+        let mut start = 0;
+        while let Some(len) = find(&buf[start..], b"\n\n") {
+            let event = &buf[start..start + len];
+            start += len + 2;
+            let payload = event
                 .strip_prefix(b"data: ")
                 .context("an SSE event without `data: `")?;
             if payload == b"[DONE]" {
@@ -350,6 +356,7 @@ async fn gateway(conn: &mut HttpConn, w: &Workload, mode: Mode) -> Result<Sample
                 }
             }
         }
+        buf.drain(..start);
     }
     if !(done && finished) || answer != w.expected {
         bail!("incomplete stream: finish {finished}, [DONE] {done}, answer {answer:?}");
@@ -357,8 +364,17 @@ async fn gateway(conn: &mut HttpConn, w: &Workload, mode: Mode) -> Result<Sample
     first.context("a stream without content")
 }
 
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
+/// Position of the first `\n\n` (SSE event end) in `hay`.
+fn find(hay: &[u8], needle: &[u8; 2]) -> Option<usize> {
+    let mut from = 0;
+    while let Some(i) = hay[from..].iter().position(|&b| b == needle[0]) {
+        let at = from + i;
+        if hay.get(at + 1) == Some(&needle[1]) {
+            return Some(at);
+        }
+        from = at + 1;
+    }
+    None
 }
 
 /// What one run measured.
