@@ -55,6 +55,13 @@ struct Args {
     /// Which kinds of chat to measure: non-streaming (`complete`), streaming (`stream`), or both.
     #[arg(long, value_delimiter = ',', default_value = "complete,stream")]
     modes: Vec<String>,
+    /// Also measure below saturation: both sides paced to this share of the direct path's
+    /// closed-loop throughput (0 turns it off), at the concurrencies of --paced-concurrency.
+    #[arg(long, default_value_t = 0.25)]
+    pace: f64,
+    /// Concurrencies also measured paced (see --pace).
+    #[arg(long, value_delimiter = ',', default_value = "16")]
+    paced_concurrency: Vec<usize>,
     /// Words in each answer (`w1 w2 ...`, streamed in 8-character deltas).
     #[arg(long, default_value_t = 20)]
     words: usize,
@@ -213,7 +220,7 @@ async fn run(args: Args) -> Result<ExitCode> {
     println!();
     for (name, ok, text) in &verdicts {
         println!(
-            "target {:<34} {:<5} {}",
+            "target {:<46} {:<6} {}",
             name,
             if *ok { "met" } else { "MISSED" },
             text
@@ -309,7 +316,7 @@ async fn measure(
     for ep in [&direct, &gateway] {
         let mut conns = load::connect_all(ep, warm_c).await?;
         for mode in [Mode::Complete, Mode::Stream] {
-            let r = load::run(&mut conns, &w, mode, 200).await;
+            let r = load::run(&mut conns, &w, mode, 200, None).await;
             if let Some(e) = r.errors.first() {
                 anyhow::bail!("warm-up against {} failed: {e}", ep.target().as_str());
             }
@@ -331,66 +338,28 @@ async fn measure(
         let mut conns_d = load::connect_all(&direct, c).await?;
         let mut conns_g = load::connect_all(&gateway, c).await?;
         for &mode in &modes {
-            let mut acc_d = Acc::default();
-            let mut acc_g = Acc::default();
-            for round in 0..rounds {
-                let order = if round % 2 == 0 {
-                    [Target::Direct, Target::Gateway]
-                } else {
-                    [Target::Gateway, Target::Direct]
-                };
-                for t in order {
-                    let (conns, acc, probe) = match t {
-                        Target::Direct => (&mut conns_d, &mut acc_d, &probe_d),
-                        Target::Gateway => (&mut conns_g, &mut acc_g, &probe_g),
-                    };
-                    let before = probe.read();
-                    let r = load::run(conns, &w, mode, requests).await;
-                    let after = probe.read();
-                    acc.client_ns += after.0.saturating_sub(before.0);
-                    acc.gateway_ns += after.1.saturating_sub(before.1);
-                    acc.sim_ns += after.2.saturating_sub(before.2);
-                    acc.samples.extend(r.samples);
-                    acc.wall += r.wall;
-                    acc.errors.extend(
-                        r.errors
-                            .into_iter()
-                            .map(|e| format!("{} {} c={c}: {e}", t.as_str(), mode.as_str())),
-                    );
-                }
-            }
-            let cmp = Comparison::new(
-                mode.as_str(),
-                c,
-                &acc_d.samples,
-                &acc_g.samples,
-                acc_d.wall,
-                acc_g.wall,
-                acc_d.errors.len(),
-                acc_g.errors.len(),
-            )
-            .with_cpu(
-                CpuPerRequest::new(acc_d.client_ns, 0, acc_d.sim_ns, acc_d.samples.len()),
-                CpuPerRequest::new(
-                    acc_g.client_ns,
-                    acc_g.gateway_ns,
-                    acc_g.sim_ns,
-                    acc_g.samples.len(),
-                ),
-            );
-            println!(
-                "bench: c={c:<3} {:<13} direct p50 {:.3} ms p99 {:.3} ms | gateway p50 {:.3} ms p99 {:.3} ms | throughput {:.0}% (by CPU {:.0}%)",
-                mode.as_str(),
-                cmp.direct.p50_ms,
-                cmp.direct.p99_ms,
-                cmp.gateway.p50_ms,
-                cmp.gateway.p99_ms,
-                cmp.throughput_ratio * 100.0,
-                cmp.cpu_throughput_ratio * 100.0
-            );
+            let mut pair = Pair {
+                direct: &mut conns_d,
+                gateway: &mut conns_g,
+                probe_d: &probe_d,
+                probe_g: &probe_g,
+            };
+            let (cmp, errs) = pair.compare(&w, mode, c, requests, rounds, None).await;
+            report_line(&cmp);
+            let capacity = cmp.direct_rps;
             comparisons.push(cmp);
-            errors.extend(acc_d.errors);
-            errors.extend(acc_g.errors);
+            errors.extend(errs);
+            // The same load below saturation: both sides on one fixed schedule, at a share of
+            // what the direct path just managed flat out.
+            if args.paced_concurrency.contains(&c) && args.pace > 0.0 && capacity > 0.0 {
+                let rate = capacity * args.pace;
+                let (cmp, errs) = pair
+                    .compare(&w, mode, c, requests, rounds, Some(rate))
+                    .await;
+                report_line(&cmp);
+                comparisons.push(cmp);
+                errors.extend(errs);
+            }
         }
     }
 
@@ -416,6 +385,94 @@ async fn measure(
         errors.push("the simulator did not exit 0 on SIGTERM".into());
     }
     Ok((comparisons, errors, gw_after))
+}
+
+/// The connections of both sides at one concurrency, and the processes charged with their CPU.
+struct Pair<'a> {
+    direct: &'a mut Vec<load::Conn>,
+    gateway: &'a mut Vec<load::Conn>,
+    probe_d: &'a CpuProbe,
+    probe_g: &'a CpuProbe,
+}
+
+impl Pair<'_> {
+    /// `rounds` rounds of one direct and one gateway run, the order alternating.
+    async fn compare(
+        &mut self,
+        w: &Arc<Workload>,
+        mode: Mode,
+        c: usize,
+        requests: usize,
+        rounds: usize,
+        pace: Option<f64>,
+    ) -> (Comparison, Vec<String>) {
+        let mut acc_d = Acc::default();
+        let mut acc_g = Acc::default();
+        for round in 0..rounds {
+            let order = if round % 2 == 0 {
+                [Target::Direct, Target::Gateway]
+            } else {
+                [Target::Gateway, Target::Direct]
+            };
+            for t in order {
+                let (conns, acc, probe) = match t {
+                    Target::Direct => (&mut *self.direct, &mut acc_d, self.probe_d),
+                    Target::Gateway => (&mut *self.gateway, &mut acc_g, self.probe_g),
+                };
+                let before = probe.read();
+                let r = load::run(conns, w, mode, requests, pace).await;
+                let after = probe.read();
+                acc.client_ns += after.0.saturating_sub(before.0);
+                acc.gateway_ns += after.1.saturating_sub(before.1);
+                acc.sim_ns += after.2.saturating_sub(before.2);
+                acc.samples.extend(r.samples);
+                acc.wall += r.wall;
+                acc.errors.extend(
+                    r.errors
+                        .into_iter()
+                        .map(|e| format!("{} {} c={c}: {e}", t.as_str(), mode.as_str())),
+                );
+            }
+        }
+        let cmp = Comparison::new(
+            mode.as_str(),
+            c,
+            &acc_d.samples,
+            &acc_g.samples,
+            acc_d.wall,
+            acc_g.wall,
+            acc_d.errors.len(),
+            acc_g.errors.len(),
+        )
+        .with_cpu(
+            CpuPerRequest::new(acc_d.client_ns, 0, acc_d.sim_ns, acc_d.samples.len()),
+            CpuPerRequest::new(
+                acc_g.client_ns,
+                acc_g.gateway_ns,
+                acc_g.sim_ns,
+                acc_g.samples.len(),
+            ),
+        )
+        .paced(pace);
+        let mut errors = acc_d.errors;
+        errors.extend(acc_g.errors);
+        (cmp, errors)
+    }
+}
+
+fn report_line(cmp: &Comparison) {
+    println!(
+        "bench: c={:<3} {:<13} {:<7} direct p50 {:.3} ms p99 {:.3} ms | gateway p50 {:.3} ms p99 {:.3} ms | throughput {:.0}% (by CPU {:.0}%)",
+        cmp.concurrency,
+        cmp.mode,
+        cmp.load_label(),
+        cmp.direct.p50_ms,
+        cmp.direct.p99_ms,
+        cmp.gateway.p50_ms,
+        cmp.gateway.p99_ms,
+        cmp.throughput_ratio * 100.0,
+        cmp.cpu_throughput_ratio * 100.0
+    );
 }
 
 fn default_out() -> Result<PathBuf> {
@@ -463,21 +520,23 @@ fn print_table(rows: &[Comparison]) {
     println!();
     println!("Latency added by the gateway (gateway - direct, same load, same run); ms, p50 / p99");
     println!(
-        "{:<14} {:>4} | {:>15} | {:>15} | {:>17} | {:>11} | {:>10}",
+        "{:<14} {:>4} {:<8} | {:>15} | {:>15} | {:>17} | {:>11} | {:>10}",
         "mode",
         "conc",
+        "load",
         "direct p50/p99",
         "gateway p50/p99",
         "added p50/p99",
         "ratio p99",
         "throughput"
     );
-    println!("{}", "-".repeat(106));
+    println!("{}", "-".repeat(115));
     for r in rows {
         println!(
-            "{:<14} {:>4} | {:>6.3} / {:>6.3} | {:>6.3} / {:>6.3} | {:>+7.3} / {:>+7.3} | {:>10.2}x | {:>9.0}%",
+            "{:<14} {:>4} {:<8} | {:>6.3} / {:>6.3} | {:>6.3} / {:>6.3} | {:>+7.3} / {:>+7.3} | {:>10.2}x | {:>9.0}%",
             r.mode,
             r.concurrency,
+            r.load_label(),
             r.direct.p50_ms,
             r.direct.p99_ms,
             r.gateway.p50_ms,
@@ -489,24 +548,26 @@ fn print_table(rows: &[Comparison]) {
         );
     }
     println!(
-        "(non-streaming: whole answer; streaming: time to first token. throughput: gateway requests/s \
-         as a share of direct)"
+        "(non-streaming: whole answer; streaming: time to first token. flat-out: closed loop, the \
+         machine saturated; paced: both sides on one schedule at a share of direct capacity. \
+         throughput: gateway requests/s as a share of direct)"
     );
     println!();
     println!(
         "CPU per request, microseconds (all processes; by CPU = direct total / gateway total)"
     );
     println!(
-        "{:<14} {:>4} | {:>21} | {:>29} | {:>7}",
-        "mode", "conc", "direct: client + sim", "gateway: client + gw + sim", "by CPU"
+        "{:<14} {:>4} {:<8} | {:>21} | {:>29} | {:>7}",
+        "mode", "conc", "load", "direct: client + sim", "gateway: client + gw + sim", "by CPU"
     );
-    println!("{}", "-".repeat(86));
+    println!("{}", "-".repeat(95));
     for r in rows {
         let (d, g) = (&r.direct_cpu, &r.gateway_cpu);
         println!(
-            "{:<14} {:>4} | {:>5.0} + {:>5.0} = {:>5.0} | {:>5.0} + {:>5.0} + {:>5.0} = {:>5.0} | {:>6.0}%",
+            "{:<14} {:>4} {:<8} | {:>5.0} + {:>5.0} = {:>5.0} | {:>5.0} + {:>5.0} + {:>5.0} = {:>5.0} | {:>6.0}%",
             r.mode,
             r.concurrency,
+            r.load_label(),
             d.client_us,
             d.simulator_us,
             d.total_us,
@@ -554,13 +615,16 @@ fn verdicts(rows: &[Comparison], hold: Option<&hold::HoldResult>) -> Vec<(String
     let mut out = Vec::new();
     for r in rows.iter().filter(|r| r.concurrency == 16) {
         out.push((
-            format!("added p99 < 1 ms, c=16, {}", r.mode),
+            format!("added p99 < 1 ms, c=16 {}, {}", r.load_label(), r.mode),
             r.added_p99_ms < TARGET_ADDED_P99_MS,
             format!("{:+.3} ms", r.added_p99_ms),
         ));
     }
     let top = rows.iter().map(|r| r.concurrency).max().unwrap_or(0);
-    for r in rows.iter().filter(|r| r.concurrency == top) {
+    for r in rows
+        .iter()
+        .filter(|r| r.concurrency == top && r.paced_rps.is_none())
+    {
         out.push((
             format!("throughput >= 80%, c={top}, {}", r.mode),
             r.throughput_ratio >= TARGET_THROUGHPUT,

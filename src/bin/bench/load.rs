@@ -385,22 +385,36 @@ pub struct RunResult {
 }
 
 /// Sends `requests` requests over `conns` (one worker per connection) and collects the samples.
+/// Without `pace` each worker sends its next request as soon as the last one ended (a closed
+/// loop: the machine runs flat out). With `pace` (requests per second, all workers together)
+/// every worker keeps a fixed schedule instead, so latency is measured below saturation.
 pub async fn run(
     conns: &mut Vec<Conn>,
     w: &Arc<Workload>,
     mode: Mode,
     requests: usize,
+    pace: Option<f64>,
 ) -> RunResult {
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
+    let workers = conns.len().max(1);
+    // One worker's time between two of its requests, and the offset that staggers the workers.
+    let period = pace.map(|rate| Duration::from_secs_f64(workers as f64 / rate.max(1e-3)));
     let mut handles = Vec::with_capacity(conns.len());
-    for mut conn in conns.drain(..) {
+    for (index, mut conn) in conns.drain(..).enumerate() {
         let next = next.clone();
         let w = w.clone();
+        let start =
+            period.map(|p| tokio::time::Instant::now() + p.mul_f64(index as f64 / workers as f64));
         handles.push(tokio::spawn(async move {
             let mut samples = Vec::new();
             let mut errors = Vec::new();
+            let mut k = 0u32;
             while next.fetch_add(1, Ordering::Relaxed) < requests {
+                if let (Some(start), Some(p)) = (start, period) {
+                    tokio::time::sleep_until(start + p * k).await;
+                    k += 1;
+                }
                 match conn.request(&w, mode).await {
                     Ok(s) => samples.push(s),
                     Err(e) => errors.push(format!("{e:#}")),

@@ -100,6 +100,8 @@ pub struct Comparison {
     /// Direct CPU per request over gateway CPU per request, all processes counted: the share of
     /// direct throughput the gateway path can reach on a CPU-bound machine, however busy it is.
     pub cpu_throughput_ratio: f64,
+    /// `None`: closed loop (flat out). `Some(rate)`: both sides paced to `rate` requests/s.
+    pub paced_rps: Option<f64>,
 }
 
 impl Comparison {
@@ -143,6 +145,21 @@ impl Comparison {
             direct_cpu: CpuPerRequest::default(),
             gateway_cpu: CpuPerRequest::default(),
             cpu_throughput_ratio: 0.0,
+            paced_rps: None,
+        }
+    }
+
+    pub fn paced(mut self, rate: Option<f64>) -> Self {
+        self.paced_rps = rate;
+        self
+    }
+
+    /// `flat-out` for a closed loop, `paced` for a fixed schedule below saturation.
+    pub fn load_label(&self) -> &'static str {
+        if self.paced_rps.is_some() {
+            "paced"
+        } else {
+            "flat-out"
         }
     }
 
