@@ -506,12 +506,13 @@ async fn client_disconnects_mid_stream_release_every_slot() {
     let fds_before = open_fds(g.child.id());
     let load = client();
 
-    // 100 long streams (2,000 words, a delta every 5 ms): each has sent content when dropped.
+    // 100 long streams (2,000 words, a delta every 20 ms: half a minute each, far longer than
+    // the test needs under any load): each has sent content when dropped.
     let mut open = Vec::new();
     for i in 0..STREAMS {
         let (c, url) = (load.clone(), g.url("/v1/chat/completions"));
         open.push(tokio::spawn(async move {
-            let body = json!({"stream": true, "messages": [{"role": "user", "content": format!("[[sim:len=2000,delay=5]] stream {i}")}]});
+            let body = json!({"stream": true, "messages": [{"role": "user", "content": format!("[[sim:len=2000,delay=20]] stream {i}")}]});
             let mut r = c.post(url).json(&body).send().await.unwrap();
             assert_eq!(r.status(), 200);
             let mut seen = String::new();
@@ -600,13 +601,14 @@ async fn sigterm_under_load_drains_then_exits_zero_with_no_child_left() {
     let sims = children(&g);
     assert_eq!(sims.len(), 2);
 
-    // Answers that take about a second: 85 characters, a delta every 80 ms.
+    // Answers that take about two seconds (85 characters, a delta every 150 ms), so that all of
+    // them are running when SIGTERM comes, even on a loaded machine.
     let mut running = Vec::new();
     for i in 0..STREAMING + WHOLE {
         let (c, base) = (c.clone(), g.base.clone());
         running.push(tokio::spawn(async move {
             let q = format!(
-                "[[sim:delay=80]] Reply with exactly: {}",
+                "[[sim:delay=150]] Reply with exactly: {}",
                 "w ".repeat(40) + &format!("end-{i}")
             );
             (q.clone(), chat(&c, &base, &q, i < STREAMING).await)
