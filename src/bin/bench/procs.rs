@@ -35,6 +35,18 @@ pub fn lingma_gw_binary() -> Result<PathBuf> {
             bin.display()
         );
     }
+    // `cargo run --bin bench` rebuilds the library and this binary, not lingma-gw: a lingma-gw
+    // older than the library would measure code that has changed since.
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    if let (Some(gw), Some(lib)) = (modified(&bin), modified(&dir.join("liblingma_gw.rlib")))
+        && gw < lib
+    {
+        eprintln!(
+            "bench: warning: {} is older than the library it is built from; run `cargo build \
+             --release` first",
+            bin.display()
+        );
+    }
     Ok(bin)
 }
 
