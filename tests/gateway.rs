@@ -833,11 +833,9 @@ async fn request_ids_pass_through() {
         .contains("abc-123")));
 }
 
-#[tokio::test]
-async fn sigterm_lets_a_running_stream_finish_then_exits_cleanly() {
-    let mut g = Gateway::start(&[], &[]);
-    let needle = g.work_dir.to_string_lossy().to_string();
-    let mut body = user("[[sim:len=40,delay=25]] words");
+/// Starts a stream, sends the gateway SIGTERM while it runs, and reads the stream to its end.
+async fn stream_through_sigterm(g: &Gateway, prompt: &str) -> Vec<String> {
+    let mut body = user(prompt);
     body["stream"] = json!(true);
     let r = client()
         .post(g.url("/v1/chat/completions"))
@@ -847,7 +845,14 @@ async fn sigterm_lets_a_running_stream_finish_then_exits_cleanly() {
         .unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
     signal(g.child.id(), "TERM");
-    let events = sse_events(r).await;
+    sse_events(r).await
+}
+
+#[tokio::test]
+async fn sigterm_lets_a_running_stream_finish_then_exits_cleanly() {
+    let mut g = Gateway::start(&[], &[]);
+    let needle = format!("--workDir={}", g.work_dir.display());
+    let events = stream_through_sigterm(&g, "[[sim:len=40,delay=25]] words").await;
     assert_eq!(
         events.last().map(String::as_str),
         Some("[DONE]"),
@@ -865,17 +870,7 @@ async fn sigterm_lets_a_running_stream_finish_then_exits_cleanly() {
 async fn answers_still_running_after_the_grace_period_end_with_an_error() {
     let mut g = Gateway::start(&["--shutdown-grace", "0.5"], &[]);
     let needle = format!("--workDir={}", g.work_dir.display());
-    let mut body = user("[[sim:len=2000,delay=20]] words");
-    body["stream"] = json!(true);
-    let r = client()
-        .post(g.url("/v1/chat/completions"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    signal(g.child.id(), "TERM");
-    let events = sse_events(r).await;
+    let events = stream_through_sigterm(&g, "[[sim:len=2000,delay=20]] words").await;
     let last: Value = serde_json::from_str(events.last().unwrap()).unwrap_or(Value::Null);
     assert!(
         last.get("error").is_some(),

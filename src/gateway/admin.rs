@@ -81,14 +81,11 @@ pub async fn restart(
     headers: HeaderMap,
     name: Result<Path<String>, PathRejection>,
 ) -> Result<(StatusCode, Json<Value>), GatewayError> {
-    auth::check_admin(&st.auth, &headers)?;
-    let Path(name) = name.map_err(|r| GatewayError::invalid_request(r.body_text()))?;
-    st.pool.restart(&name).map_err(admin_pool_error)?;
-    st.sessions.invalidate_instance(&name);
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(json!({ "instance": name, "action": "restart" })),
-    ))
+    instance_action(&st, &headers, name, "restart", |st, name| {
+        st.pool.restart(name)?;
+        st.sessions.invalidate_instance(name);
+        Ok(())
+    })
 }
 
 pub async fn drain(
@@ -96,12 +93,23 @@ pub async fn drain(
     headers: HeaderMap,
     name: Result<Path<String>, PathRejection>,
 ) -> Result<(StatusCode, Json<Value>), GatewayError> {
-    auth::check_admin(&st.auth, &headers)?;
+    instance_action(&st, &headers, name, "drain", |st, name| st.pool.drain(name))
+}
+
+/// An admin action on one named instance: 202 once the pool has taken it.
+fn instance_action(
+    st: &AppState,
+    headers: &HeaderMap,
+    name: Result<Path<String>, PathRejection>,
+    action: &'static str,
+    run: impl FnOnce(&AppState, &str) -> Result<(), PoolError>,
+) -> Result<(StatusCode, Json<Value>), GatewayError> {
+    auth::check_admin(&st.auth, headers)?;
     let Path(name) = name.map_err(|r| GatewayError::invalid_request(r.body_text()))?;
-    st.pool.drain(&name).map_err(admin_pool_error)?;
+    run(st, &name).map_err(admin_pool_error)?;
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({ "instance": name, "action": "drain" })),
+        Json(json!({ "instance": name, "action": action })),
     ))
 }
 
