@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{BIN, Gateway, fast_sim_env, wait_until};
+use common::{BIN, Gateway, fast_sim_env, output_within, wait_until};
 use serde_json::{Value, json};
 
 /// Runs the binary to completion (killed after 120 s), with `stdin` written first.
@@ -32,21 +32,7 @@ fn cli(args: &[&str], env: &[(&str, &str)], stdin: Option<&[u8]>) -> Output {
             input.write_all(data).unwrap();
         }
     }
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            return child.wait_with_output().unwrap();
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let out = child.wait_with_output().unwrap();
-            panic!(
-                "{args:?} did not finish; stderr:\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    output_within(child, Duration::from_secs(120))
 }
 
 fn stderr(o: &Output) -> String {

@@ -653,20 +653,9 @@ async fn client_disconnect_stops_upstream_and_frees_the_slot() {
             .iter()
             .any(|r| r["method"] == "chat/stop")
     }));
-    let stats = || async {
-        client()
-            .get(g.url("/internal/stats"))
-            .bearer_auth("a")
-            .send()
-            .await
-            .unwrap()
-            .json::<Value>()
-            .await
-            .unwrap()
-    };
     let mut freed = false;
     for _ in 0..100 {
-        if stats().await["admission"]["in_flight"] == 0 {
+        if admin_get(&g, "/internal/stats").await["admission"]["in_flight"] == 0 {
             freed = true;
             break;
         }
@@ -748,15 +737,7 @@ async fn no_instance_ready_is_a_fast_503() {
 async fn admin_instances_restart_and_drain() {
     let g = Gateway::start(&["--instances", "2", "--admin-token", "a"], &[]);
     let c = client();
-    let v: Value = c
-        .get(g.url("/internal/instances"))
-        .bearer_auth("a")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v = admin_get(&g, "/internal/instances").await;
     assert_eq!(v["instances"].as_array().unwrap().len(), 2);
     let pid = v["instances"][0]["pid"].as_u64().unwrap();
     let r = c
@@ -775,15 +756,7 @@ async fn admin_instances_restart_and_drain() {
     assert_eq!(r.status(), 404);
     let mut restarted = false;
     for _ in 0..200 {
-        let v: Value = c
-            .get(g.url("/internal/instances"))
-            .bearer_auth("a")
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let v = admin_get(&g, "/internal/instances").await;
         let i = &v["instances"][0];
         if i["state"] == "ready" && i["pid"].as_u64() != Some(pid) {
             restarted = true;
@@ -831,6 +804,19 @@ async fn request_ids_pass_through() {
     assert!(wait_until(Duration::from_secs(2), || g
         .stderr()
         .contains("abc-123")));
+}
+
+/// A GET on an admin endpoint with the token `a`, as JSON.
+async fn admin_get(g: &Gateway, path: &str) -> Value {
+    client()
+        .get(g.url(path))
+        .bearer_auth("a")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
 }
 
 /// Starts a stream, sends the gateway SIGTERM while it runs, and reads the stream to its end.

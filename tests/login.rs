@@ -12,7 +12,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{BIN, Gateway, fast_sim_env, processes_matching, read_requests, wait_until};
+use common::{
+    BIN, Gateway, fast_sim_env, output_within, processes_matching, read_requests, wait_until,
+};
 use serde_json::{Value, json};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -52,25 +54,7 @@ fn command(args: &[&str], env: &[(&str, &str)]) -> Command {
 fn cli(args: &[&str], env: &[(&str, &str)], stdin: &[u8]) -> Output {
     let mut child = command(args, env).spawn().unwrap();
     child.stdin.take().unwrap().write_all(stdin).unwrap();
-    wait_output(child, Duration::from_secs(150))
-}
-
-fn wait_output(mut child: Child, limit: Duration) -> Output {
-    let deadline = Instant::now() + limit;
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            return child.wait_with_output().unwrap();
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let out = child.wait_with_output().unwrap();
-            panic!(
-                "did not finish; stderr:\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    output_within(child, Duration::from_secs(150))
 }
 
 fn sim_status(work_dir: &Path) -> Value {
@@ -172,7 +156,7 @@ fn interactive_login_by_pasting_the_callback_url() {
         writeln!(stdin, "not a url").unwrap();
         writeln!(stdin, "{callback}").unwrap();
         stdin.flush().unwrap();
-        let out = wait_output(p.child, Duration::from_secs(60));
+        let out = output_within(p.child, Duration::from_secs(60));
         assert!(out.status.success(), "{}", stderr(&out));
         assert!(
             stderr(&out).contains("that is not a callback URL"),
@@ -247,7 +231,7 @@ async fn callback_url_flag_finishes_a_login_of_the_gateway_instance() {
     let out = tokio::task::spawn_blocking(move || {
         let mut child = first.child;
         drop(child.stdin.take());
-        wait_output(child, Duration::from_secs(30))
+        output_within(child, Duration::from_secs(30))
     })
     .await
     .unwrap();

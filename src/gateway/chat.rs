@@ -351,12 +351,11 @@ impl Turn {
                 Ok(Step::Reasoning(t))
             }
             ChatEvent::Answer(t) => self.answer(&t).await,
-            ChatEvent::Replace(t) if self.streaming && !self.content.is_empty() => {
+            ChatEvent::Replace(_) if self.streaming && !self.content.is_empty() => {
                 // Text already sent cannot be taken back; the rest of the stream extends the
                 // new text, so the client's copy now differs from Lingma's.
                 tracing::warn!(instance = %self.lease.instance(), "Lingma replaced an answer mid-stream");
                 self.cacheable = false;
-                let _ = t;
                 Ok(Step::Nothing)
             }
             ChatEvent::Replace(t) => {

@@ -287,6 +287,19 @@ pub fn wait_child(child: &mut Child, timeout: Duration) -> Option<std::process::
     }
 }
 
+/// The child's output once it exits; killed (and the test failed with its stderr) after `limit`.
+pub fn output_within(mut child: Child, limit: Duration) -> std::process::Output {
+    if wait_child(&mut child, limit).is_none() {
+        let _ = child.kill();
+        let out = child.wait_with_output().unwrap();
+        panic!(
+            "did not finish within {limit:?}; stderr:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    child.wait_with_output().unwrap()
+}
+
 /// Polls `f` until it returns true or `timeout` passes.
 pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
