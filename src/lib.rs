@@ -10,6 +10,7 @@ pub mod cli;
 pub mod commands;
 pub mod gateway;
 pub mod lingma;
+pub mod logging;
 pub mod login;
 pub mod pool;
 pub mod prompt;

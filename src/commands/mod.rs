@@ -11,10 +11,9 @@ pub mod serve;
 pub mod session;
 pub mod sim;
 
-use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use crate::cli::{Cli, Command, InstanceArg, LingmaArgs, LogFormat};
+use crate::cli::{Cli, Command, InstanceArg, LingmaArgs};
 use crate::lingma::attach::{LocalInstance, default_instance};
 use crate::lingma::discovery::LingmaBinary;
 use crate::settings::{ConfigFile, LingmaSettings, LogSettings, SettingsError, Sources};
@@ -76,7 +75,7 @@ pub fn run(cli: Cli) -> ExitCode {
     let file = match ConfigFile::load(cli.global.config.as_deref(), &env) {
         Ok(f) => f,
         Err(e) => {
-            eprintln!("error: {e}");
+            report_error(&format!("error: {e}"));
             return ExitCode::from(2);
         }
     };
@@ -87,18 +86,18 @@ pub fn run(cli: Cli) -> ExitCode {
     let log = match LogSettings::resolve(&cli.global, &sources) {
         Ok(l) => l,
         Err(e) => {
-            eprintln!("error: {e}");
+            report_error(&format!("error: {e}"));
             return ExitCode::from(2);
         }
     };
-    init_logging(&log);
+    crate::logging::init(&log);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            report_error(&format!("error: cannot start the async runtime: {e}"));
             return ExitCode::from(1);
         }
     };
@@ -108,7 +107,7 @@ pub fn run(cli: Cli) -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            report_error(&format!("error: {e:#}"));
             ExitCode::from(exit_code_for(&e))
         }
     }
@@ -130,23 +129,8 @@ async fn dispatch(cli: Cli, sources: &Sources<'_>) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn init_logging(log: &LogSettings) {
-    use tracing_subscriber::EnvFilter;
-    // chromiumoxide warns about every DevTools message newer than its protocol tables (headless
-    // login); those are noise unless asked for by name.
-    let directives = if log.filter.contains("chromiumoxide") {
-        log.filter.clone()
-    } else {
-        format!("{},chromiumoxide=error", log.filter)
-    };
-    let filter = EnvFilter::try_new(&directives).unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = match log.format {
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Text => builder
-            .with_ansi(std::io::stderr().is_terminal())
-            .try_init(),
-    };
+/// The last words of a failed command, on stderr; a closed stderr must not turn them into a panic.
+fn report_error(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
 }
