@@ -602,7 +602,7 @@ _lingma__gw() {
             return 0
             ;;
         lingma__subcmd__gw__subcmd__serve)
-            opts="-v -q -h -V --lingma-bin --sim --work-dir --host --port --instances --api-key --admin-token --metrics-token --metrics-public --allow-unauthenticated --max-in-flight --queue-timeout --session-reuse --no-session-reuse --default-model --ask-mode --accounts --session-bundle --shutdown-grace --config --verbose --quiet --log-format --help --version"
+            opts="-v -q -h -V --lingma-bin --sim --work-dir --host --port --instances --api-key --admin-token --metrics-token --metrics-public --allow-unauthenticated --max-in-flight --queue-timeout --session-reuse --no-session-reuse --default-model --ask-mode --accounts --session-bundle --shutdown-grace --max-queue --queue-memory --body-limit --header-timeout --body-timeout --idle-timeout --stream-stall-timeout --config --verbose --quiet --log-format --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -665,6 +665,34 @@ _lingma__gw() {
                     return 0
                     ;;
                 --shutdown-grace)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-queue)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --queue-memory)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --body-limit)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --header-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --body-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --idle-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --stream-stall-timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

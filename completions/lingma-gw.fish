@@ -57,6 +57,13 @@ agent\t''"
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand serve" -l accounts -d 'Accounts file (JSON list) or inline JSON assigning accounts to instances [env: LINGMA_ACCOUNTS]' -r
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand serve" -l session-bundle -d 'Session bundle (file, or base64 text) or seed directory for work dirs that are not logged in [env: LINGMA_SESSION_BUNDLE]' -r -F
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand serve" -l shutdown-grace -d 'Seconds to let running answers finish on shutdown [env: GATEWAY_SHUTDOWN_GRACE_SEC] [default: 10]' -r
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand serve" -l max-queue -d 'Requests waiting for a slot; beyond that 429 at once [env: GATEWAY_MAX_QUEUE] [default: 4 x max-in-flight]' -r
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand serve" -l queue-memory -d 'MiB of request bodies that may be read or wait for a slot at once; beyond that 429 [env: GATEWAY_QUEUE_MEMORY_MB] [default: 64]' -r
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand serve" -l body-limit -d 'Largest request body in bytes [env: GATEWAY_BODY_LIMIT] [default: 10485760]' -r
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand serve" -l header-timeout -d 'Seconds from the first byte of a request\'s headers to their end [env: GATEWAY_HEADER_TIMEOUT_SEC] [default: 10]' -r
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand serve" -l body-timeout -d 'Seconds to receive a whole request body [env: GATEWAY_BODY_TIMEOUT_SEC] [default: 30]' -r
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand serve" -l idle-timeout -d 'Seconds an idle keep-alive connection stays open [env: GATEWAY_IDLE_TIMEOUT_SEC] [default: 60]' -r
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand serve" -l stream-stall-timeout -d 'Seconds a client may stop reading an answer before it is ended and Lingma stopped [env: GATEWAY_STREAM_STALL_TIMEOUT_SEC] [default: 60]' -r
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand serve" -l config -d 'Config file (TOML); default: lingma-gw/config.toml in the user\'s config dir [env: LINGMA_GW_CONFIG]' -r -F
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand serve" -l log-format -d 'Log format on stderr [env: LOG_FORMAT] [default: text]' -r -f -a "text\t''
 json\t''"

@@ -510,8 +510,14 @@ impl Pool {
         Ok(reached.unwrap_or_else(|| *rx.borrow()))
     }
 
-    /// Checks out a connection. Waits at most `wait` for a free one.
+    /// Checks out a connection. Waits at most `wait` for a free one, and, when no instance is
+    /// ready but some are starting or restarting, for one of them to become ready.
     pub async fn acquire(&self, sel: &Selection, wait: Duration) -> Result<Lease, PoolError> {
+        let started = tokio::time::Instant::now();
+        if !matches!(sel, Selection::Named(_)) {
+            self.wait_for_ready(started + wait).await?;
+        }
+        let wait = wait.saturating_sub(started.elapsed());
         let ready: Vec<&Arc<Instance>> = self
             .instances
             .iter()
@@ -578,6 +584,41 @@ impl Pool {
             }
         };
         self.lease(inst.clone(), permit).await
+    }
+
+    /// Returns once an instance is ready; waits (until `deadline`) only while some instance is in
+    /// a state that ends by itself (starting, restarting, unhealthy); otherwise fails at once.
+    async fn wait_for_ready(&self, deadline: tokio::time::Instant) -> Result<(), PoolError> {
+        loop {
+            // Subscribe before looking, so a change right after the look is not missed.
+            let mut watches: Vec<_> = self
+                .instances
+                .iter()
+                .map(|i| i.state_tx.subscribe())
+                .collect();
+            let states: Vec<InstanceState> = watches
+                .iter_mut()
+                .map(|rx| *rx.borrow_and_update())
+                .collect();
+            if states.contains(&InstanceState::Ready) {
+                return Ok(());
+            }
+            let coming = states.iter().any(|s| {
+                matches!(
+                    s,
+                    InstanceState::Starting | InstanceState::Restarting | InstanceState::Unhealthy
+                )
+            });
+            if !coming {
+                return Err(self.nothing_ready());
+            }
+            let changed = futures_util::future::select_all(
+                watches.iter_mut().map(|rx| Box::pin(rx.changed())),
+            );
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                return Err(self.nothing_ready());
+            }
+        }
     }
 
     fn nothing_ready(&self) -> PoolError {
@@ -897,7 +938,7 @@ impl Supervisor {
         }
         lock(&self.inst.idle).extend(warm);
         let mut health = health;
-        let mut events = health.subscribe();
+        let mut events = Some(health.subscribe());
         let mut failures = 0u32;
         let mut drained = false;
         if let Err(e) = self.refresh(&health, drained).await {
@@ -937,7 +978,7 @@ impl Supervisor {
                     }
                     None => {}
                 },
-                msg = events.recv() => {
+                msg = next_push(&mut events) => {
                     match msg {
                         // A login finished (auth/report) or tokens changed: look again now.
                         Some(m) if m.method.starts_with("auth/") => {
@@ -946,7 +987,7 @@ impl Supervisor {
                         Some(_) => {}
                         None => {
                             // The health connection closed; the next tick reconnects.
-                            events = mpsc::unbounded_channel().1;
+                            events = None;
                         }
                     }
                 }
@@ -955,7 +996,7 @@ impl Supervisor {
                         match LingmaClient::connect(&ports.ws_url(), &workspace, self.cfg.client.clone()).await {
                             Ok(c) => {
                                 health = c;
-                                events = health.subscribe();
+                                events = Some(health.subscribe());
                             }
                             Err(e) => {
                                 failures += 1;
@@ -1032,6 +1073,16 @@ impl Supervisor {
 
 /// Copies a seed directory into a work dir that is not logged in (no `cache/user`). Files are
 /// copied to temporary names and renamed, so a failure never leaves half a file.
+/// The next push from a health connection; never, while there is none.
+async fn next_push(
+    events: &mut Option<mpsc::Receiver<crate::lingma::rpc::ServerMessage>>,
+) -> Option<crate::lingma::rpc::ServerMessage> {
+    match events {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 pub fn seed_work_dir(work_dir: &Path, seed: Option<&Path>) -> std::io::Result<()> {
     let Some(seed) = seed else {
         return Ok(());

@@ -65,6 +65,12 @@ pub struct ConfigFile {
     pub session_bundle: Option<PathBuf>,
     pub shutdown_grace: Option<f64>,
     pub body_limit: Option<usize>,
+    pub max_queue: Option<usize>,
+    pub queue_memory: Option<u64>,
+    pub header_timeout: Option<f64>,
+    pub body_timeout: Option<f64>,
+    pub idle_timeout: Option<f64>,
+    pub stream_stall_timeout: Option<f64>,
     // Login and session bundles (see `LoginBrowserSettings`, `AutoLoginSettings`).
     pub auto_login_enabled: Option<bool>,
     pub auto_login_timeout: Option<f64>,
@@ -190,6 +196,21 @@ pub fn parse_bool(v: &str) -> Option<bool> {
 fn secs(v: f64) -> Result<Duration, SettingsError> {
     Duration::try_from_secs_f64(v)
         .map_err(|_| SettingsError::Invalid(format!("{v} is not a valid number of seconds")))
+}
+
+/// A duration setting: flag, then environment variable, then config file, then `default` seconds.
+fn secs_setting(
+    flag: Option<f64>,
+    src: &Sources,
+    env: &'static str,
+    file: Option<f64>,
+    default: f64,
+) -> Result<Duration, SettingsError> {
+    let v = match flag {
+        Some(v) => v,
+        None => src.env_secs(env)?.or(file).unwrap_or(default),
+    };
+    secs(v)
 }
 
 fn ask_mode(v: &str) -> Result<AskMode, SettingsError> {
@@ -373,6 +394,14 @@ pub struct ServeSettings {
     pub session_bundle: Option<PathBuf>,
     pub shutdown_grace: Duration,
     pub body_limit: usize,
+    /// Requests that may wait for an admission slot.
+    pub max_queue: usize,
+    /// Bytes of request bodies not yet admitted (being read or waiting).
+    pub queue_memory: u64,
+    pub header_timeout: Duration,
+    pub body_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub stream_stall_timeout: Duration,
 }
 
 impl ServeSettings {
@@ -488,10 +517,79 @@ impl ServeSettings {
                 .or(f.shutdown_grace)
                 .unwrap_or(10.0),
         };
-        let body_limit = src
-            .env("GATEWAY_BODY_LIMIT")?
-            .or(f.body_limit)
-            .unwrap_or(10 * 1024 * 1024);
+        let body_limit = match a.body_limit {
+            Some(n) => n,
+            None => src
+                .env("GATEWAY_BODY_LIMIT")?
+                .or(f.body_limit)
+                .unwrap_or(10 * 1024 * 1024),
+        };
+        if body_limit == 0 {
+            return Err(SettingsError::Invalid(
+                "--body-limit must be at least 1 byte".into(),
+            ));
+        }
+        let max_queue = match a.max_queue {
+            Some(n) => n,
+            None => src
+                .env("GATEWAY_MAX_QUEUE")?
+                .or(f.max_queue)
+                .unwrap_or(max_in_flight.saturating_mul(4)),
+        };
+        let queue_memory_mib = match a.queue_memory {
+            Some(n) => n,
+            None => src
+                .env("GATEWAY_QUEUE_MEMORY_MB")?
+                .or(f.queue_memory)
+                .unwrap_or(64),
+        };
+        let queue_memory = queue_memory_mib.saturating_mul(1024 * 1024);
+        if queue_memory < body_limit as u64 {
+            return Err(SettingsError::Invalid(format!(
+                "--queue-memory ({queue_memory_mib} MiB) must hold at least one request of \
+                 --body-limit ({body_limit} bytes)"
+            )));
+        }
+        let header_timeout = secs_setting(
+            a.header_timeout,
+            src,
+            "GATEWAY_HEADER_TIMEOUT_SEC",
+            f.header_timeout,
+            10.0,
+        )?;
+        let body_timeout = secs_setting(
+            a.body_timeout,
+            src,
+            "GATEWAY_BODY_TIMEOUT_SEC",
+            f.body_timeout,
+            30.0,
+        )?;
+        let idle_timeout = secs_setting(
+            a.idle_timeout,
+            src,
+            "GATEWAY_IDLE_TIMEOUT_SEC",
+            f.idle_timeout,
+            60.0,
+        )?;
+        let stream_stall_timeout = secs_setting(
+            a.stream_stall_timeout,
+            src,
+            "GATEWAY_STREAM_STALL_TIMEOUT_SEC",
+            f.stream_stall_timeout,
+            60.0,
+        )?;
+        for (flag, d) in [
+            ("--header-timeout", header_timeout),
+            ("--body-timeout", body_timeout),
+            ("--idle-timeout", idle_timeout),
+            ("--stream-stall-timeout", stream_stall_timeout),
+        ] {
+            if d.is_zero() {
+                return Err(SettingsError::Invalid(format!(
+                    "{flag} must be more than 0 seconds"
+                )));
+            }
+        }
         let settings = Self {
             lingma,
             host,
@@ -513,6 +611,12 @@ impl ServeSettings {
             session_bundle,
             shutdown_grace: secs(grace)?,
             body_limit,
+            max_queue,
+            queue_memory,
+            header_timeout,
+            body_timeout,
+            idle_timeout,
+            stream_stall_timeout,
         };
         settings.check_exposure()?;
         Ok(settings)

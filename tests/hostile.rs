@@ -292,3 +292,510 @@ fn hostile_requests_get_openai_errors_and_the_gateway_survives() {
     let v: Value = serde_json::from_slice(&r.body).unwrap();
     assert_eq!(v["choices"][0]["message"]["content"], "alive");
 }
+
+// -------------------------------------------------------------------------------------------------
+// Slow, stalled and hostile clients: every limit below holds a connection, a slot or memory
+// against a client that does not play along, and must let it go.
+// -------------------------------------------------------------------------------------------------
+
+/// Reads one HTTP/1.1 response from a keep-alive connection: its status and body (the body sized
+/// by `Content-Length`).
+fn read_response(s: &mut TcpStream) -> Result<(u16, Vec<u8>), String> {
+    let mut raw = Vec::new();
+    let mut byte = [0u8; 1];
+    while !raw.ends_with(b"\r\n\r\n") {
+        match s.read(&mut byte) {
+            Ok(1) => raw.push(byte[0]),
+            Ok(_) => return Err(format!("closed after {:?}", String::from_utf8_lossy(&raw))),
+            Err(e) => return Err(format!("read: {e}")),
+        }
+    }
+    let head = String::from_utf8_lossy(&raw).to_ascii_lowercase();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .ok_or("no status")?;
+    let len: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body).map_err(|e| format!("body: {e}"))?;
+    Ok((status, body))
+}
+
+/// Waits for the server to close `s` (EOF or reset): how long that took, or an error when it is
+/// still open after `limit`.
+fn closed_within(s: &mut TcpStream, limit: Duration) -> Result<Duration, String> {
+    let started = std::time::Instant::now();
+    s.set_read_timeout(Some(limit)).unwrap();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return Ok(started.elapsed()),
+            Ok(_) => continue,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Err(format!("still open after {limit:?}"));
+            }
+            Err(_) => return Ok(started.elapsed()),
+        }
+    }
+}
+
+fn get_json(addr: &str, path: &str, auth: &[u8]) -> Value {
+    let r = exchange(addr, &request("GET", path, &[auth], b"")).unwrap();
+    assert_eq!(
+        r.status,
+        200,
+        "{path}: {}",
+        String::from_utf8_lossy(&r.body)
+    );
+    serde_json::from_slice(&r.body).unwrap()
+}
+
+fn stats(addr: &str) -> Value {
+    get_json(addr, "/internal/stats", ADMIN)
+}
+
+/// Polls `f` every 20 ms until it holds or `limit` passes.
+fn eventually(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    common::wait_until(limit, &mut f)
+}
+
+#[test]
+fn slowloris_connections_are_closed_and_normal_traffic_is_served() {
+    let g = Gateway::start(
+        &[
+            "--api-key",
+            KEY,
+            "--header-timeout",
+            "1",
+            "--idle-timeout",
+            "2",
+        ],
+        &[],
+    );
+    let addr = g.addr();
+    // 100 connections: half never send a byte, half drip their headers a byte at a time (each
+    // byte well inside any per-read timeout, the whole head never finished).
+    let mut silent: Vec<TcpStream> = (0..50)
+        .map(|_| TcpStream::connect(&addr).unwrap())
+        .collect();
+    let drippers: Vec<_> = (0..50)
+        .map(|_| {
+            let addr = addr.clone();
+            std::thread::spawn(move || -> Result<Duration, String> {
+                let mut s = TcpStream::connect(&addr).map_err(|e| e.to_string())?;
+                let started = std::time::Instant::now();
+                let head = b"POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nX-Slow: ";
+                for b in head.iter().chain(std::iter::repeat(&b'a')) {
+                    if s.write_all(&[*b]).is_err() {
+                        return Ok(started.elapsed());
+                    }
+                    if started.elapsed() > Duration::from_secs(60) {
+                        return Err("still accepting header bytes after 60 s".into());
+                    }
+                    // The attack's pace, not a synchronisation.
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                unreachable!()
+            })
+        })
+        .collect();
+    // Normal traffic is served meanwhile.
+    let r = exchange(
+        &addr,
+        &chat_request(user("Reply with exactly: normal").as_bytes()),
+    )
+    .unwrap();
+    assert_eq!(r.status, 200);
+    for (i, s) in silent.iter_mut().enumerate() {
+        let took = closed_within(s, Duration::from_secs(30));
+        assert!(took.is_ok(), "silent connection {i}: {took:?}");
+    }
+    for (i, d) in drippers.into_iter().enumerate() {
+        let took = d.join().unwrap();
+        assert!(took.is_ok(), "dripping connection {i}: {took:?}");
+    }
+}
+
+#[test]
+fn idle_keep_alive_connections_close_and_quick_follow_ups_are_served() {
+    let g = Gateway::start(&["--idle-timeout", "2"], &[]);
+    let mut s = TcpStream::connect(g.addr()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let get = b"GET /readyz HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    for _ in 0..3 {
+        s.write_all(get).unwrap();
+        let (status, _) = read_response(&mut s).unwrap();
+        assert_eq!(status, 200, "a keep-alive request inside the idle timeout");
+    }
+    let took = closed_within(&mut s, Duration::from_secs(30));
+    assert!(took.is_ok(), "idle keep-alive connection: {took:?}");
+}
+
+#[test]
+fn anonymous_bodies_are_refused_from_the_headers_and_cost_no_memory() {
+    const CONNECTIONS: usize = 20;
+    const SENT: usize = 4 * 1024 * 1024;
+    let g = Gateway::start(&["--api-key", KEY], &[]);
+    let pid = g.child.id();
+    let before = common::proc_status_kb(pid, "VmRSS");
+    let mut conns = Vec::new();
+    for _ in 0..CONNECTIONS {
+        let mut s = TcpStream::connect(g.addr()).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        // 10 MiB declared, 4 MiB sent, the rest withheld: an upload that never ends.
+        let head = "POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\n\
+                    Content-Type: application/json\r\nContent-Length: 10485760\r\n\r\n";
+        s.write_all(head.as_bytes()).unwrap();
+        let mut w = s.try_clone().unwrap();
+        let writer = std::thread::spawn(move || {
+            let _ = w.write_all(&vec![b' '; SENT]);
+        });
+        let (status, body) = read_response(&mut s).expect("an answer before the body");
+        assert_eq!(status, 401, "{}", String::from_utf8_lossy(&body));
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["error"]["type"], "authentication_error");
+        conns.push((s, writer));
+    }
+    let after = common::proc_status_kb(pid, "VmRSS");
+    assert!(
+        after < before + 40 * 1024,
+        "RSS grew from {before} kB to {after} kB for {CONNECTIONS} refused uploads"
+    );
+    for (s, w) in conns {
+        drop(s);
+        let _ = w.join();
+    }
+}
+
+#[test]
+fn a_stalled_body_gets_408_and_frees_its_reservation() {
+    let g = Gateway::start(
+        &[
+            "--api-key",
+            KEY,
+            "--admin-token",
+            "adm-hostile",
+            "--body-timeout",
+            "1",
+        ],
+        &[],
+    );
+    let mut s = TcpStream::connect(g.addr()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let head = "POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\n\
+                Authorization: Bearer k-hostile\r\nContent-Type: application/json\r\n\
+                Content-Length: 1000\r\n\r\n{\"messages\"";
+    s.write_all(head.as_bytes()).unwrap();
+    let (status, body) = read_response(&mut s).unwrap();
+    assert_eq!(status, 408, "{}", String::from_utf8_lossy(&body));
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["error"]["type"], "invalid_request_error");
+    assert_eq!(v["error"]["code"], "request_timeout");
+    assert_eq!(stats(&g.addr())["admission"]["queued_body_bytes"], 0);
+}
+
+#[test]
+fn a_client_that_stops_reading_holds_little_memory_and_is_cut_after_the_stall_timeout() {
+    let g = Gateway::start(
+        &[
+            "--api-key",
+            KEY,
+            "--admin-token",
+            "adm-hostile",
+            "--stream-stall-timeout",
+            "3",
+            "--max-in-flight",
+            "2",
+        ],
+        &[],
+    );
+    let addr = g.addr();
+    let pid = g.child.id();
+    let peak_before = common::proc_status_kb(pid, "VmHWM");
+    // A million-word answer, streamed to a client that reads the response head and then nothing.
+    let mut s = TcpStream::connect(&addr).unwrap();
+    s.write_all(&chat_request(
+        br#"{"stream":true,"messages":[{"role":"user","content":"[[sim:len=1000000]] flood"}]}"#,
+    ))
+    .unwrap();
+    let mut first = [0u8; 12];
+    s.read_exact(&mut first).unwrap();
+    assert_eq!(&first, b"HTTP/1.1 200");
+    // The gateway gives up on it: the slot is free again while the client still holds the socket.
+    assert!(
+        eventually(
+            Duration::from_secs(60),
+            || stats(&addr)["admission"]["in_flight"] == 0
+        ),
+        "the stalled stream still holds its slot: {}",
+        stats(&addr)
+    );
+    // Lingma was told to stop the answer.
+    assert!(eventually(Duration::from_secs(10), || {
+        common::read_requests(&g.instance_dir("inst-0"))
+            .iter()
+            .any(|r| r["method"] == "chat/stop")
+    }));
+    let peak = common::proc_status_kb(pid, "VmHWM");
+    assert!(
+        peak < peak_before + 24 * 1024,
+        "peak RSS grew from {peak_before} kB to {peak} kB while a client did not read"
+    );
+    // Other chats are served.
+    let r = exchange(
+        &addr,
+        &chat_request(user("Reply with exactly: next").as_bytes()),
+    )
+    .unwrap();
+    assert_eq!(r.status, 200);
+    drop(s);
+}
+
+#[test]
+fn serve_keeps_serving_and_stops_on_sigterm_after_its_stderr_reader_dies() {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(common::BIN)
+        .args(["-v", "serve", "--sim", "--port", "0", "--work-dir"])
+        .arg(dir.path())
+        .envs(common::fast_sim_env())
+        .env_remove("API_KEYS")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    let addr = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|l| l.strip_prefix("listening on http://").map(str::to_string))
+        .expect("the address line");
+    // Whoever read stderr is gone (`serve 2>&1 | head`, a log shipper that died).
+    drop(child.stderr.take());
+    for i in 0..5 {
+        let r = exchange(
+            &addr,
+            &request(
+                "POST",
+                "/v1/chat/completions",
+                &[JSON],
+                user(&format!("Reply with exactly: alive-{i}")).as_bytes(),
+            ),
+        )
+        .unwrap_or_else(|e| panic!("chat {i} after stderr closed: {e}"));
+        assert_eq!(r.status, 200, "chat {i}");
+    }
+    common::signal(child.id(), "TERM");
+    let status = common::wait_child(&mut child, Duration::from_secs(30));
+    if status.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "serve did not stop cleanly on SIGTERM: {status:?}"
+    );
+}
+
+#[test]
+fn the_queue_is_bounded_by_count_and_by_body_memory() {
+    let g = Gateway::start(
+        &[
+            "--api-key",
+            KEY,
+            "--admin-token",
+            "adm-hostile",
+            "--max-in-flight",
+            "1",
+            "--max-queue",
+            "2",
+            "--queue-timeout",
+            "120",
+            "--queue-memory",
+            "1",
+            "--body-limit",
+            "700000",
+        ],
+        &[],
+    );
+    let addr = g.addr();
+    // The only slot is taken by a long answer.
+    let mut holder = TcpStream::connect(&addr).unwrap();
+    holder
+        .write_all(&chat_request(
+            br#"{"stream":true,"messages":[{"role":"user","content":"[[sim:len=5000,delay=20]] hold"}]}"#,
+        ))
+        .unwrap();
+    let mut first = [0u8; 12];
+    holder.read_exact(&mut first).unwrap();
+    assert!(eventually(
+        Duration::from_secs(30),
+        || stats(&addr)["admission"]["in_flight"] == 1
+    ));
+    // A 600 kB request waits; a second one does not fit the 1 MiB budget and is refused at once.
+    let big = |tag: &str| {
+        user(&format!(
+            "{}\nReply with exactly: {tag}",
+            "x".repeat(600_000)
+        ))
+    };
+    let waiting_big = {
+        let (addr, body) = (addr.clone(), big("big"));
+        std::thread::spawn(move || exchange(&addr, &chat_request(body.as_bytes())))
+    };
+    assert!(eventually(
+        Duration::from_secs(30),
+        || stats(&addr)["admission"]["waiting"] == 1
+    ));
+    let started = std::time::Instant::now();
+    let r = exchange(&addr, &chat_request(big("refused").as_bytes())).unwrap();
+    assert_eq!(r.status, 429, "{}", String::from_utf8_lossy(&r.body));
+    assert!(r.headers.to_ascii_lowercase().contains("retry-after:"));
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "refused at once"
+    );
+    // A small request still fits: the queue holds two.
+    let waiting_small = {
+        let addr = addr.clone();
+        std::thread::spawn(move || {
+            exchange(
+                &addr,
+                &chat_request(user("Reply with exactly: small").as_bytes()),
+            )
+        })
+    };
+    assert!(eventually(
+        Duration::from_secs(30),
+        || stats(&addr)["admission"]["waiting"] == 2
+    ));
+    // A full queue refuses at once, whatever the body.
+    let started = std::time::Instant::now();
+    let r = exchange(
+        &addr,
+        &chat_request(user("Reply with exactly: third").as_bytes()),
+    )
+    .unwrap();
+    assert_eq!(r.status, 429, "{}", String::from_utf8_lossy(&r.body));
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "refused at once"
+    );
+    // The holder leaves; the waiting requests are answered.
+    drop(holder);
+    for (w, text) in [(waiting_big, "big"), (waiting_small, "small")] {
+        let r = w.join().unwrap().unwrap();
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        let v: Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(v["choices"][0]["message"]["content"], text);
+    }
+    assert_eq!(stats(&addr)["admission"]["queued_body_bytes"], 0);
+}
+
+#[test]
+fn a_chat_waits_for_an_instance_that_is_restarting() {
+    let g = Gateway::start(
+        &["--admin-token", "adm-hostile"],
+        // A slow start, so the chat certainly arrives while the instance is restarting.
+        &[("LINGMA_SIM_STARTUP_DELAY_MS", "1500")],
+    );
+    let addr = g.addr();
+    let state = || {
+        get_json(&addr, "/internal/instances", ADMIN)["instances"][0]["state"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    };
+    assert!(eventually(Duration::from_secs(30), || state() == "ready"));
+    let r = exchange(
+        &addr,
+        &request("POST", "/internal/instances/inst-0/restart", &[ADMIN], b""),
+    )
+    .unwrap();
+    assert_eq!(r.status, 202);
+    assert!(eventually(Duration::from_secs(30), || state() != "ready"));
+    let r = exchange(
+        &addr,
+        &request(
+            "POST",
+            "/v1/chat/completions",
+            &[JSON],
+            user("Reply with exactly: back").as_bytes(),
+        ),
+    )
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+}
+
+#[test]
+fn healthz_names_instances_and_accounts_only_to_admin_or_metrics_credentials() {
+    let g = Gateway::start(
+        &[
+            "--api-key",
+            KEY,
+            "--admin-token",
+            "adm-hostile",
+            "--metrics-token",
+            "met-hostile",
+        ],
+        &[],
+    );
+    let addr = g.addr();
+    assert!(eventually(Duration::from_secs(30), || {
+        exchange(&addr, &request("GET", "/healthz", &[], b"")).is_ok_and(|r| r.status == 200)
+    }));
+    for (who, auth) in [
+        ("anonymous", &b"X-None: 1"[..]),
+        ("a client key", AUTH),
+        ("a wrong key", b"Authorization: Bearer nope"),
+    ] {
+        let r = exchange(&addr, &request("GET", "/healthz", &[auth], b"")).unwrap();
+        let v: Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(v["status"], "ok", "{who}");
+        assert_eq!(v["ready_instances"], 1, "{who}");
+        assert!(v.get("instances").is_none(), "{who} sees instances: {v}");
+        assert!(!String::from_utf8_lossy(&r.body).contains("demo"), "{who}");
+    }
+    for (who, auth) in [
+        ("admin", ADMIN),
+        ("metrics", &b"Authorization: Bearer met-hostile"[..]),
+    ] {
+        let v = get_json(&addr, "/healthz", auth);
+        assert_eq!(v["instances"][0]["name"], "inst-0", "{who}");
+        assert_eq!(v["instances"][0]["user"], "demo", "{who}");
+    }
+}
+
+#[test]
+fn failed_chats_name_their_instance_in_the_request_log() {
+    let g = Gateway::start(&["--api-key", KEY], &[]);
+    let r = exchange(
+        &g.addr(),
+        &chat_request(user("[[sim:error=500]] fail").as_bytes()),
+    )
+    .unwrap();
+    assert_eq!(r.status, 502);
+    assert!(
+        eventually(Duration::from_secs(10), || g.stderr().lines().any(|l| {
+            l.contains("request")
+                && l.contains("status=502")
+                && l.contains("instance=inst-0")
+                && l.contains("error=upstream_error")
+        })),
+        "no request line naming the instance:\n{}",
+        g.stderr()
+    );
+}

@@ -17,7 +17,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use common::{
-    Gateway, metric_sum, open_fds, processes_matching, signal, tcp_connections_to, wait_until_async,
+    Gateway, fds_without_clients, metric_sum, processes_matching, signal, tcp_connections_to,
+    wait_until_async,
 };
 use serde_json::{Value, json};
 
@@ -315,7 +316,7 @@ async fn mixed_load_with_faults_leaves_nothing_behind() {
         upstream_connections(&c, &g).await,
         vec![upstream_cap; plan.instances]
     );
-    let fds_before = open_fds(g.child.id());
+    let fds_before = fds_without_clients(g.child.id(), g.port());
 
     // The load has its own client, whose keep-alive connections are closed before counting.
     let load = client();
@@ -461,13 +462,13 @@ async fn mixed_load_with_faults_leaves_nothing_behind() {
                 .await
                 .iter()
                 .all(|&n| n <= upstream_cap)
-                && open_fds(g.child.id()) <= fds_before
+                && fds_without_clients(g.child.id(), g.port()) <= fds_before
         })
         .await,
         "Lingma connections per instance: {:?} (at most {upstream_cap}); descriptors {} before, {} after",
         upstream_connections(&c, &g).await,
         fds_before,
-        open_fds(g.child.id())
+        fds_without_clients(g.child.id(), g.port())
     );
     // And it still answers.
     assert_eq!(
@@ -503,7 +504,7 @@ async fn client_disconnects_mid_stream_release_every_slot() {
     );
     let c = client();
     assert!(wait_until_async(Duration::from_secs(20), || settled(&c, &g, 2)).await);
-    let fds_before = open_fds(g.child.id());
+    let fds_before = fds_without_clients(g.child.id(), g.port());
     let load = client();
 
     // 100 long streams (2,000 words, a delta every 20 ms: half a minute each, far longer than
@@ -579,12 +580,12 @@ async fn client_disconnects_mid_stream_release_every_slot() {
     assert!(
         wait_until_async(Duration::from_secs(10), || async {
             upstream_connections(&c, &g).await.iter().all(|&n| n <= 51)
-                && open_fds(g.child.id()) <= fds_before
+                && fds_without_clients(g.child.id(), g.port()) <= fds_before
         })
         .await,
         "Lingma connections per instance: {:?}; descriptors {fds_before} before, {} after",
         upstream_connections(&c, &g).await,
-        open_fds(g.child.id())
+        fds_without_clients(g.child.id(), g.port())
     );
 }
 

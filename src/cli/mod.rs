@@ -155,6 +155,27 @@ pub struct ServeArgs {
     /// Seconds to let running answers finish on shutdown [env: GATEWAY_SHUTDOWN_GRACE_SEC] [default: 10]
     #[arg(long, value_name = "SECS")]
     pub shutdown_grace: Option<f64>,
+    /// Requests waiting for a slot; beyond that 429 at once [env: GATEWAY_MAX_QUEUE] [default: 4 x max-in-flight]
+    #[arg(long, value_name = "N")]
+    pub max_queue: Option<usize>,
+    /// MiB of request bodies that may be read or wait for a slot at once; beyond that 429 [env: GATEWAY_QUEUE_MEMORY_MB] [default: 64]
+    #[arg(long, value_name = "MIB")]
+    pub queue_memory: Option<u64>,
+    /// Largest request body in bytes [env: GATEWAY_BODY_LIMIT] [default: 10485760]
+    #[arg(long, value_name = "BYTES")]
+    pub body_limit: Option<usize>,
+    /// Seconds from the first byte of a request's headers to their end [env: GATEWAY_HEADER_TIMEOUT_SEC] [default: 10]
+    #[arg(long, value_name = "SECS")]
+    pub header_timeout: Option<f64>,
+    /// Seconds to receive a whole request body [env: GATEWAY_BODY_TIMEOUT_SEC] [default: 30]
+    #[arg(long, value_name = "SECS")]
+    pub body_timeout: Option<f64>,
+    /// Seconds an idle keep-alive connection stays open [env: GATEWAY_IDLE_TIMEOUT_SEC] [default: 60]
+    #[arg(long, value_name = "SECS")]
+    pub idle_timeout: Option<f64>,
+    /// Seconds a client may stop reading an answer before it is ended and Lingma stopped [env: GATEWAY_STREAM_STALL_TIMEOUT_SEC] [default: 60]
+    #[arg(long, value_name = "SECS")]
+    pub stream_stall_timeout: Option<f64>,
 }
 
 #[derive(Debug, Args)]

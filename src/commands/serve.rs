@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::serve::ListenerExt;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -16,6 +15,7 @@ use crate::gateway::admission::Admission;
 use crate::gateway::auth::AuthConfig;
 use crate::gateway::metrics::Metrics;
 use crate::gateway::router;
+use crate::gateway::server::{self, ConnLimits};
 use crate::gateway::session_cache::SessionCache;
 use crate::gateway::state::{AppState, GatewayConfig};
 use crate::lingma::discovery::LingmaBinary;
@@ -100,7 +100,12 @@ pub async fn run(args: ServeArgs, sources: &Sources<'_>) -> anyhow::Result<ExitC
     let state = AppState {
         pool: pool.clone(),
         auth: Arc::new(auth),
-        admission: Arc::new(Admission::new(s.max_in_flight, s.queue_timeout)),
+        admission: Arc::new(Admission::bounded(
+            s.max_in_flight,
+            s.queue_timeout,
+            s.max_queue,
+            s.queue_memory,
+        )),
         sessions: Arc::new(SessionCache::new(
             s.session_cache_max_entries,
             s.session_cache_ttl,
@@ -111,7 +116,7 @@ pub async fn run(args: ServeArgs, sources: &Sources<'_>) -> anyhow::Result<ExitC
             ask_mode: s.ask_mode,
             session_reuse: s.session_reuse,
             body_limit: s.body_limit,
-            queue_timeout: s.queue_timeout,
+            body_timeout: s.body_timeout,
             instance_wait: s.queue_timeout,
         }),
         auto_login: AutoLogin::new(auto_login_config, pool.clone()),
@@ -120,22 +125,18 @@ pub async fn run(args: ServeArgs, sources: &Sources<'_>) -> anyhow::Result<ExitC
         tracker: TaskTracker::new(),
     };
     let app = router::build(state.clone());
-    let listener = listener.tap_io(|tcp| {
-        // One SSE event per delta must leave at once (design: no batching).
-        let _ = tcp.set_nodelay(true);
-    });
-    println!("listening on http://{local}");
+    crate::logging::stdout_line(&format!("listening on http://{local}"));
     tracing::info!(addr = %local, instances = s.instances, "gateway listening");
 
-    let graceful = shutdown.clone();
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-        graceful.cancelled().await;
-    });
-    let mut server = tokio::spawn(server.into_future());
+    let limits = ConnLimits {
+        header_timeout: s.header_timeout,
+        idle_timeout: s.idle_timeout,
+        write_stall_timeout: s.stream_stall_timeout,
+    };
+    let mut server = tokio::spawn(server::serve(listener, app, limits, shutdown.clone()));
     shutdown.cancelled().await;
     match tokio::time::timeout(s.shutdown_grace, &mut server).await {
-        Ok(Ok(Ok(()))) => {}
-        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "server error during shutdown"),
+        Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::warn!(error = %e, "server task failed"),
         Err(_) => {
             tracing::warn!(

@@ -2,7 +2,13 @@
 //!
 //! At most `max_in_flight` chats run at once. A request beyond that waits, in FIFO order (tokio's
 //! semaphore is fair), for at most `queue_timeout`, then gets 429 with a `Retry-After` estimated
-//! from recent turn durations. A queue timeout of zero rejects at once when full.
+//! from recent turn durations. A queue timeout of zero rejects at once when full; so does a full
+//! queue (`max_queue` waiters).
+//!
+//! Waiting requests also hold their bodies, so their number alone does not bound memory: every
+//! request body that has not been admitted yet (still being read, or parsed and waiting) holds a
+//! [`BodyReservation`] against one byte budget, and a body that does not fit is refused with 429
+//! before it is read.
 //!
 //! Slots are RAII: dropping an [`AdmissionPermit`] frees its slot immediately, and dropping a
 //! request's future while it waits (client disconnected) leaves neither a slot nor a waiter count
@@ -29,6 +35,8 @@ pub struct Admission {
     semaphore: Arc<Semaphore>,
     capacity: usize,
     queue_timeout: Duration,
+    max_queue: usize,
+    bodies: Arc<BodyBudget>,
     waiting: AtomicUsize,
     rejected: AtomicU64,
     /// EWMA of turn durations in seconds, as `f64` bits; `u64::MAX` (a NaN) while unset.
@@ -59,9 +67,14 @@ impl AdmissionPermit {
 struct WaitingGuard<'a>(&'a AtomicUsize);
 
 impl<'a> WaitingGuard<'a> {
-    fn new(counter: &'a AtomicUsize) -> Self {
-        counter.fetch_add(1, Ordering::Relaxed);
-        Self(counter)
+    /// Joins the queue unless it already holds `max` waiters.
+    fn join(counter: &'a AtomicUsize, max: usize) -> Option<Self> {
+        counter
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |w| {
+                (w < max).then_some(w + 1)
+            })
+            .ok()
+            .map(|_| Self(counter))
     }
 }
 
@@ -71,15 +84,76 @@ impl Drop for WaitingGuard<'_> {
     }
 }
 
+/// The bytes of request bodies not admitted yet, against one budget.
+#[derive(Debug)]
+struct BodyBudget {
+    limit: u64,
+    used: AtomicU64,
+}
+
+impl BodyBudget {
+    fn take(&self, bytes: u64) -> bool {
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                used.checked_add(bytes).filter(|&n| n <= self.limit)
+            })
+            .is_ok()
+    }
+}
+
+/// Bytes of one request body counted against the queue's memory budget, until dropped (when the
+/// request is admitted, or fails).
+#[derive(Debug)]
+pub struct BodyReservation {
+    budget: Arc<BodyBudget>,
+    bytes: u64,
+}
+
+impl BodyReservation {
+    /// Counts `more` bytes; false (and nothing counted) when they do not fit.
+    pub fn grow(&mut self, more: u64) -> bool {
+        let ok = self.budget.take(more);
+        if ok {
+            self.bytes += more;
+        }
+        ok
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+}
+
+impl Drop for BodyReservation {
+    fn drop(&mut self) {
+        self.budget.used.fetch_sub(self.bytes, Ordering::AcqRel);
+    }
+}
+
 impl Admission {
     /// `max_in_flight` is clamped to at least 1 (0 would reject everything) and to tokio's
-    /// semaphore maximum.
+    /// semaphore maximum. The queue and the body budget are unbounded; see [`Admission::bounded`].
     pub fn new(max_in_flight: usize, queue_timeout: Duration) -> Self {
+        Self::bounded(max_in_flight, queue_timeout, usize::MAX, u64::MAX)
+    }
+
+    /// At most `max_queue` waiters, and `body_budget` bytes of bodies not admitted yet.
+    pub fn bounded(
+        max_in_flight: usize,
+        queue_timeout: Duration,
+        max_queue: usize,
+        body_budget: u64,
+    ) -> Self {
         let capacity = max_in_flight.clamp(1, Semaphore::MAX_PERMITS);
         Self {
             semaphore: Arc::new(Semaphore::new(capacity)),
             capacity,
             queue_timeout,
+            max_queue,
+            bodies: Arc::new(BodyBudget {
+                limit: body_budget,
+                used: AtomicU64::new(0),
+            }),
             waiting: AtomicUsize::new(0),
             rejected: AtomicU64::new(0),
             turn_ewma_bits: AtomicU64::new(u64::MAX),
@@ -99,7 +173,9 @@ impl Admission {
         if self.queue_timeout.is_zero() {
             return Err(self.reject());
         }
-        let _waiting = WaitingGuard::new(&self.waiting);
+        let Some(_waiting) = WaitingGuard::join(&self.waiting, self.max_queue) else {
+            return Err(self.reject());
+        };
         match tokio::time::timeout(self.queue_timeout, self.semaphore.clone().acquire_owned()).await
         {
             Ok(Ok(permit)) => Ok(self.permit(permit, start)),
@@ -122,6 +198,34 @@ impl Admission {
         GatewayError::RateLimited {
             retry_after_secs: self.retry_after_secs(),
         }
+    }
+
+    /// Counts `bytes` of a request body against the budget; 429 when they do not fit.
+    pub fn reserve_body(&self, bytes: u64) -> Result<BodyReservation, GatewayError> {
+        let mut r = BodyReservation {
+            budget: self.bodies.clone(),
+            bytes: 0,
+        };
+        if r.grow(bytes) {
+            Ok(r)
+        } else {
+            Err(self.reject())
+        }
+    }
+
+    /// A rejection as [`Admission::acquire`] gives it (429 with `Retry-After`), for callers that
+    /// run out of body budget midway.
+    pub fn rejection(&self) -> GatewayError {
+        self.reject()
+    }
+
+    /// Bytes of request bodies read or waiting, not yet admitted.
+    pub fn queued_body_bytes(&self) -> u64 {
+        self.bodies.used.load(Ordering::Acquire)
+    }
+
+    pub fn max_queue(&self) -> usize {
+        self.max_queue
     }
 
     /// Feeds the moving average of turn durations used for `Retry-After`.
@@ -336,6 +440,51 @@ mod tests {
         let fast = Admission::new(100, Duration::ZERO);
         fast.record_turn(Duration::from_millis(1));
         assert_eq!(fast.retry_after_secs(), MIN_RETRY_AFTER_SECS);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_full_queue_rejects_at_once() {
+        let a = Arc::new(Admission::bounded(1, LONG, 2, u64::MAX));
+        let held = a.acquire().await.unwrap();
+        let waiters: Vec<_> = (0..2)
+            .map(|_| {
+                let a = a.clone();
+                tokio::spawn(async move { a.acquire().await.map(|_| ()) })
+            })
+            .collect();
+        eventually(|| a.waiting() == 2).await;
+        let started = Instant::now();
+        let err = a.acquire().await.unwrap_err();
+        assert!(matches!(err, GatewayError::RateLimited { .. }), "{err:?}");
+        assert!(
+            started.elapsed() < LONG / 2,
+            "rejected at once, not after the queue timeout"
+        );
+        assert_eq!(a.waiting(), 2, "the refused request never joined the queue");
+        drop(held);
+        for w in waiters {
+            assert!(w.await.unwrap().is_ok());
+        }
+    }
+
+    #[test]
+    fn body_reservations_share_one_budget_and_give_it_back() {
+        let a = Admission::bounded(1, LONG, 10, 100);
+        let mut r1 = a.reserve_body(60).unwrap();
+        assert_eq!(a.queued_body_bytes(), 60);
+        assert!(matches!(
+            a.reserve_body(41),
+            Err(GatewayError::RateLimited { .. })
+        ));
+        let r2 = a.reserve_body(40).unwrap();
+        assert!(!r1.grow(1), "the budget is full");
+        assert_eq!(r1.bytes(), 60);
+        drop(r2);
+        assert!(r1.grow(40));
+        assert_eq!(a.queued_body_bytes(), 100);
+        drop(r1);
+        assert_eq!(a.queued_body_bytes(), 0);
+        assert!(a.reserve_body(100).is_ok());
     }
 
     #[tokio::test]

@@ -254,6 +254,65 @@ pub fn check_metrics(config: &AuthConfig, headers: &HeaderMap) -> Result<(), Gat
     }
 }
 
+/// Whether the caller presented an admin or metrics credential (or admin is open): such callers
+/// see details (instances, accounts) that anonymous health checks do not.
+pub fn may_see_details(config: &AuthConfig, headers: &HeaderMap) -> bool {
+    if config.admin_is_open() {
+        return true;
+    }
+    let Ok(Some(key)) = presented_credential(headers) else {
+        return false;
+    };
+    let presented = digest(key);
+    let privileged = configured(config.admin_token.as_deref())
+        .into_iter()
+        .chain(configured(config.metrics_token.as_deref()));
+    // Without an admin token, client keys are admin credentials (see `check_admin`).
+    let client_keys_are_admin = configured(config.admin_token.as_deref()).is_none();
+    matches_any(&presented, privileged)
+        || (client_keys_are_admin && matches_any(&presented, config.keys()))
+}
+
+/// Route-group middleware: the caller's credential is checked from the headers, before any byte
+/// of the body is read; the identity goes into the request's extensions (see `extract::Caller`).
+pub mod layer {
+    use axum::extract::{Request, State};
+    use axum::middleware::Next;
+    use axum::response::{IntoResponse, Response};
+
+    use super::super::state::AppState;
+
+    /// `/v1/*`: a client key (or none when no keys are configured).
+    pub async fn client(State(st): State<AppState>, mut req: Request, next: Next) -> Response {
+        match super::check_client(&st.auth, req.headers()) {
+            Ok(id) => {
+                req.extensions_mut().insert(id);
+                next.run(req).await
+            }
+            Err(e) => e.into_response(),
+        }
+    }
+
+    /// `/internal/*`: the admin token (see the module docs for the fallbacks).
+    pub async fn admin(State(st): State<AppState>, mut req: Request, next: Next) -> Response {
+        match super::check_admin(&st.auth, req.headers()) {
+            Ok(id) => {
+                req.extensions_mut().insert(id);
+                next.run(req).await
+            }
+            Err(e) => e.into_response(),
+        }
+    }
+
+    /// `/metrics`.
+    pub async fn metrics(State(st): State<AppState>, req: Request, next: Next) -> Response {
+        match super::check_metrics(&st.auth, req.headers()) {
+            Ok(()) => next.run(req).await,
+            Err(e) => e.into_response(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -294,6 +353,31 @@ mod tests {
             Ok(v) => panic!("expected an error, got {v:?}"),
             Err(e) => e.status_code(),
         }
+    }
+
+    #[test]
+    fn details_need_an_admin_or_metrics_credential() {
+        let c = cfg(&[KEY], Some(ADMIN), Some(METRICS), true);
+        assert!(may_see_details(&c, &bearer(ADMIN)));
+        assert!(may_see_details(&c, &bearer(METRICS)));
+        assert!(
+            !may_see_details(&c, &bearer(KEY)),
+            "a client key is not admin here"
+        );
+        assert!(!may_see_details(&c, &bearer("wrong")));
+        assert!(
+            !may_see_details(&c, &HeaderMap::new()),
+            "metrics_public is not enough"
+        );
+        // No admin token: client keys are admin credentials.
+        let c = cfg(&[KEY], None, None, false);
+        assert!(may_see_details(&c, &bearer(KEY)));
+        assert!(!may_see_details(&c, &HeaderMap::new()));
+        // Nothing configured: admin is open, and so are the details.
+        assert!(may_see_details(
+            &cfg(&[], None, None, false),
+            &HeaderMap::new()
+        ));
     }
 
     #[test]

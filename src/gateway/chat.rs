@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::extract::rejection::JsonRejection;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -22,8 +21,9 @@ use crate::pool::{Lease, PoolError, Selection};
 use crate::prompt::{self, Message, Role};
 
 use super::admission::AdmissionPermit;
-use super::auth;
+use super::auth::ClientIdentity;
 use super::error::GatewayError;
+use super::extract::{ApiJson, Caller};
 use super::limits::OutputLimiter;
 use super::metrics::InFlightGuard;
 use super::router::ChatLog;
@@ -36,17 +36,44 @@ use super::usage::{estimate_prompt_tokens, estimate_tokens};
 
 pub async fn chat_completions(
     State(st): State<AppState>,
+    Caller(identity): Caller,
     headers: HeaderMap,
-    body: Result<Json<ChatCompletionRequest>, JsonRejection>,
+    body: ApiJson<ChatCompletionRequest>,
+) -> Response {
+    // The request's log line names the instance and model, for failures as well.
+    let mut log = ChatLog::default();
+    let mut resp = match answer(st, identity, headers, body, &mut log).await {
+        Ok(resp) => resp,
+        Err(e) => {
+            log.error = e.code().map(str::to_string);
+            e.into_response()
+        }
+    };
+    resp.extensions_mut().insert(log);
+    resp
+}
+
+async fn answer(
+    st: AppState,
+    identity: ClientIdentity,
+    headers: HeaderMap,
+    body: ApiJson<ChatCompletionRequest>,
+    log: &mut ChatLog,
 ) -> Result<Response, GatewayError> {
     let started = Instant::now();
-    let identity = auth::check_client(&st.auth, &headers)?;
-    let Json(req) = body.map_err(|r| GatewayError::from_json_rejection(r, st.config.body_limit))?;
+    log.stream = body.value.stream.unwrap_or(false);
+    let ApiJson {
+        value: req,
+        reservation,
+    } = body;
     let chat = schema::validate(&req)?;
+    drop(req);
     if st.shutdown.is_cancelled() {
         return Err(GatewayError::ShuttingDown);
     }
     let permit = st.admission.acquire().await?;
+    // Admitted: the body no longer counts against the queue's memory budget.
+    drop(reservation);
     let in_flight = st.metrics.chat_in_flight();
     let wait = st.config.instance_wait.saturating_sub(permit.waited());
     let scope = identity.as_str().to_string();
@@ -75,6 +102,7 @@ pub async fn chat_completions(
         },
         None => (acquire(&st, &affinity, wait).await?, None),
     };
+    log.instance = lease.instance().to_string();
     let resolution = lease
         .models()
         .resolve(chat.model.as_deref(), st.config.default_model.as_deref());
@@ -83,6 +111,7 @@ pub async fn chat_completions(
         .clone()
         .or_else(|| chat.model.clone())
         .unwrap_or_else(|| "lingma".into());
+    log.model = model_name.clone();
     st.metrics
         .observe_gateway_overhead(started.elapsed().saturating_sub(permit.waited()));
     let mut reuse = reuse;
@@ -139,12 +168,8 @@ pub async fn chat_completions(
             Err(e) => return Err(chat_error(&e, lease.instance())),
         }
     };
-    let log = ChatLog {
-        instance: lease.instance().to_string(),
-        model: model_name.clone(),
-        reuse: reuse.is_some(),
-        stream: chat.stream,
-    };
+    log.instance = lease.instance().to_string();
+    log.reuse = reuse.is_some();
     let turn = Turn {
         st: st.clone(),
         scope,
@@ -166,13 +191,11 @@ pub async fn chat_completions(
         cacheable: true,
         done: false,
     };
-    let mut resp = if chat.stream {
+    Ok(if chat.stream {
         stream_response(turn, chat.include_usage)
     } else {
         turn.complete().await?.into_response()
-    };
-    resp.extensions_mut().insert(log);
-    Ok(resp)
+    })
 }
 
 /// A lease from the pool; when connecting to the chosen instance fails, one other instance is
@@ -184,9 +207,9 @@ async fn acquire(st: &AppState, sel: &Selection, wait: Duration) -> Result<Lease
             st.pool
                 .acquire(&Selection::Other(instance), wait)
                 .await
-                .map_err(pool_error(st))
+                .map_err(|e| st.pool_error(e))
         }
-        other => other.map_err(pool_error(st)),
+        other => other.map_err(|e| st.pool_error(e)),
     }
 }
 
@@ -230,31 +253,6 @@ fn affinity_key(headers: &HeaderMap, chat: &ValidChat) -> String {
 fn blake_like(s: &str) -> String {
     use sha2::Digest;
     hex::encode(&sha2::Sha256::digest(s.as_bytes())[..8])
-}
-
-fn pool_error(st: &AppState) -> impl Fn(PoolError) -> GatewayError + '_ {
-    move |e| match e {
-        PoolError::NoInstanceReady | PoolError::NotReady { .. } | PoolError::UnknownInstance(_) => {
-            GatewayError::NoInstanceReady
-        }
-        PoolError::NotLoggedIn { instance } => {
-            // Auto-login (when enabled) starts here; the client retries after `Retry-After`.
-            use crate::login::auto::Trigger;
-            match st.auto_login.on_not_logged_in(&instance) {
-                Trigger::Started | Trigger::AlreadyRunning => {
-                    GatewayError::LoginInProgress { instance }
-                }
-                _ => GatewayError::NotLoggedIn { instance },
-            }
-        }
-        PoolError::Busy(_) => GatewayError::RateLimited {
-            retry_after_secs: st.admission.retry_after_secs(),
-        },
-        PoolError::Connect { instance, reason } => {
-            GatewayError::UpstreamUnavailable(format!("instance {instance}: {reason}"))
-        }
-        PoolError::InUse { .. } => GatewayError::Internal(e.to_string()),
-    }
 }
 
 fn chat_error(e: &ChatError, instance: &str) -> GatewayError {

@@ -1,7 +1,8 @@
 //! The gateway's one HTTP error type.
 //!
-//! Every failure the gateway reports over HTTP is a [`GatewayError`]: bad requests, rejected JSON
-//! from axum's extractor, authentication, unknown routes, capacity, and upstream (Lingma) failures.
+//! Every failure the gateway reports over HTTP is a [`GatewayError`]: bad requests, rejected
+//! bodies, queries and paths (the extractors in `extract.rs` reject with it), authentication,
+//! unknown routes, capacity, and upstream (Lingma) failures.
 //! [`GatewayError::status_code`] is the single exhaustive mapping to an HTTP status, and the
 //! [`IntoResponse`] impl writes OpenAI's error body
 //! `{"error":{"message":..,"type":..,"code":..,"param":..}}` (`code`/`param` are `null` when absent),
@@ -20,14 +21,9 @@
 //! * No message ever contains a presented credential.
 
 use axum::Json;
-use axum::extract::rejection::JsonRejection;
 use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
-
-/// axum's default request body limit (`DefaultBodyLimit`), used by `From<JsonRejection>` to report
-/// the limit; use [`GatewayError::from_json_rejection`] when the router sets another one.
-pub const AXUM_DEFAULT_BODY_LIMIT: usize = 2 * 1024 * 1024;
 
 /// `Retry-After` sent with [`GatewayError::NoInstanceReady`]: instances restart with a backoff of
 /// a few seconds, so asking clients to come back sooner only adds load.
@@ -56,6 +52,9 @@ pub enum GatewayError {
     UnsupportedMediaType,
     #[error("The request body is too large (limit: {limit} bytes)")]
     PayloadTooLarge { limit: usize },
+    /// The body did not arrive within the body deadline (a slow or stalled upload).
+    #[error("The request body was not received within {} s", after.as_secs_f64())]
+    RequestTimeout { after: std::time::Duration },
     /// Missing, malformed or wrong credentials. The message never echoes the credential.
     #[error("{0}")]
     Unauthorized(String),
@@ -142,26 +141,12 @@ impl GatewayError {
         }
     }
 
-    /// Maps axum's `Json` rejection; `body_limit` is the limit the router enforces (for the
-    /// message of the 413).
-    pub fn from_json_rejection(rejection: JsonRejection, body_limit: usize) -> Self {
-        match rejection {
-            JsonRejection::MissingJsonContentType(_) => Self::UnsupportedMediaType,
-            JsonRejection::JsonDataError(e) => Self::InvalidJson(inner_message(&e)),
-            JsonRejection::JsonSyntaxError(e) => Self::InvalidJson(inner_message(&e)),
-            other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                Self::PayloadTooLarge { limit: body_limit }
-            }
-            // Failed to read the body for another reason (client aborted, bad chunking).
-            other => Self::invalid_request(other.body_text()),
-        }
-    }
-
     pub fn status_code(&self) -> StatusCode {
         match self {
             Self::InvalidRequest { .. } | Self::InvalidJson(_) => StatusCode::BAD_REQUEST,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) | Self::ResourceNotFound(_) | Self::ModelNotFound(_) => {
@@ -187,6 +172,7 @@ impl GatewayError {
             | Self::InvalidJson(_)
             | Self::UnsupportedMediaType
             | Self::PayloadTooLarge { .. }
+            | Self::RequestTimeout { .. }
             | Self::NotFound(_)
             | Self::MethodNotAllowed
             | Self::ResourceNotFound(_)
@@ -213,6 +199,7 @@ impl GatewayError {
             Self::InvalidJson(_) => Some("invalid_json"),
             Self::UnsupportedMediaType => Some("unsupported_media_type"),
             Self::PayloadTooLarge { .. } => Some("payload_too_large"),
+            Self::RequestTimeout { .. } => Some("request_timeout"),
             Self::Unauthorized(_) => Some("invalid_api_key"),
             Self::Forbidden(_) => Some("forbidden"),
             Self::NotFound(_) => Some("unknown_url"),
@@ -265,22 +252,6 @@ impl GatewayError {
     }
 }
 
-/// serde's message (with the JSON path) from axum's rejection, without axum's prefix.
-fn inner_message(e: &dyn std::error::Error) -> String {
-    match e.source() {
-        Some(source) => source.to_string(),
-        None => e.to_string(),
-    }
-}
-
-impl From<JsonRejection> for GatewayError {
-    /// Assumes axum's default body limit for the 413 message; see
-    /// [`GatewayError::from_json_rejection`].
-    fn from(rejection: JsonRejection) -> Self {
-        Self::from_json_rejection(rejection, AXUM_DEFAULT_BODY_LIMIT)
-    }
-}
-
 impl IntoResponse for GatewayError {
     fn into_response(self) -> Response {
         let mut response = (self.status_code(), Json(self.to_body())).into_response();
@@ -309,9 +280,7 @@ pub async fn method_not_allowed() -> GatewayError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::body::{Body, to_bytes};
-    use axum::extract::FromRequest;
-    use axum::http::Request;
+    use axum::body::to_bytes;
 
     fn all_variants() -> Vec<GatewayError> {
         vec![
@@ -319,6 +288,9 @@ mod tests {
             GatewayError::InvalidJson("expected value at line 1 column 1".into()),
             GatewayError::UnsupportedMediaType,
             GatewayError::PayloadTooLarge { limit: 10 },
+            GatewayError::RequestTimeout {
+                after: std::time::Duration::from_secs(30),
+            },
             GatewayError::Unauthorized("Incorrect API key provided.".into()),
             GatewayError::Forbidden("no".into()),
             GatewayError::NotFound("GET /x".into()),
@@ -356,6 +328,7 @@ mod tests {
             (400, "invalid_request_error", Some("invalid_json")),
             (415, "invalid_request_error", Some("unsupported_media_type")),
             (413, "invalid_request_error", Some("payload_too_large")),
+            (408, "invalid_request_error", Some("request_timeout")),
             (401, "authentication_error", Some("invalid_api_key")),
             (403, "permission_error", Some("forbidden")),
             (404, "invalid_request_error", Some("unknown_url")),
@@ -482,81 +455,5 @@ mod tests {
         );
         assert!(!msg.contains("secret"));
         assert_eq!(method_not_allowed().await.status_code(), 405);
-    }
-
-    #[derive(Debug, serde::Deserialize)]
-    #[allow(dead_code)]
-    struct Target {
-        model: String,
-        n: u32,
-    }
-
-    async fn reject(content_type: Option<&str>, body: impl Into<Body>) -> JsonRejection {
-        let mut builder = Request::builder()
-            .method("POST")
-            .uri("/v1/chat/completions");
-        if let Some(ct) = content_type {
-            builder = builder.header(header::CONTENT_TYPE, ct);
-        }
-        let req = builder.body(body.into()).unwrap();
-        match axum::Json::<Target>::from_request(req, &()).await {
-            Ok(v) => panic!("expected a rejection, got {:?}", v.0),
-            Err(rejection) => rejection,
-        }
-    }
-
-    #[tokio::test]
-    async fn json_rejection_missing_or_wrong_content_type_is_415() {
-        for ct in [
-            None,
-            Some("text/plain"),
-            Some("application/x-www-form-urlencoded"),
-        ] {
-            let err = GatewayError::from(reject(ct, r#"{"model":"m","n":1}"#).await);
-            assert_eq!(err, GatewayError::UnsupportedMediaType, "{ct:?}");
-            assert_eq!(err.status_code(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
-        }
-    }
-
-    #[tokio::test]
-    async fn json_rejection_syntax_error_is_400_with_serde_message() {
-        let err = GatewayError::from(reject(Some("application/json"), "{\"model\": ").await);
-        assert_eq!(err.status_code(), StatusCode::BAD_REQUEST);
-        let GatewayError::InvalidJson(msg) = &err else {
-            panic!("{err:?}")
-        };
-        assert!(msg.contains("EOF while parsing"), "{msg}");
-        assert!(
-            !msg.contains("Failed to parse"),
-            "axum's prefix is dropped: {msg}"
-        );
-        assert_eq!(err.to_body()["error"]["type"], "invalid_request_error");
-    }
-
-    #[tokio::test]
-    async fn json_rejection_data_error_is_400_with_path() {
-        let err = GatewayError::from(
-            reject(Some("application/json"), r#"{"model":"m","n":"two"}"#).await,
-        );
-        assert_eq!(err.status_code(), StatusCode::BAD_REQUEST);
-        let GatewayError::InvalidJson(msg) = &err else {
-            panic!("{err:?}")
-        };
-        assert!(msg.starts_with("n: invalid type: string"), "{msg}");
-        let err = GatewayError::from(reject(Some("application/json"), r#"{"n":1}"#).await);
-        let GatewayError::InvalidJson(msg) = &err else {
-            panic!("{err:?}")
-        };
-        assert!(msg.contains("missing field `model`"), "{msg}");
-    }
-
-    #[tokio::test]
-    async fn json_rejection_body_too_large_is_413() {
-        let big = vec![b' '; AXUM_DEFAULT_BODY_LIMIT + 1];
-        let rejection = reject(Some("application/json"), big).await;
-        let err = GatewayError::from_json_rejection(rejection, 1234);
-        assert_eq!(err, GatewayError::PayloadTooLarge { limit: 1234 });
-        assert_eq!(err.status_code(), StatusCode::PAYLOAD_TOO_LARGE);
-        assert!(err.to_string().contains("1234"));
     }
 }

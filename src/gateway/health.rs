@@ -7,40 +7,43 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::auth;
-use super::error::GatewayError;
 use super::state::AppState;
 use crate::pool::InstanceState;
 
-pub async fn healthz(State(st): State<AppState>) -> Response {
+/// Open to anyone (load balancers, probes): status and counts. Instance names, states and the
+/// accounts they are logged in as only with an admin or metrics credential.
+pub async fn healthz(State(st): State<AppState>, headers: HeaderMap) -> Response {
     let snaps = st.pool.snapshots();
     let ready = snaps
         .iter()
         .filter(|s| s.state == InstanceState::Ready)
         .count();
-    let instances: Vec<_> = snaps
-        .iter()
-        .map(|s| {
-            json!({
-                "name": s.name, "state": s.state, "in_flight": s.in_flight,
-                "capacity": s.capacity, "restarts": s.restarts, "user": s.user,
-            })
-        })
-        .collect();
     let status = if ready > 0 && !st.shutdown.is_cancelled() {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    let body = json!({
+    let mut body = json!({
         "status": if status == StatusCode::OK { "ok" } else { "unavailable" },
         "ready_instances": ready,
-        "instances": instances,
+        "total_instances": snaps.len(),
         "in_flight": st.admission.in_flight(),
         "waiting": st.admission.waiting(),
         "capacity": st.admission.capacity(),
         "uptime_sec": st.pool.uptime().as_secs(),
         "version": env!("CARGO_PKG_VERSION"),
     });
+    if auth::may_see_details(&st.auth, &headers) {
+        body["instances"] = snaps
+            .iter()
+            .map(|s| {
+                json!({
+                    "name": s.name, "state": s.state, "in_flight": s.in_flight,
+                    "capacity": s.capacity, "restarts": s.restarts, "user": s.user,
+                })
+            })
+            .collect();
+    }
     (status, Json(body)).into_response()
 }
 
@@ -56,18 +59,15 @@ pub async fn readyz(State(st): State<AppState>) -> Response {
     }
 }
 
-pub async fn metrics(
-    State(st): State<AppState>,
-    headers: HeaderMap,
-) -> Result<Response, GatewayError> {
-    auth::check_metrics(&st.auth, &headers)?;
+/// Behind the metrics credential (route middleware).
+pub async fn metrics(State(st): State<AppState>) -> Response {
     sync_metrics(&st);
     let mut resp = st.metrics.render().into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
     );
-    Ok(resp)
+    resp
 }
 
 /// Copies pool, admission and session-cache state into the registry just before a scrape, so the

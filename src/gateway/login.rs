@@ -11,15 +11,15 @@
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::auth;
+use super::admin::InstanceQuery;
 use super::error::GatewayError;
+use super::extract::{ApiJson, ApiQuery};
 use super::state::AppState;
 use crate::bundle::{self, ExportOptions};
 use crate::login::auto::Trigger;
@@ -44,10 +44,8 @@ pub struct ExportBody {
 
 pub async fn export_get(
     State(st): State<AppState>,
-    headers: HeaderMap,
-    Query(q): Query<ExportQuery>,
+    ApiQuery(q): ApiQuery<ExportQuery>,
 ) -> Result<Response, GatewayError> {
-    auth::check_admin(&st.auth, &headers)?;
     export(
         &st,
         ExportBody {
@@ -62,12 +60,9 @@ pub async fn export_get(
 
 pub async fn export_post(
     State(st): State<AppState>,
-    headers: HeaderMap,
-    body: Result<Json<ExportBody>, JsonRejection>,
+    body: ApiJson<ExportBody>,
 ) -> Result<Response, GatewayError> {
-    auth::check_admin(&st.auth, &headers)?;
-    let Json(b) = body.map_err(|r| GatewayError::from_json_rejection(r, st.config.body_limit))?;
-    export(&st, b).await
+    export(&st, body.value).await
 }
 
 async fn export(st: &AppState, req: ExportBody) -> Result<Response, GatewayError> {
@@ -141,12 +136,6 @@ async fn export(st: &AppState, req: ExportBody) -> Result<Response, GatewayError
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct InstanceQuery {
-    pub instance: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StartBody {
     pub instance: Option<String>,
@@ -154,17 +143,15 @@ pub struct StartBody {
 
 pub async fn auto_login_start(
     State(st): State<AppState>,
-    headers: HeaderMap,
-    Query(q): Query<InstanceQuery>,
-    body: Option<Json<StartBody>>,
+    ApiQuery(q): ApiQuery<InstanceQuery>,
+    body: Option<ApiJson<StartBody>>,
 ) -> Result<Response, GatewayError> {
-    auth::check_admin(&st.auth, &headers)?;
     if !st.auto_login.enabled() {
         return Err(GatewayError::invalid_request(
             "auto-login is disabled: set AUTO_LOGIN_ENABLED=true (and AUTO_LOGIN_USERNAME / AUTO_LOGIN_PASSWORD)",
         ));
     }
-    let named = body.and_then(|Json(b)| b.instance).or(q.instance);
+    let named = body.and_then(|b| b.value.instance).or(q.instance);
     let names: Vec<String> = match named {
         Some(n) => {
             if !st.pool.names().contains(&n) {
@@ -199,10 +186,8 @@ pub async fn auto_login_start(
 
 pub async fn auto_login_status(
     State(st): State<AppState>,
-    headers: HeaderMap,
-    Query(q): Query<InstanceQuery>,
+    ApiQuery(q): ApiQuery<InstanceQuery>,
 ) -> Result<Json<Value>, GatewayError> {
-    auth::check_admin(&st.auth, &headers)?;
     let instances =
         match q.instance {
             Some(n) => vec![st.auto_login.status_of(&n).ok_or_else(|| {

@@ -2,12 +2,10 @@
 //! objects. A model can be looked up by key, display name or alias, as chats resolve it.
 
 use axum::Json;
-use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, State};
-use axum::http::HeaderMap;
+use axum::extract::State;
 
-use super::auth;
 use super::error::GatewayError;
+use super::extract::ApiPath;
 use super::schema::{ModelList, ModelObject};
 use super::state::AppState;
 use crate::lingma::{ModelRegistry, Resolution};
@@ -34,11 +32,7 @@ fn object(st: &AppState, m: &crate::lingma::ModelInfo) -> ModelObject {
     ModelObject::new(m.key.clone(), created, "lingma")
 }
 
-pub async fn list(
-    State(st): State<AppState>,
-    headers: HeaderMap,
-) -> Result<Json<ModelList>, GatewayError> {
-    auth::check_client(&st.auth, &headers)?;
+pub async fn list(State(st): State<AppState>) -> Result<Json<ModelList>, GatewayError> {
     let reg = registry(&st)?;
     Ok(Json(ModelList::new(
         reg.models.iter().map(|m| object(&st, m)).collect(),
@@ -47,12 +41,8 @@ pub async fn list(
 
 pub async fn get_one(
     State(st): State<AppState>,
-    headers: HeaderMap,
-    id: Result<Path<String>, PathRejection>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<ModelObject>, GatewayError> {
-    auth::check_client(&st.auth, &headers)?;
-    // An id that does not decode (`%ff`) is a bad request, answered as one (not axum's text).
-    let Path(id) = id.map_err(|r| GatewayError::invalid_request(r.body_text()))?;
     let reg = registry(&st)?;
     match reg.resolve(Some(&id), None) {
         Resolution::Exact(key) => match reg.get(&key) {

@@ -3,14 +3,14 @@
 use std::time::Instant;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
-use axum::http::{HeaderName, HeaderValue, header};
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderName, HeaderValue};
 use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{get, post};
 
 use super::state::AppState;
-use super::{admin, chat, error, health, login, models};
+use super::{admin, auth, chat, error, health, login, models};
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -21,17 +21,22 @@ pub struct ChatLog {
     pub model: String,
     pub reuse: bool,
     pub stream: bool,
+    /// The error code of a failed chat.
+    pub error: Option<String>,
 }
 
 pub fn build(state: AppState) -> Router {
-    let limit = state.config.body_limit;
-    Router::new()
+    // Each group checks its credential in middleware, from the headers alone: a request that is
+    // refused is refused before any byte of its body is read.
+    let client = Router::new()
         .route("/v1/chat/completions", post(chat::chat_completions))
         .route("/v1/models", get(models::list))
         .route("/v1/models/{*id}", get(models::get_one))
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/metrics", get(health::metrics))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::layer::client,
+        ));
+    let admin = Router::new()
         .route("/internal/stats", get(admin::stats))
         .route("/internal/models/raw", get(admin::models_raw))
         .route("/internal/instances", get(admin::instances))
@@ -43,9 +48,24 @@ pub fn build(state: AppState) -> Router {
         )
         .route("/internal/auto-login/start", post(login::auto_login_start))
         .route("/internal/auto-login/status", get(login::auto_login_status))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::layer::admin,
+        ));
+    let metrics = Router::new()
+        .route("/metrics", get(health::metrics))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::layer::metrics,
+        ));
+    Router::new()
+        .merge(client)
+        .merge(admin)
+        .merge(metrics)
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
         .fallback(error::fallback)
         .method_not_allowed_fallback(error::method_not_allowed)
-        .layer(DefaultBodyLimit::max(limit))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
 }
@@ -70,20 +90,7 @@ async fn observe(State(state): State<AppState>, mut req: Request, next: Next) ->
         .get::<MatchedPath>()
         .map(|m| m.as_str().to_string())
         .unwrap_or_else(|| "unmatched".into());
-    // A declared body over the limit is refused before any of it is read: a client announcing
-    // a gigabyte and sending nothing must not hold the connection waiting for it.
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    let limit = state.config.body_limit;
-    let mut resp = match declared {
-        Some(len) if len > limit as u64 => {
-            error::GatewayError::PayloadTooLarge { limit }.into_response()
-        }
-        _ => next.run(req).await,
-    };
+    let mut resp = next.run(req).await;
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert(REQUEST_ID, v);
     }
@@ -91,10 +98,17 @@ async fn observe(State(state): State<AppState>, mut req: Request, next: Next) ->
     state.metrics.observe_http(&route, method.as_str(), status);
     let ms = started.elapsed().as_secs_f64() * 1000.0;
     match resp.extensions().get::<ChatLog>() {
-        Some(c) => tracing::info!(
-            request_id = %id, method = %method, path = %path, status, ms = format_args!("{ms:.1}"),
-            instance = %c.instance, model = %c.model, reuse = c.reuse, stream = c.stream, "request"
-        ),
+        Some(c) => match &c.error {
+            None => tracing::info!(
+                request_id = %id, method = %method, path = %path, status, ms = format_args!("{ms:.1}"),
+                instance = %c.instance, model = %c.model, reuse = c.reuse, stream = c.stream, "request"
+            ),
+            Some(error) => tracing::info!(
+                request_id = %id, method = %method, path = %path, status, ms = format_args!("{ms:.1}"),
+                instance = %c.instance, model = %c.model, reuse = c.reuse, stream = c.stream,
+                error = %error, "request"
+            ),
+        },
         None => tracing::info!(
             request_id = %id, method = %method, path = %path, status, ms = format_args!("{ms:.1}"), "request"
         ),

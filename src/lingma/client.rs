@@ -11,7 +11,7 @@ use thiserror::Error;
 use tokio::sync::mpsc;
 
 use super::models::ModelRegistry;
-use super::rpc::{RpcConnection, RpcError, ServerMessage};
+use super::rpc::{Delivery, RpcConnection, RpcError, ServerMessage};
 use super::think::{Piece, ThinkSplitter};
 
 #[derive(Debug, Error, Clone)]
@@ -240,9 +240,10 @@ impl LingmaClient {
         self.rpc.close().await;
     }
 
-    /// Server messages outside a chat (for example `auth/report` after a login).
-    pub fn subscribe(&self) -> mpsc::UnboundedReceiver<ServerMessage> {
-        self.rpc.subscribe()
+    /// Server messages outside a chat (for example `auth/report` after a login). Messages that
+    /// do not fit the channel are dropped: the caller also makes calls on this connection.
+    pub fn subscribe(&self) -> mpsc::Receiver<ServerMessage> {
+        self.rpc.subscribe(Delivery::Lossy)
     }
 
     async fn call(&self, method: &str, params: Value) -> Result<Value, LingmaError> {
@@ -358,7 +359,7 @@ impl LingmaClient {
     /// Sends `chat/ask` and returns the stream of its callbacks. The connection carries one chat
     /// at a time (protocol §5.1).
     pub async fn chat(&self, req: ChatRequest) -> Result<ChatStream, ChatError> {
-        let rx = self.rpc.subscribe();
+        let rx = self.rpc.subscribe(Delivery::Wait);
         let session_id = req
             .session_id
             .clone()
@@ -462,7 +463,7 @@ async fn send_ask(rpc: &RpcConnection, ask: Value, timeout: Duration) -> Result<
 pub struct ChatStream {
     rpc: RpcConnection,
     opts: ClientOptions,
-    rx: mpsc::UnboundedReceiver<ServerMessage>,
+    rx: mpsc::Receiver<ServerMessage>,
     /// The ask the caller made.
     request_id: String,
     /// Whose callbacks are read: the ask itself, or the trigger ask of the off-by-one workaround.

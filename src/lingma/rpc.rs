@@ -5,6 +5,13 @@
 //! otherwise, as the plugin contract expects) and hands server requests and notifications to the
 //! current subscriber. When the socket closes, every pending call fails at once with
 //! [`RpcError::Closed`] and the subscriber's channel ends.
+//!
+//! A subscriber's channel is bounded, so a consumer that stops reading (a chat whose HTTP client
+//! stopped reading) never makes the gateway buffer an answer without limit. A [`Delivery::Wait`]
+//! subscriber (a chat stream) pushes back: the reader waits for room, and Lingma's socket with it.
+//! A [`Delivery::Lossy`] subscriber (pushes watched beside control calls, such as `auth/report`)
+//! loses what does not fit instead, because its owner may be waiting for a reply that the reader
+//! could then never deliver.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -62,10 +69,28 @@ pub struct ServerMessage {
 
 type Pending = HashMap<i64, (String, oneshot::Sender<Result<Value, RpcError>>)>;
 
+/// Server messages a subscriber's channel holds before the policy of its [`Delivery`] applies.
+pub const SUBSCRIBER_CAPACITY: usize = 64;
+
+/// What the reader does when a subscriber's channel is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// Wait for room (backpressure to Lingma). For consumers that read until they are dropped.
+    Wait,
+    /// Drop the message. For consumers that also make calls on the same connection.
+    Lossy,
+}
+
+#[derive(Clone)]
+struct Subscriber {
+    tx: mpsc::Sender<ServerMessage>,
+    delivery: Delivery,
+}
+
 struct Shared {
     sink: tokio::sync::Mutex<SplitSink<Ws, WsMessage>>,
     pending: Mutex<Pending>,
-    subscriber: Mutex<Option<mpsc::UnboundedSender<ServerMessage>>>,
+    subscriber: Mutex<Option<Subscriber>>,
     closed: AtomicBool,
     next_id: AtomicI64,
 }
@@ -138,14 +163,14 @@ impl RpcConnection {
         self.shared.closed.load(Ordering::Acquire)
     }
 
-    /// Routes server requests and notifications to a new channel, replacing the previous
+    /// Routes server requests and notifications to a new bounded channel, replacing the previous
     /// subscriber (whose channel then ends). Messages that arrive with no subscriber are logged.
-    pub fn subscribe(&self) -> mpsc::UnboundedReceiver<ServerMessage> {
-        let (tx, rx) = mpsc::unbounded_channel();
+    pub fn subscribe(&self, delivery: Delivery) -> mpsc::Receiver<ServerMessage> {
+        let (tx, rx) = mpsc::channel(SUBSCRIBER_CAPACITY);
         if self.is_closed() {
             return rx;
         }
-        *lock(&self.shared.subscriber) = Some(tx);
+        *lock(&self.shared.subscriber) = Some(Subscriber { tx, delivery });
         rx
     }
 
@@ -293,8 +318,15 @@ async fn read_loop(mut stream: SplitStream<Ws>, shared: std::sync::Weak<Shared>)
         loop {
             match decoder.next_frame() {
                 Ok(Some(body)) => match dispatch(&shared, &body).await {
-                    Ok(Dispatched::Acked) => unflushed += 1,
                     Ok(Dispatched::Done) => {}
+                    Ok(Dispatched::Deliver { msg, acked }) => {
+                        if acked {
+                            unflushed += 1;
+                        }
+                        if deliver(&shared, msg, &mut unflushed).await.is_err() {
+                            break 'outer;
+                        }
+                    }
                     // The socket closed while we acknowledged a callback: we are going away.
                     Err(RpcError::Closed) => break 'outer,
                     Err(e) => tracing::warn!(error = %e, "ignoring malformed message from Lingma"),
@@ -322,9 +354,50 @@ async fn read_loop(mut stream: SplitStream<Ws>, shared: std::sync::Weak<Shared>)
 
 /// What [`dispatch`] did with a message.
 enum Dispatched {
-    /// A server request, acknowledged into the socket's buffer: the reader must flush it.
-    Acked,
+    /// A server message for the subscriber; `acked`: a server request whose ack is in the
+    /// socket's buffer, which the reader must flush.
+    Deliver {
+        msg: ServerMessage,
+        acked: bool,
+    },
     Done,
+}
+
+/// Hands a server message to the subscriber under its delivery policy. Before waiting for room,
+/// the acks already written are flushed, so a strict server is never left waiting for them while
+/// the consumer is slow.
+async fn deliver(
+    shared: &Shared,
+    msg: ServerMessage,
+    unflushed: &mut usize,
+) -> Result<(), RpcError> {
+    let Some(sub) = lock(&shared.subscriber).clone() else {
+        tracing::debug!(method = %msg.method, "server message with no subscriber");
+        return Ok(());
+    };
+    let msg = match sub.tx.try_send(msg) {
+        Ok(()) => return Ok(()),
+        Err(mpsc::error::TrySendError::Closed(m)) => {
+            tracing::debug!(method = %m.method, "server message for a subscriber that is gone");
+            return Ok(());
+        }
+        Err(mpsc::error::TrySendError::Full(m)) => m,
+    };
+    match sub.delivery {
+        Delivery::Lossy => {
+            tracing::debug!(method = %msg.method, "subscriber is full; dropping a server message");
+            Ok(())
+        }
+        Delivery::Wait => {
+            if *unflushed > 0 {
+                flush(shared).await?;
+                *unflushed = 0;
+            }
+            // Fails only when the consumer went away meanwhile: then the message has no reader.
+            let _ = sub.tx.send(msg).await;
+            Ok(())
+        }
+    }
 }
 
 async fn dispatch(shared: &Shared, body: &[u8]) -> Result<Dispatched, RpcError> {
@@ -367,29 +440,20 @@ async fn dispatch(shared: &Shared, body: &[u8]) -> Result<Dispatched, RpcError> 
             Ok(Dispatched::Done)
         }
         (Some(method), id) => {
-            let acked = match id {
-                Some(id) => {
-                    // Ack first: a strict server stalls its stream until each callback is
-                    // answered (the reader flushes it before it waits for more input).
-                    let reply = json!({"jsonrpc": "2.0", "id": id, "result": ack_result(method)});
-                    feed(shared, &reply).await?;
-                    Dispatched::Acked
-                }
-                None => Dispatched::Done,
-            };
-            let server_msg = ServerMessage {
-                method: method.to_string(),
-                params,
-                id: id.cloned(),
-            };
-            let undelivered = match lock(&shared.subscriber).as_ref() {
-                Some(tx) => tx.send(server_msg).err().map(|e| e.0),
-                None => Some(server_msg),
-            };
-            if let Some(m) = undelivered {
-                tracing::debug!(method = %m.method, "server message with no subscriber");
+            if let Some(id) = id {
+                // Ack first: a strict server stalls its stream until each callback is
+                // answered (the reader flushes it before it waits for more input).
+                let reply = json!({"jsonrpc": "2.0", "id": id, "result": ack_result(method)});
+                feed(shared, &reply).await?;
             }
-            Ok(acked)
+            Ok(Dispatched::Deliver {
+                msg: ServerMessage {
+                    method: method.to_string(),
+                    params,
+                    id: id.cloned(),
+                },
+                acked: id.is_some(),
+            })
         }
         (None, None) => Err(RpcError::BadMessage(
             "message has neither method nor id".into(),

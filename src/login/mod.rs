@@ -159,7 +159,7 @@ pub async fn wait_logged_in(
     poll: Duration,
 ) -> Result<Option<AuthStatus>, LingmaError> {
     let deadline = Instant::now() + timeout;
-    let mut pushes = client.subscribe();
+    let mut pushes = Some(client.subscribe());
     loop {
         let status = client.auth_status().await?;
         if status.logged_in() {
@@ -171,10 +171,15 @@ pub async fn wait_logged_in(
         }
         tokio::select! {
             _ = tokio::time::sleep(poll.min(left)) => {}
-            msg = pushes.recv() => {
+            msg = async {
+                match pushes.as_mut() {
+                    Some(rx) => rx.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => {
                 if msg.is_none() {
                     // The connection closed; the next auth/status call reports it.
-                    pushes = tokio::sync::mpsc::unbounded_channel().1;
+                    pushes = None;
                 }
             }
         }

@@ -360,17 +360,7 @@ where
 /// TCP connections that process `pid` holds to `127.0.0.1:port` (any state), matched through the
 /// socket inodes of its file descriptors and `/proc/net/tcp`.
 pub fn tcp_connections_to(pid: u32, port: u16) -> usize {
-    let inodes: std::collections::HashSet<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .map(|d| {
-            d.flatten()
-                .filter_map(|e| std::fs::read_link(e.path()).ok())
-                .filter_map(|l| {
-                    let l = l.to_string_lossy().into_owned();
-                    Some(l.strip_prefix("socket:[")?.strip_suffix(']')?.to_string())
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let inodes = socket_inodes(pid);
     let port_hex = format!(":{port:04X}");
     ["/proc/net/tcp", "/proc/net/tcp6"]
         .iter()
@@ -381,4 +371,69 @@ pub fn tcp_connections_to(pid: u32, port: u16) -> usize {
             f.len() > 9 && f[2].ends_with(&port_hex) && inodes.contains(f[9])
         })
         .count()
+}
+
+/// Connections that clients hold to process `pid`'s listening `port` (sockets of `pid` whose local
+/// port is `port`, the listener itself excluded).
+pub fn client_connections(pid: u32, port: u16) -> usize {
+    let inodes = socket_inodes(pid);
+    let port_hex = format!(":{port:04X}");
+    ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .flat_map(|t| t.lines().skip(1).map(str::to_string).collect::<Vec<_>>())
+        .filter(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            // Field 3 is the state: 0A is LISTEN.
+            f.len() > 9 && f[1].ends_with(&port_hex) && f[3] != "0A" && inodes.contains(f[9])
+        })
+        .count()
+}
+
+/// Open descriptors of `pid` other than its clients' connections to `port`: what a test compares
+/// before and after, without counting keep-alive connections its own HTTP client happens to hold.
+pub fn fds_without_clients(pid: u32, port: u16) -> usize {
+    open_fds(pid).saturating_sub(client_connections(pid, port))
+}
+
+fn socket_inodes(pid: u32) -> std::collections::HashSet<String> {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| std::fs::read_link(e.path()).ok())
+                .filter_map(|l| {
+                    let l = l.to_string_lossy().into_owned();
+                    Some(l.strip_prefix("socket:[")?.strip_suffix(']')?.to_string())
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A field of `/proc/<pid>/status` in kB (`VmRSS`, `VmHWM`, ...).
+pub fn proc_status_kb(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix(field)?.strip_prefix(':').map(str::to_string))
+        })
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+impl Gateway {
+    /// The port the gateway listens on.
+    pub fn port(&self) -> u16 {
+        self.base
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("the gateway's address has a port")
+    }
+
+    /// `host:port`, for raw sockets.
+    pub fn addr(&self) -> String {
+        self.base.trim_start_matches("http://").to_string()
+    }
 }
