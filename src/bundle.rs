@@ -67,10 +67,14 @@ pub enum BundleError {
     #[error("the bundle is truncated or corrupt: {0}")]
     Corrupt(String),
     #[error(
+        "{input} is too large: a bundle may be at most {limit} bytes; if it really is a session bundle, raise the limit with LINGMA_BUNDLE_MAX_BYTES"
+    )]
+    InputTooLarge { input: String, limit: u64 },
+    #[error(
         "the bundle is larger than {limit} bytes unpacked (a gzip bomb?); raise LINGMA_BUNDLE_MAX_BYTES if it is genuine"
     )]
     TooLarge { limit: u64 },
-    #[error("the bundle has more than {0} entries")]
+    #[error("the bundle has more than {0} entries, far more than a session bundle has")]
     TooManyEntries(usize),
     #[error("rejected bundle entry {path:?}: {reason}")]
     BadEntry { path: String, reason: String },
@@ -290,7 +294,8 @@ pub fn decode(
     limits: Limits,
 ) -> Result<(Vec<u8>, Layers), BundleError> {
     if input.len() as u64 > limits.max_bytes {
-        return Err(BundleError::TooLarge {
+        return Err(BundleError::InputTooLarge {
+            input: "the bundle input".into(),
             limit: limits.max_bytes,
         });
     }
@@ -375,7 +380,8 @@ fn decrypt(data: &[u8], passphrase: &str, limits: Limits) -> Result<Vec<u8>, Bun
         .read_to_end(&mut out)
         .map_err(|_| BundleError::WrongPassphrase)?;
     if out.len() as u64 > limits.max_bytes {
-        return Err(BundleError::TooLarge {
+        return Err(BundleError::InputTooLarge {
+            input: "the decrypted bundle".into(),
             limit: limits.max_bytes,
         });
     }
@@ -716,17 +722,27 @@ pub fn import(
     Ok((bundle, installed))
 }
 
-/// Reads an input file with the size cap.
+/// Reads an input file with the size cap; a regular file over the cap is refused unread.
 pub fn read_input(path: &Path, limits: Limits) -> Result<Vec<u8>, BundleError> {
+    let too_large = |size: Option<u64>| BundleError::InputTooLarge {
+        input: match size {
+            Some(n) => format!("the bundle file {} ({n} bytes)", path.display()),
+            None => format!("the bundle file {}", path.display()),
+        },
+        limit: limits.max_bytes,
+    };
     let f = std::fs::File::open(path).map_err(|e| read_err(path, e))?;
+    let meta = f.metadata().map_err(|e| read_err(path, e))?;
+    if meta.is_file() && meta.len() > limits.max_bytes {
+        return Err(too_large(Some(meta.len())));
+    }
     let mut data = Vec::new();
+    // A pipe, or a file that grew since: the cap holds while reading.
     f.take(limits.max_bytes + 1)
         .read_to_end(&mut data)
         .map_err(|e| read_err(path, e))?;
     if data.len() as u64 > limits.max_bytes {
-        return Err(BundleError::TooLarge {
-            limit: limits.max_bytes,
-        });
+        return Err(too_large(None));
     }
     Ok(data)
 }
@@ -905,5 +921,62 @@ mod tests {
             decode(b"hello world", None, Limits::default()),
             Err(BundleError::UnknownFormat)
         ));
+    }
+
+    #[test]
+    fn an_oversize_input_is_too_large_and_a_bomb_is_a_bomb() {
+        let dir = tempfile::tempdir().unwrap();
+        // 200 MB, sparse.
+        let big = dir.path().join("big");
+        std::fs::File::create(&big)
+            .unwrap()
+            .set_len(200_000_000)
+            .unwrap();
+        let err = read_input(&big, Limits::default()).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                BundleError::InputTooLarge {
+                    limit: DEFAULT_MAX_BYTES,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "the bundle file {} (200000000 bytes) is too large: a bundle may be at most \
+                 67108864 bytes; if it really is a session bundle, raise the limit with \
+                 LINGMA_BUNDLE_MAX_BYTES",
+                big.display()
+            )
+        );
+        let small = Limits {
+            max_bytes: 1024,
+            max_entries: MAX_ENTRIES,
+        };
+        let err = decode(&[b'A'; 1025], None, small).unwrap_err();
+        assert!(
+            matches!(err, BundleError::InputTooLarge { limit: 1024, .. }),
+            "{err:?}"
+        );
+        assert!(!err.to_string().contains("gzip bomb"), "{err}");
+        // Inflating past the cap is the bomb.
+        let files = vec![
+            ("cache/id".to_string(), b"i".to_vec()),
+            ("cache/user".to_string(), vec![0u8; 300_000]),
+        ];
+        let packed = pack(&manifest_for(&files), &files).unwrap();
+        assert!(packed.len() < 1024 * 4);
+        let err = read(
+            &packed,
+            Limits {
+                max_bytes: 100_000,
+                max_entries: MAX_ENTRIES,
+            },
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("(a gzip bomb?)"), "{err}");
     }
 }

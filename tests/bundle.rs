@@ -795,3 +795,59 @@ async fn serve_applies_session_bundles_and_internal_export_returns_one() {
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["error"]["code"], "not_logged_in");
 }
+
+#[test]
+fn an_oversize_input_is_too_large_not_a_gzip_bomb() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("w");
+    // 200 MB, sparse: nothing is written to disk.
+    let big = dir.path().join("big.bin");
+    std::fs::File::create(&big)
+        .unwrap()
+        .set_len(200_000_000)
+        .unwrap();
+    let o = cli(
+        &[
+            "session",
+            "import",
+            "--sim",
+            "--work-dir",
+            path(&target),
+            path(&big),
+        ],
+        &[],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = stderr(&o);
+    for want in [
+        big.display().to_string().as_str(),
+        "200000000 bytes",
+        "too large",
+        "67108864 bytes",
+        "LINGMA_BUNDLE_MAX_BYTES",
+    ] {
+        assert!(err.contains(want), "expected {want:?} in:\n{err}");
+    }
+    assert!(!err.contains("gzip bomb"), "{err}");
+    assert!(!target.exists(), "{:?}", tree(dir.path()));
+
+    // The same from stdin, with a smaller cap (only just over it: the binary stops reading at
+    // the cap, and the rest must fit in the pipe).
+    let o = cli(
+        &["session", "import", "--sim", "--work-dir", path(&target)],
+        &[("LINGMA_BUNDLE_MAX_BYTES", "1048576")],
+        Some(&vec![b'A'; 1024 * 1024 + 16]),
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = stderr(&o);
+    for want in [
+        "the bundle on stdin is too large",
+        "1048576 bytes",
+        "LINGMA_BUNDLE_MAX_BYTES",
+    ] {
+        assert!(err.contains(want), "expected {want:?} in:\n{err}");
+    }
+    assert!(!err.contains("gzip bomb"), "{err}");
+    assert!(!target.exists());
+}
