@@ -795,3 +795,227 @@ async fn serve_applies_session_bundles_and_internal_export_returns_one() {
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["error"]["code"], "not_logged_in");
 }
+
+/// Every entry under `dir`, links not followed: directories and files with their modes, files
+/// with their contents, links with their targets. Equal snapshots mean nothing was changed.
+fn snapshot(dir: &Path) -> std::collections::BTreeMap<String, String> {
+    fn walk(root: &Path, dir: &Path, out: &mut std::collections::BTreeMap<String, String>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            let m = std::fs::symlink_metadata(&p).unwrap();
+            let mode = m.permissions().mode() & 0o7777;
+            let what = if m.file_type().is_symlink() {
+                format!("link -> {}", std::fs::read_link(&p).unwrap().display())
+            } else if m.is_dir() {
+                walk(root, &p, out);
+                format!("dir {mode:o}")
+            } else {
+                let data = std::fs::read(&p).unwrap();
+                format!("file {mode:o} {:?}", String::from_utf8_lossy(&data))
+            };
+            out.insert(p.strip_prefix(root).unwrap().display().to_string(), what);
+        }
+    }
+    let mut out = std::collections::BTreeMap::new();
+    walk(dir, dir, &mut out);
+    out
+}
+
+fn symlink(target: &Path, link: &Path) {
+    std::os::unix::fs::symlink(target, link).unwrap();
+}
+
+#[test]
+fn forced_import_over_a_symlinked_login_file_is_refused_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = exported(dir.path(), &[], &[], None);
+    let dst = dir.path().join("dst");
+    let o = cli(
+        &[
+            "session",
+            "import",
+            "--sim",
+            "--work-dir",
+            path(&dst),
+            path(&bundle),
+        ],
+        &[],
+        None,
+    );
+    ok(&o);
+    // The work dir holds a login of its own (another machine id), other state, and a
+    // `cache/user` that is a link to a file outside the work dir.
+    let wd = dst.join("inst-0");
+    std::fs::write(wd.join("cache/id"), b"the-old-machine-id").unwrap();
+    std::fs::write(wd.join("logs.keep"), b"other state").unwrap();
+    let outside = dir.path().join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    std::fs::write(outside.join("user"), br#"{"uid":"someone else"}"#).unwrap();
+    std::fs::remove_file(wd.join("cache/user")).unwrap();
+    symlink(&outside.join("user"), &wd.join("cache/user"));
+    let before = (snapshot(&dst), snapshot(&outside));
+
+    let o = cli(
+        &[
+            "session",
+            "import",
+            "--sim",
+            "--work-dir",
+            path(&dst),
+            "--force",
+            path(&bundle),
+        ],
+        &[],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert_eq!(
+        (snapshot(&dst), snapshot(&outside)),
+        before,
+        "the refused import changed the work dir or the link's target; stderr:\n{}",
+        stderr(&o)
+    );
+    let link = wd.join("cache/user");
+    assert!(
+        stderr(&o).contains(&format!(
+            "{} is a symbolic link (to {}): refusing to write the bundle's files through it",
+            link.display(),
+            outside.join("user").display()
+        )),
+        "{}",
+        stderr(&o)
+    );
+}
+
+/// A bundle whose manifest lists the history file first (nothing requires manifest order).
+fn history_first_bundle(root: &Path) -> PathBuf {
+    use sha2::Digest;
+    let files: [(&str, &[u8]); 3] = [
+        ("cache/db/local.db", b"history"),
+        ("cache/id", b"machine-from-bundle"),
+        ("cache/user", br#"{"uid":"1","name":"demo"}"#),
+    ];
+    let manifest = json!({
+        "format": "lingma-gw-session",
+        "version": 1,
+        "created_at": 1_700_000_000u64,
+        "account": "demo",
+        "files": files.iter().map(|(p, d)| json!({
+            "path": p,
+            "size": d.len(),
+            "sha256": hex::encode(sha2::Sha256::digest(d)),
+        })).collect::<Vec<_>>(),
+    })
+    .to_string();
+    let mut entries = vec![file("manifest.json", manifest.as_bytes())];
+    entries.extend(files.iter().map(|(p, d)| file(p, d)));
+    let f = root.join("history-first.tgz");
+    std::fs::write(&f, craft(&entries)).unwrap();
+    f
+}
+
+#[test]
+fn import_refuses_a_symlinked_work_dir_or_cache_dir_and_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = history_first_bundle(dir.path());
+    let w = dir.path().join("w");
+    let outside = dir.path().join("outside");
+    for d in [&w, &outside.join("wd"), &outside.join("cache")] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    // inst-0 is a link to a directory outside W; inst-1 is a real directory whose `cache` is.
+    symlink(&outside.join("wd"), &w.join("inst-0"));
+    std::fs::create_dir(w.join("inst-1")).unwrap();
+    symlink(&outside.join("cache"), &w.join("inst-1/cache"));
+    let before = (snapshot(&w), snapshot(&outside));
+    for (instance, link) in [
+        ("inst-0", w.join("inst-0")),
+        ("inst-1", w.join("inst-1/cache")),
+    ] {
+        for force in [false, true] {
+            let mut args = vec![
+                "session",
+                "import",
+                "--sim",
+                "--work-dir",
+                path(&w),
+                "--instance",
+                instance,
+            ];
+            if force {
+                args.push("--force");
+            }
+            args.push(path(&bundle));
+            let o = cli(&args, &[], None);
+            assert_eq!(o.status.code(), Some(1), "{instance}: {}", stderr(&o));
+            assert_eq!(
+                (snapshot(&w), snapshot(&outside)),
+                before,
+                "{instance} (force {force}): the refused import created or changed something; \
+                 stderr:\n{}",
+                stderr(&o)
+            );
+            assert!(
+                stderr(&o).contains(&format!("{} is a symbolic link (to ", link.display())),
+                "{instance}: {}",
+                stderr(&o)
+            );
+        }
+    }
+}
+
+#[test]
+fn an_oversize_input_is_too_large_not_a_gzip_bomb() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("w");
+    // 200 MB, sparse: nothing is written to disk.
+    let big = dir.path().join("big.bin");
+    std::fs::File::create(&big)
+        .unwrap()
+        .set_len(200_000_000)
+        .unwrap();
+    let o = cli(
+        &[
+            "session",
+            "import",
+            "--sim",
+            "--work-dir",
+            path(&target),
+            path(&big),
+        ],
+        &[],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = stderr(&o);
+    for want in [
+        big.display().to_string().as_str(),
+        "200000000 bytes",
+        "too large",
+        "67108864 bytes",
+        "LINGMA_BUNDLE_MAX_BYTES",
+    ] {
+        assert!(err.contains(want), "expected {want:?} in:\n{err}");
+    }
+    assert!(!err.contains("gzip bomb"), "{err}");
+    assert!(!target.exists(), "{:?}", tree(dir.path()));
+
+    // The same from stdin, with a smaller cap (only just over it: the binary stops reading at
+    // the cap, and the rest must fit in the pipe).
+    let o = cli(
+        &["session", "import", "--sim", "--work-dir", path(&target)],
+        &[("LINGMA_BUNDLE_MAX_BYTES", "1048576")],
+        Some(&vec![b'A'; 1024 * 1024 + 16]),
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = stderr(&o);
+    for want in [
+        "the bundle on stdin is too large",
+        "1048576 bytes",
+        "LINGMA_BUNDLE_MAX_BYTES",
+    ] {
+        assert!(err.contains(want), "expected {want:?} in:\n{err}");
+    }
+    assert!(!err.contains("gzip bomb"), "{err}");
+    assert!(!target.exists());
+}

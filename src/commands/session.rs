@@ -169,6 +169,13 @@ async fn import(args: ImportArgs, sources: &Sources<'_>, quiet: bool) -> anyhow:
             .take(bs.limits.max_bytes + 1)
             .read_to_end(&mut data)
             .context("cannot read the bundle from stdin")?;
+        if data.len() as u64 > bs.limits.max_bytes {
+            return Err(BundleError::InputTooLarge {
+                input: "the bundle on stdin".into(),
+                limit: bs.limits.max_bytes,
+            }
+            .into());
+        }
         data
     } else {
         let p = args.file.clone().unwrap_or_default();
