@@ -16,3 +16,4 @@ pub mod pool;
 pub mod prompt;
 pub mod settings;
 pub mod sim;
+pub mod util;
