@@ -29,6 +29,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::Request;
 use axum::response::Response;
+use futures_util::task::AtomicWaker;
 use hyper::body::{Frame, Incoming, SizeHint};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
@@ -119,6 +120,11 @@ struct ConnState {
     active: AtomicUsize,
     /// When the connection last became idle, in milliseconds since `born`.
     idle_since_ms: AtomicU64,
+    /// The task of a read that started while a request was active, and so has no deadline: woken
+    /// when the connection becomes idle, so the read starts its idle deadline. (hyper may poll
+    /// the socket for the next request before it drops the last response body, and does not
+    /// poll it again by itself.)
+    reader: AtomicWaker,
 }
 
 impl ConnState {
@@ -127,6 +133,7 @@ impl ConnState {
             born: Instant::now(),
             active: AtomicUsize::new(0),
             idle_since_ms: AtomicU64::new(0),
+            reader: AtomicWaker::new(),
         }
     }
 
@@ -154,7 +161,9 @@ impl Drop for ActiveRequest {
         let c = &self.0;
         let ms = u64::try_from(c.born.elapsed().as_millis()).unwrap_or(u64::MAX);
         c.idle_since_ms.store(ms, Ordering::Release);
-        c.active.fetch_sub(1, Ordering::AcqRel);
+        if c.active.fetch_sub(1, Ordering::AcqRel) == 1 {
+            c.reader.wake();
+        }
     }
 }
 
@@ -290,7 +299,14 @@ impl AsyncRead for GuardedIo {
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Pending => match deadline {
-                None => Poll::Pending,
+                None => {
+                    this.conn.reader.register(cx.waker());
+                    // The request may have ended between the look and the registration.
+                    if !this.conn.is_active() {
+                        cx.waker().wake_by_ref();
+                    }
+                    Poll::Pending
+                }
                 Some((at, what)) => {
                     let err = ready!(Self::wait_for(&mut this.read_timer, cx, at, what));
                     tracing::debug!(reason = what, "closing a connection");
