@@ -11,8 +11,9 @@ use std::time::Duration;
 use serde::Deserialize;
 use thiserror::Error;
 
-use crate::cli::{AskModeArg, GlobalArgs, LingmaArgs, LogFormat, ServeArgs};
+use crate::cli::{AskModeArg, GlobalArgs, LingmaArgs, LogFormat, ServeArgs, ToolSyntaxArg};
 use crate::lingma::{AskMode, ClientOptions};
+use crate::turn::CallSyntax;
 
 #[derive(Debug, Error)]
 pub enum SettingsError {
@@ -71,6 +72,9 @@ pub struct ConfigFile {
     pub body_timeout: Option<f64>,
     pub idle_timeout: Option<f64>,
     pub stream_stall_timeout: Option<f64>,
+    pub keepalive: Option<f64>,
+    pub tool_syntax: Option<String>,
+    pub tool_description_limit: Option<usize>,
     // Login and session bundles (see `LoginBrowserSettings`, `AutoLoginSettings`).
     pub auto_login_enabled: Option<bool>,
     pub auto_login_timeout: Option<f64>,
@@ -402,6 +406,10 @@ pub struct ServeSettings {
     pub body_timeout: Duration,
     pub idle_timeout: Duration,
     pub stream_stall_timeout: Duration,
+    /// Zero: no keep-alives.
+    pub keepalive: Duration,
+    pub tool_syntax: CallSyntax,
+    pub tool_description_limit: usize,
 }
 
 impl ServeSettings {
@@ -578,6 +586,36 @@ impl ServeSettings {
             f.stream_stall_timeout,
             60.0,
         )?;
+        let keepalive = secs_setting(
+            a.keepalive,
+            src,
+            "GATEWAY_SSE_KEEPALIVE_SEC",
+            f.keepalive,
+            15.0,
+        )?;
+        let tool_syntax = match a.tool_syntax {
+            Some(ToolSyntaxArg::Hermes) => CallSyntax::Hermes,
+            Some(ToolSyntaxArg::Qwen3Coder) => CallSyntax::Qwen3Coder,
+            Some(ToolSyntaxArg::Json) => CallSyntax::FencedJson,
+            None => match (src.env)("TOOL_CALL_SYNTAX")
+                .filter(|s| !s.trim().is_empty())
+                .or_else(|| f.tool_syntax.clone())
+            {
+                Some(v) => CallSyntax::parse(&v).ok_or_else(|| {
+                    SettingsError::Invalid(format!(
+                        "tool syntax {v:?} is not one of hermes, qwen3-coder, json"
+                    ))
+                })?,
+                None => CallSyntax::Hermes,
+            },
+        };
+        let tool_description_limit = match a.tool_description_limit {
+            Some(n) => n,
+            None => src
+                .env("TOOL_DESCRIPTION_LIMIT")?
+                .or(f.tool_description_limit)
+                .unwrap_or(512),
+        };
         for (flag, d) in [
             ("--header-timeout", header_timeout),
             ("--body-timeout", body_timeout),
@@ -617,6 +655,9 @@ impl ServeSettings {
             body_timeout,
             idle_timeout,
             stream_stall_timeout,
+            keepalive,
+            tool_syntax,
+            tool_description_limit,
         };
         settings.check_exposure()?;
         Ok(settings)

@@ -3,9 +3,10 @@
 //! properties live next to it (`src/lingma/frame.rs`). Run the real fuzzers with
 //! `cargo +nightly fuzz run chat_request` (see docs/benchmark.md).
 
-use lingma_gw::gateway::schema::{self, ChatCompletionRequest};
-use lingma_gw::gateway::usage::estimate_prompt_tokens;
-use lingma_gw::prompt::{Message, Role, build_follow_up, build_question};
+use lingma_gw::gateway::openai::request::{ChatCompletionRequest, to_turn};
+use lingma_gw::turn::prompt::{HistoryStyle, build_follow_up, build_question};
+use lingma_gw::turn::usage::estimate_prompt_tokens;
+use lingma_gw::turn::{Message, Role};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
@@ -82,14 +83,12 @@ fn check_request_bytes(data: &[u8]) {
     let Ok(req) = serde_json::from_slice::<ChatCompletionRequest>(data) else {
         return;
     };
-    if let Ok(text) = serde_json::to_vec(&req) {
-        assert!(serde_json::from_slice::<ChatCompletionRequest>(&text).is_ok());
-    }
-    if let Ok(chat) = schema::validate(&req) {
-        assert!(!chat.messages.is_empty());
-        let question = build_question(&chat.messages);
-        let _ = estimate_prompt_tokens(&chat.messages);
-        let total: usize = chat.messages.iter().map(|m| m.content.len()).sum();
+    if let Ok(chat) = to_turn(req) {
+        let messages = &chat.turn.messages;
+        assert!(!messages.is_empty());
+        let question = build_question(messages, None, HistoryStyle::default());
+        let _ = estimate_prompt_tokens(messages);
+        let total: usize = messages.iter().map(|m| m.content.len()).sum();
         assert!(question.len() >= total);
     }
 }
@@ -118,20 +117,34 @@ proptest! {
     ) {
         let messages: Vec<Message> = turns
             .into_iter()
-            .map(|(r, content, tool_call_id)| Message { role: role(r), content, tool_call_id })
+            .map(|(r, content, tool_call_id)| Message {
+                role: role(r),
+                content,
+                tool_call_id,
+                ..Message::default()
+            })
             .collect();
-        let question = build_question(&messages);
-        let follow_up = build_follow_up(&messages);
+        let style = HistoryStyle::default();
+        let question = build_question(&messages, None, style);
+        let follow_up = build_follow_up(&messages, style);
         if let [only] = &messages[..] && only.role == Role::User {
             prop_assert_eq!(&question, &only.content);
-        } else {
-            prop_assert_eq!(&question, &follow_up);
+            prop_assert_eq!(&follow_up, &only.content);
         }
-        let mut at = 0;
-        for m in &messages {
-            let found = question[at..].find(m.content.as_str());
-            prop_assert!(found.is_some(), "{:?} missing after byte {}", m.content, at);
-            at += found.unwrap_or(0) + m.content.len();
+        // System text first (wherever it stood), then the conversation, each in order; a
+        // follow-up keeps the order as it is.
+        let system_first: Vec<&Message> = messages
+            .iter()
+            .filter(|m| m.role == Role::System)
+            .chain(messages.iter().filter(|m| m.role != Role::System))
+            .collect();
+        for (text, order) in [(&question, system_first), (&follow_up, messages.iter().collect())] {
+            let mut at = 0;
+            for m in order {
+                let found = text[at..].find(m.content.as_str());
+                prop_assert!(found.is_some(), "{:?} missing after byte {}", m.content, at);
+                at += found.unwrap_or(0) + m.content.len();
+            }
         }
     }
 }

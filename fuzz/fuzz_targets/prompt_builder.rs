@@ -1,11 +1,13 @@
-//! Fuzzes `lingma_gw::prompt::build_question` and `build_follow_up` on arbitrary conversations:
-//! nothing may panic, a lone user message is sent verbatim, and every message's text appears in
-//! the question in the conversation's order.
+//! Fuzzes `lingma_gw::turn::prompt::build_question` and `build_follow_up` on arbitrary
+//! conversations: nothing may panic, a lone user message is sent verbatim, and every message's
+//! text appears in the question (system text first, then the conversation, each in order) and in
+//! the follow-up (in the conversation's order).
 #![no_main]
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use lingma_gw::prompt::{Message, Role, build_follow_up, build_question};
+use lingma_gw::turn::prompt::{HistoryStyle, build_follow_up, build_question};
+use lingma_gw::turn::{Message, Role};
 
 #[derive(Debug, Arbitrary)]
 struct Turn {
@@ -26,23 +28,30 @@ fuzz_target!(|turns: Vec<Turn>| {
             },
             content: t.content,
             tool_call_id: t.tool_call_id,
+            ..Message::default()
         })
         .collect();
-    let question = build_question(&messages);
-    let follow_up = build_follow_up(&messages);
+    let style = HistoryStyle::default();
+    let question = build_question(&messages, None, style);
+    let follow_up = build_follow_up(&messages, style);
     if let [only] = &messages[..]
         && only.role == Role::User
     {
         assert_eq!(question, only.content);
         assert_eq!(follow_up, only.content);
-    } else {
-        assert_eq!(question, follow_up);
     }
-    let mut at = 0;
-    for m in &messages {
-        let found = question[at..]
-            .find(m.content.as_str())
-            .unwrap_or_else(|| panic!("{:?} missing from the question after byte {at}", m.content));
-        at += found + m.content.len();
+    let system_first: Vec<&Message> = messages
+        .iter()
+        .filter(|m| m.role == Role::System)
+        .chain(messages.iter().filter(|m| m.role != Role::System))
+        .collect();
+    for (text, order) in [(&question, system_first), (&follow_up, messages.iter().collect())] {
+        let mut at = 0;
+        for m in order {
+            let found = text[at..]
+                .find(m.content.as_str())
+                .unwrap_or_else(|| panic!("{:?} missing after byte {at}", m.content));
+            at += found + m.content.len();
+        }
     }
 });

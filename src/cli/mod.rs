@@ -176,6 +176,26 @@ pub struct ServeArgs {
     /// Seconds a client may stop reading an answer before it is ended and Lingma stopped [env: GATEWAY_STREAM_STALL_TIMEOUT_SEC] [default: 60]
     #[arg(long, value_name = "SECS")]
     pub stream_stall_timeout: Option<f64>,
+    /// Seconds of silence after which a stream gets a keep-alive (SSE comment, Anthropic ping); 0 turns them off [env: GATEWAY_SSE_KEEPALIVE_SEC] [default: 15]
+    #[arg(long, value_name = "SECS")]
+    pub keepalive: Option<f64>,
+    /// The syntax the model is asked to write tool calls in; every syntax is understood [env: TOOL_CALL_SYNTAX] [default: hermes]
+    #[arg(long, value_enum)]
+    pub tool_syntax: Option<ToolSyntaxArg>,
+    /// Characters of a tool's description put in the question [env: TOOL_DESCRIPTION_LIMIT] [default: 512]
+    #[arg(long, value_name = "CHARS")]
+    pub tool_description_limit: Option<usize>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ToolSyntaxArg {
+    /// `<tool_call>{"name": …, "arguments": {…}}</tool_call>`
+    Hermes,
+    /// `<tool_call><function=NAME><parameter=K>v</parameter></function></tool_call>`
+    #[value(name = "qwen3-coder")]
+    Qwen3Coder,
+    /// A fenced ```json block with name and arguments
+    Json,
 }
 
 #[derive(Debug, Args)]

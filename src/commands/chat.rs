@@ -8,10 +8,11 @@ use anyhow::Context;
 use serde_json::json;
 
 use crate::cli::ChatArgs;
-use crate::gateway::usage::{estimate_prompt_tokens, estimate_tokens};
 use crate::lingma::{ChatEvent, ChatRequest, Resolution};
-use crate::prompt::{Message, Role, build_question};
 use crate::settings::Sources;
+use crate::turn::prompt::{HistoryStyle, build_question};
+use crate::turn::usage::{estimate_prompt_tokens, estimate_tokens};
+use crate::turn::{Message, Role};
 
 use super::{NotLoggedIn, UsageError, open_instance};
 
@@ -89,7 +90,7 @@ async fn ask(
     let started = Instant::now();
     let mut stream = client
         .chat(ChatRequest {
-            question: build_question(messages),
+            question: build_question(messages, None, HistoryStyle::default()),
             session_id: None,
             model: model.clone(),
             mode: Default::default(),

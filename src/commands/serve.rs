@@ -7,21 +7,21 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use crate::accounts::{instance_specs, parse_accounts};
 use crate::cli::ServeArgs;
-use crate::gateway::admission::Admission;
 use crate::gateway::auth::AuthConfig;
-use crate::gateway::metrics::Metrics;
 use crate::gateway::router;
 use crate::gateway::server::{self, ConnLimits};
-use crate::gateway::session_cache::SessionCache;
-use crate::gateway::state::{AppState, GatewayConfig};
+use crate::gateway::state::{AppState, HttpConfig};
 use crate::lingma::discovery::LingmaBinary;
 use crate::login::auto::AutoLogin;
+use crate::metrics::Metrics;
 use crate::pool::{Backoff, Pool, PoolConfig};
 use crate::settings::{AutoLoginSettings, ServeSettings, Sources};
+use crate::turn::admission::Admission;
+use crate::turn::reuse::SessionCache;
+use crate::turn::{Engine, EngineConfig};
 
 use super::UsageError;
 
@@ -97,9 +97,8 @@ pub async fn run(args: ServeArgs, sources: &Sources<'_>) -> anyhow::Result<ExitC
     }
 
     let hard_stop = CancellationToken::new();
-    let state = AppState {
+    let engine = Arc::new(Engine {
         pool: pool.clone(),
-        auth: Arc::new(auth),
         admission: Arc::new(Admission::bounded(
             s.max_in_flight,
             s.queue_timeout,
@@ -111,18 +110,26 @@ pub async fn run(args: ServeArgs, sources: &Sources<'_>) -> anyhow::Result<ExitC
             s.session_cache_ttl,
         )),
         metrics: Arc::new(Metrics::new()),
-        config: Arc::new(GatewayConfig {
+        auto_login: AutoLogin::new(auto_login_config, pool.clone()),
+        config: EngineConfig {
             default_model: s.default_model.clone(),
             ask_mode: s.ask_mode,
             session_reuse: s.session_reuse,
-            body_limit: s.body_limit,
-            body_timeout: s.body_timeout,
             instance_wait: s.queue_timeout,
-        }),
-        auto_login: AutoLogin::new(auto_login_config, pool.clone()),
+            tool_syntax: s.tool_syntax,
+            tool_description_limit: s.tool_description_limit,
+            keepalive: s.keepalive,
+        },
         shutdown: shutdown.clone(),
         hard_stop: hard_stop.clone(),
-        tracker: TaskTracker::new(),
+    });
+    let state = AppState {
+        engine: engine.clone(),
+        auth: Arc::new(auth),
+        config: Arc::new(HttpConfig {
+            body_limit: s.body_limit,
+            body_timeout: s.body_timeout,
+        }),
     };
     let app = router::build(state.clone());
     crate::logging::stdout_line(&format!("listening on http://{local}"));
@@ -155,11 +162,9 @@ pub async fn run(args: ServeArgs, sources: &Sources<'_>) -> anyhow::Result<ExitC
             }
         }
     }
-    state.admission.close();
-    state.tracker.close();
-    state.tracker.wait().await;
+    engine.admission.close();
     // Running logins close their browsers before the instances stop.
-    state.auto_login.shutdown().await;
+    engine.auto_login.shutdown().await;
     pool.shutdown().await;
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)

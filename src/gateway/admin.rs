@@ -7,37 +7,37 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::error::GatewayError;
 use super::extract::{ApiPath, ApiQuery};
 use super::state::AppState;
+use crate::error::GatewayError;
 use crate::pool::{PoolError, Selection};
 
 pub async fn stats(State(st): State<AppState>) -> Json<Value> {
-    let c = st.sessions.stats();
+    let c = st.engine.sessions.stats();
     let cache = json!({
         "entries": c.entries, "hits": c.hits, "misses": c.misses,
         "evictions": c.evictions, "expirations": c.expirations,
         "invalidations": c.invalidations,
     });
     Json(json!({
-        "uptime_sec": st.pool.uptime().as_secs(),
+        "uptime_sec": st.engine.pool.uptime().as_secs(),
         "admission": {
-            "in_flight": st.admission.in_flight(),
-            "waiting": st.admission.waiting(),
-            "capacity": st.admission.capacity(),
-            "rejected_total": st.admission.rejected_total(),
-            "retry_after_sec": st.admission.retry_after_secs(),
-            "max_queue": st.admission.max_queue(),
-            "queued_body_bytes": st.admission.queued_body_bytes(),
+            "in_flight": st.engine.admission.in_flight(),
+            "waiting": st.engine.admission.waiting(),
+            "capacity": st.engine.admission.capacity(),
+            "rejected_total": st.engine.admission.rejected_total(),
+            "retry_after_sec": st.engine.admission.retry_after_secs(),
+            "max_queue": st.engine.admission.max_queue(),
+            "queued_body_bytes": st.engine.admission.queued_body_bytes(),
         },
         "session_cache": cache,
-        "session_reuse": st.config.session_reuse,
-        "instances": st.pool.snapshots(),
+        "session_reuse": st.engine.config.session_reuse,
+        "instances": st.engine.pool.snapshots(),
     }))
 }
 
 pub async fn instances(State(st): State<AppState>) -> Json<Value> {
-    Json(json!({ "instances": st.pool.snapshots() }))
+    Json(json!({ "instances": st.engine.pool.snapshots() }))
 }
 
 /// `?instance=NAME` on admin endpoints.
@@ -56,10 +56,11 @@ pub async fn models_raw(
         None => Selection::Any,
     };
     let lease = st
+        .engine
         .pool
-        .acquire(&sel, st.config.instance_wait)
+        .acquire(&sel, st.engine.config.instance_wait)
         .await
-        .map_err(|e| st.pool_error(e))?;
+        .map_err(|e| st.engine.pool_error(e))?;
     let raw = lease
         .client()
         .query_models_raw()
@@ -73,8 +74,8 @@ pub async fn restart(
     ApiPath(name): ApiPath<String>,
 ) -> Result<(StatusCode, Json<Value>), GatewayError> {
     instance_action(&st, name, "restart", |st, name| {
-        st.pool.restart(name)?;
-        st.sessions.invalidate_instance(name);
+        st.engine.pool.restart(name)?;
+        st.engine.sessions.invalidate_instance(name);
         Ok(())
     })
 }
@@ -83,7 +84,7 @@ pub async fn drain(
     State(st): State<AppState>,
     ApiPath(name): ApiPath<String>,
 ) -> Result<(StatusCode, Json<Value>), GatewayError> {
-    instance_action(&st, name, "drain", |st, name| st.pool.drain(name))
+    instance_action(&st, name, "drain", |st, name| st.engine.pool.drain(name))
 }
 
 /// An admin action on one named instance: 202 once the pool has taken it.
@@ -93,7 +94,7 @@ fn instance_action(
     action: &'static str,
     run: impl FnOnce(&AppState, &str) -> Result<(), PoolError>,
 ) -> Result<(StatusCode, Json<Value>), GatewayError> {
-    run(st, &name).map_err(|e| st.pool_error(e))?;
+    run(st, &name).map_err(|e| st.engine.pool_error(e))?;
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({ "instance": name, "action": action })),

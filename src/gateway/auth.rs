@@ -25,7 +25,7 @@ use axum::http::{HeaderMap, HeaderName, header};
 use sha2::{Digest, Sha256};
 use subtle::{Choice, ConstantTimeEq};
 
-use super::error::GatewayError;
+use crate::error::GatewayError;
 
 /// Headers read for a credential, in order of precedence.
 const KEY_HEADERS: [&str; 2] = ["x-api-key", "api-key"];

@@ -14,10 +14,10 @@ use axum::http::{header, request::Parts};
 use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 
-use super::admission::BodyReservation;
 use super::auth::ClientIdentity;
-use super::error::GatewayError;
 use super::state::AppState;
+use crate::error::GatewayError;
+use crate::turn::admission::BodyReservation;
 
 /// A JSON request body, with its reservation in the body budget. Drop the reservation (or the
 /// whole value) once the request is admitted.
@@ -42,7 +42,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
         if declared.is_some_and(|n| n > limit as u64) {
             return Err(GatewayError::PayloadTooLarge { limit });
         }
-        let mut reservation = st.admission.reserve_body(declared.unwrap_or(0))?;
+        let mut reservation = st.engine.admission.reserve_body(declared.unwrap_or(0))?;
         let read = read_body(req, limit, declared.is_none(), &mut reservation, st);
         let bytes = match tokio::time::timeout(st.config.body_timeout, read).await {
             Ok(r) => r?,
@@ -95,7 +95,7 @@ async fn read_body(
             return Err(GatewayError::PayloadTooLarge { limit });
         }
         if reserve_as_read && !reservation.grow(chunk.len() as u64) {
-            return Err(st.admission.rejection());
+            return Err(st.engine.admission.rejection());
         }
         out.extend_from_slice(&chunk);
     }

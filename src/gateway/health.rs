@@ -13,12 +13,12 @@ use crate::pool::InstanceState;
 /// Open to anyone (load balancers, probes): status and counts. Instance names, states and the
 /// accounts they are logged in as only with an admin or metrics credential.
 pub async fn healthz(State(st): State<AppState>, headers: HeaderMap) -> Response {
-    let snaps = st.pool.snapshots();
+    let snaps = st.engine.pool.snapshots();
     let ready = snaps
         .iter()
         .filter(|s| s.state == InstanceState::Ready)
         .count();
-    let status = if ready > 0 && !st.shutdown.is_cancelled() {
+    let status = if ready > 0 && !st.engine.shutdown.is_cancelled() {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
@@ -27,10 +27,10 @@ pub async fn healthz(State(st): State<AppState>, headers: HeaderMap) -> Response
         "status": if status == StatusCode::OK { "ok" } else { "unavailable" },
         "ready_instances": ready,
         "total_instances": snaps.len(),
-        "in_flight": st.admission.in_flight(),
-        "waiting": st.admission.waiting(),
-        "capacity": st.admission.capacity(),
-        "uptime_sec": st.pool.uptime().as_secs(),
+        "in_flight": st.engine.admission.in_flight(),
+        "waiting": st.engine.admission.waiting(),
+        "capacity": st.engine.admission.capacity(),
+        "uptime_sec": st.engine.pool.uptime().as_secs(),
         "version": env!("CARGO_PKG_VERSION"),
     });
     if auth::may_see_details(&st.auth, &headers) {
@@ -48,7 +48,7 @@ pub async fn healthz(State(st): State<AppState>, headers: HeaderMap) -> Response
 }
 
 pub async fn readyz(State(st): State<AppState>) -> Response {
-    if st.pool.any_ready() && !st.shutdown.is_cancelled() {
+    if st.engine.pool.any_ready() && !st.engine.shutdown.is_cancelled() {
         (StatusCode::OK, Json(json!({"status": "ready"}))).into_response()
     } else {
         (
@@ -62,7 +62,7 @@ pub async fn readyz(State(st): State<AppState>) -> Response {
 /// Behind the metrics credential (route middleware).
 pub async fn metrics(State(st): State<AppState>) -> Response {
     sync_metrics(&st);
-    let mut resp = st.metrics.render().into_response();
+    let mut resp = st.engine.metrics.render().into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
@@ -74,10 +74,12 @@ pub async fn metrics(State(st): State<AppState>) -> Response {
 /// request path never touches these gauges.
 fn sync_metrics(st: &AppState) {
     let states: Vec<&str> = InstanceState::ALL.iter().map(|s| s.as_str()).collect();
-    for snap in st.pool.snapshots() {
-        st.metrics
+    for snap in st.engine.pool.snapshots() {
+        st.engine
+            .metrics
             .set_instance_state(&snap.name, snap.state.as_str(), &states);
         let restarts = st
+            .engine
             .metrics
             .instance_restarts
             .with_label_values(&[&snap.name]);
@@ -86,7 +88,11 @@ fn sync_metrics(st: &AppState) {
             restarts.inc_by(snap.restarts - seen);
         }
     }
-    st.metrics
-        .sync_admission(st.admission.waiting(), st.admission.rejected_total());
-    st.metrics.sync_session_cache(&st.sessions.stats());
+    st.engine.metrics.sync_admission(
+        st.engine.admission.waiting(),
+        st.engine.admission.rejected_total(),
+    );
+    st.engine
+        .metrics
+        .sync_session_cache(&st.engine.sessions.stats());
 }

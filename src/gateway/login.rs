@@ -18,10 +18,10 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::admin::InstanceQuery;
-use super::error::GatewayError;
 use super::extract::{ApiJson, ApiQuery};
 use super::state::AppState;
 use crate::bundle::{self, ExportOptions};
+use crate::error::GatewayError;
 use crate::login::auto::Trigger;
 use crate::pool::{InstanceState, Selection};
 
@@ -66,7 +66,7 @@ pub async fn export_post(
 }
 
 async fn export(st: &AppState, req: ExportBody) -> Result<Response, GatewayError> {
-    let snaps = st.pool.snapshots();
+    let snaps = st.engine.pool.snapshots();
     let snap = match &req.instance {
         Some(name) => snaps
             .iter()
@@ -85,10 +85,11 @@ async fn export(st: &AppState, req: ExportBody) -> Result<Response, GatewayError
     };
     // The Lingma version from a connection's `initialize` (absent when the instance is busy).
     let version = st
+        .engine
         .pool
         .acquire(
             &Selection::Named(snap.name.clone()),
-            st.config.instance_wait,
+            st.engine.config.instance_wait,
         )
         .await
         .ok()
@@ -146,7 +147,7 @@ pub async fn auto_login_start(
     ApiQuery(q): ApiQuery<InstanceQuery>,
     body: Option<ApiJson<StartBody>>,
 ) -> Result<Response, GatewayError> {
-    if !st.auto_login.enabled() {
+    if !st.engine.auto_login.enabled() {
         return Err(GatewayError::invalid_request(
             "auto-login is disabled: set AUTO_LOGIN_ENABLED=true (and AUTO_LOGIN_USERNAME / AUTO_LOGIN_PASSWORD)",
         ));
@@ -154,7 +155,7 @@ pub async fn auto_login_start(
     let named = body.and_then(|b| b.value.instance).or(q.instance);
     let names: Vec<String> = match named {
         Some(n) => {
-            if !st.pool.names().contains(&n) {
+            if !st.engine.pool.names().contains(&n) {
                 return Err(GatewayError::ResourceNotFound(format!(
                     "no instance named {n:?}"
                 )));
@@ -162,6 +163,7 @@ pub async fn auto_login_start(
             vec![n]
         }
         None => st
+            .engine
             .pool
             .snapshots()
             .into_iter()
@@ -171,7 +173,7 @@ pub async fn auto_login_start(
     };
     let results: Vec<Value> = names
         .iter()
-        .map(|n| json!({"instance": n, "result": st.auto_login.start(n)}))
+        .map(|n| json!({"instance": n, "result": st.engine.auto_login.start(n)}))
         .collect();
     let started = results
         .iter()
@@ -190,13 +192,13 @@ pub async fn auto_login_status(
 ) -> Result<Json<Value>, GatewayError> {
     let instances =
         match q.instance {
-            Some(n) => vec![st.auto_login.status_of(&n).ok_or_else(|| {
+            Some(n) => vec![st.engine.auto_login.status_of(&n).ok_or_else(|| {
                 GatewayError::ResourceNotFound(format!("no instance named {n:?}"))
             })?],
-            None => st.auto_login.statuses(),
+            None => st.engine.auto_login.statuses(),
         };
     Ok(Json(json!({
-        "enabled": st.auto_login.enabled(),
+        "enabled": st.engine.auto_login.enabled(),
         "instances": instances,
     })))
 }

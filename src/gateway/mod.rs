@@ -1,22 +1,19 @@
-//! The OpenAI-compatible HTTP gateway: `router.rs` holds the route table and request middleware,
-//! `state.rs` the shared state; one file per endpoint family (`chat.rs`, `models.rs`,
-//! `health.rs`, `admin.rs`, `login.rs`) and one per building block (`error.rs`, `schema.rs`, `auth.rs`,
-//! `admission.rs`, `session_cache.rs`, `metrics.rs`, `usage.rs`, `limits.rs`).
+//! The HTTP gateway: the route table and request middleware (`router.rs`), the server loop with
+//! its connection limits (`server.rs`), authentication (`auth.rs`), the extractors that read
+//! bodies, queries and paths under the gateway's rules (`extract.rs`), shared state (`state.rs`),
+//! health and metrics (`health.rs`), operator endpoints (`admin.rs`, `login.rs`), and one folder
+//! per API surface: `openai/` (`/v1/chat/completions`, `/v1/models`).
+//!
+//! A front door parses its wire format into a neutral turn, runs it on the engine (`crate::turn`)
+//! and renders the events; it never touches the pool or the Lingma client. The one error type is
+//! `crate::error::GatewayError`; each surface renders it in its own shape.
 
 pub mod admin;
-pub mod admission;
 pub mod auth;
-pub mod chat;
-pub mod error;
 pub mod extract;
 pub mod health;
-pub mod limits;
 pub mod login;
-pub mod metrics;
-pub mod models;
+pub mod openai;
 pub mod router;
-pub mod schema;
 pub mod server;
-pub mod session_cache;
 pub mod state;
-pub mod usage;

@@ -10,7 +10,8 @@ use axum::response::Response;
 use axum::routing::{get, post};
 
 use super::state::AppState;
-use super::{admin, auth, chat, error, health, login, models};
+use super::{admin, auth, health, login, openai};
+use crate::error;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -29,9 +30,9 @@ pub fn build(state: AppState) -> Router {
     // Each group checks its credential in middleware, from the headers alone: a request that is
     // refused is refused before any byte of its body is read.
     let client = Router::new()
-        .route("/v1/chat/completions", post(chat::chat_completions))
-        .route("/v1/models", get(models::list))
-        .route("/v1/models/{*id}", get(models::get_one))
+        .route("/v1/chat/completions", post(openai::chat_completions))
+        .route("/v1/models", get(openai::models::list))
+        .route("/v1/models/{*id}", get(openai::models::get_one))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::layer::client,
@@ -95,7 +96,10 @@ async fn observe(State(state): State<AppState>, mut req: Request, next: Next) ->
         resp.headers_mut().insert(REQUEST_ID, v);
     }
     let status = resp.status().as_u16();
-    state.metrics.observe_http(&route, method.as_str(), status);
+    state
+        .engine
+        .metrics
+        .observe_http(&route, method.as_str(), status);
     let ms = started.elapsed().as_secs_f64() * 1000.0;
     match resp.extensions().get::<ChatLog>() {
         Some(c) => match &c.error {

@@ -13,7 +13,8 @@
 //! The count is a function of the text only and grows monotonically as text is appended, which is
 //! what [`TokenCounter`] relies on to count incrementally over a stream.
 
-use crate::prompt::Message;
+use super::Message;
+use super::reuse::canonical_json;
 
 /// Tokens added per message for the role markers and separators of a chat prompt.
 pub const PER_MESSAGE_OVERHEAD: u32 = 4;
@@ -98,22 +99,30 @@ pub fn estimate_tokens(text: &str) -> u32 {
     counter.tokens()
 }
 
-/// Estimated prompt tokens of a conversation: each message's content (and tool call id) plus
-/// [`PER_MESSAGE_OVERHEAD`] per message, plus [`PER_PROMPT_OVERHEAD`] once.
+/// Estimated prompt tokens of a conversation: each message's content, tool calls (name and
+/// arguments) and tool call id, plus [`PER_MESSAGE_OVERHEAD`] per message, plus
+/// [`PER_PROMPT_OVERHEAD`] once. Tool descriptions are counted by the caller, from the text they
+/// are rendered into.
 pub fn estimate_prompt_tokens(messages: &[Message]) -> u32 {
     messages.iter().fold(PER_PROMPT_OVERHEAD, |total, m| {
         let id = m.tool_call_id.as_deref().map_or(0, estimate_tokens);
+        let calls = m.tool_calls.iter().fold(0u32, |t, c| {
+            t.saturating_add(estimate_tokens(&c.name))
+                .saturating_add(estimate_tokens(&canonical_json(&c.input)))
+                .saturating_add(PER_MESSAGE_OVERHEAD)
+        });
         total
             .saturating_add(PER_MESSAGE_OVERHEAD)
             .saturating_add(estimate_tokens(&m.content))
             .saturating_add(id)
+            .saturating_add(calls)
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::prompt::Role;
+    use crate::turn::Role;
     use proptest::prelude::*;
 
     #[test]
@@ -171,11 +180,7 @@ mod tests {
             estimate_prompt_tokens(&msgs),
             PER_PROMPT_OVERHEAD + 2 * PER_MESSAGE_OVERHEAD + 4
         );
-        let tool = Message {
-            role: Role::Tool,
-            content: "ok".into(),
-            tool_call_id: Some("call_1".into()),
-        };
+        let tool = Message::tool_result("call_1", "ok");
         assert_eq!(
             estimate_prompt_tokens(&[tool]),
             PER_PROMPT_OVERHEAD + PER_MESSAGE_OVERHEAD + 1 + 2

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError};
 
-use super::error::GatewayError;
+use crate::error::GatewayError;
 
 /// Weight of the newest turn in the moving average of turn durations.
 const EWMA_ALPHA: f64 = 0.2;

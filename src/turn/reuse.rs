@@ -7,10 +7,15 @@
 //! [`take`](SessionCache::take) finds that entry and the gateway sends only the new turn(s) to `S`
 //! on `I`.
 //!
-//! * Entries are keyed by SHA-256 over an unambiguous, length-prefixed encoding of
-//!   (scope, roles, tool call ids, contents); only digests are stored, never conversation text.
-//! * `scope` separates callers (client identity + model, see [`scope`]): different API keys never
-//!   share a session.
+//! * Entries are keyed by SHA-256 over an unambiguous, length-prefixed encoding of the scope and
+//!   each message: its role, its text (an assistant's trimmed: clients drop the whitespace around
+//!   the text before a call), its tool calls (id, name, and the arguments as canonical JSON with
+//!   sorted keys: clients echo calls as parsed objects or re-serialised strings, never the bytes
+//!   the model wrote) and a tool result's call id and error flag. Only digests are stored, never
+//!   conversation text.
+//! * `scope` separates what must not share a session: the engine makes it from the client's
+//!   identity (different API keys never share one) and a digest of the offered tools (a session
+//!   whose instructions named other tools is not continued).
 //! * A hit is **consumed** (removed). The gateway re-inserts the extended conversation only after a
 //!   successful turn, so a failed or cancelled turn leaves nothing behind and a retry replays the
 //!   whole conversation in a fresh session.
@@ -27,15 +32,9 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
-use crate::prompt::{Message, Role};
+use super::{Message, Role};
 
 type Key = [u8; 32];
-
-/// The scope string for a client identity and a model. The identity never contains a newline
-/// (it is hex or `anonymous`), so the pair is unambiguous.
-pub fn scope(identity: &str, model: &str) -> String {
-    format!("{identity}\n{model}")
-}
 
 /// Where a conversation's history lives upstream.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,7 +47,7 @@ pub struct SessionEntry {
 }
 
 /// A cache hit: the session holding `messages[..k]`, and the messages after it to send.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Hit<'m> {
     pub entry: SessionEntry,
     pub new_messages: &'m [Message],
@@ -133,7 +132,7 @@ impl SessionCache {
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic while holding the lock cannot leave the maps inconsistent in a way that matters
         // (worst case an orphan order entry, which purging skips), so keep serving.
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+        crate::util::lock(&self.inner)
     }
 
     /// Records that `conversation` (the request's messages plus the assistant's answer) lives in
@@ -307,7 +306,7 @@ fn put_bytes(h: &mut Sha256, bytes: &[u8]) {
 /// different (scope, conversation) pairs never encode to the same bytes.
 fn key(scope: &str, messages: &[Message]) -> Key {
     let mut h = Sha256::new();
-    h.update(b"lingma-gw/session-cache/v1\0");
+    h.update(b"lingma-gw/session-cache/v2\0");
     put_bytes(&mut h, scope.as_bytes());
     h.update((messages.len() as u64).to_le_bytes());
     for m in messages {
@@ -319,9 +318,58 @@ fn key(scope: &str, messages: &[Message]) -> Key {
                 put_bytes(&mut h, id.as_bytes());
             }
         }
-        put_bytes(&mut h, m.content.as_bytes());
+        h.update([u8::from(m.is_error)]);
+        let text = match m.role {
+            Role::Assistant => m.content.trim(),
+            _ => m.content.as_str(),
+        };
+        put_bytes(&mut h, text.as_bytes());
+        h.update((m.tool_calls.len() as u64).to_le_bytes());
+        for c in &m.tool_calls {
+            put_bytes(&mut h, c.id.as_bytes());
+            put_bytes(&mut h, c.name.as_bytes());
+            put_bytes(&mut h, canonical_json(&c.input).as_bytes());
+        }
     }
     h.finalize().into()
+}
+
+/// JSON with object keys sorted at every level: the same value, however a client ordered or
+/// spaced it, gives the same text.
+pub fn canonical_json(v: &serde_json::Value) -> String {
+    use serde_json::Value;
+    fn write(v: &Value, out: &mut String) {
+        match v {
+            Value::Object(m) => {
+                let mut keys: Vec<&String> = m.keys().collect();
+                keys.sort();
+                out.push('{');
+                for (i, k) in keys.into_iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(&Value::String(k.clone()).to_string());
+                    out.push(':');
+                    write(&m[k], out);
+                }
+                out.push('}');
+            }
+            Value::Array(a) => {
+                out.push('[');
+                for (i, x) in a.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    write(x, out);
+                }
+                out.push(']');
+            }
+            other => out.push_str(&other.to_string()),
+        }
+    }
+    let mut out = String::new();
+    write(v, &mut out);
+    out
 }
 
 #[cfg(test)]
@@ -373,11 +421,7 @@ mod tests {
         let c = SessionCache::new(10, TTL);
         let history = vec![u("q"), a("calling tool")];
         c.insert(SCOPE, &history, entry("S"));
-        let tool = Message {
-            role: Role::Tool,
-            content: "42".into(),
-            tool_call_id: Some("call_1".into()),
-        };
+        let tool = Message::tool_result("call_1", "42");
         let next = with(history, &[tool.clone(), u("go on")]);
         let hit = c.take(SCOPE, &next).unwrap();
         assert_eq!(hit.new_messages, &[tool, u("go on")]);
@@ -406,17 +450,17 @@ mod tests {
         c.insert(SCOPE, &[u("hi"), a("hello")], entry("S"));
         // Edited user message.
         assert!(c.take(SCOPE, &[u("hi!"), a("hello"), u("x")]).is_none());
-        // Edited (e.g. client-trimmed) answer.
-        assert!(c.take(SCOPE, &[u("hi"), a("hello "), u("x")]).is_none());
+        // Edited answer (whitespace around it does not count: clients trim it).
+        assert!(c.take(SCOPE, &[u("hi"), a("hello!"), u("x")]).is_none());
         // Different role for the same text.
         assert!(c.take(SCOPE, &[s("hi"), a("hello"), u("x")]).is_none());
-        // Other client or model.
+        // Another scope (another client, or other tools).
         assert!(
-            c.take(&scope("other", "qwen"), &[u("hi"), a("hello"), u("x")])
+            c.take("other\nqwen", &[u("hi"), a("hello"), u("x")])
                 .is_none()
         );
         assert!(
-            c.take(&scope("abc123", "other"), &[u("hi"), a("hello"), u("x")])
+            c.take("abc123\nother", &[u("hi"), a("hello"), u("x")])
                 .is_none()
         );
         // Extra history in front.
@@ -436,6 +480,7 @@ mod tests {
             role: Role::Tool,
             content: "r".into(),
             tool_call_id: id.map(str::to_owned),
+            ..Message::default()
         };
         c.insert(SCOPE, &[tool(Some("c1")), a("ok")], entry("S"));
         assert!(c.take(SCOPE, &[tool(None), a("ok"), u("x")]).is_none());
@@ -446,6 +491,50 @@ mod tests {
         assert!(
             c.take(SCOPE, &[tool(Some("c1")), a("ok"), u("x")])
                 .is_some()
+        );
+    }
+
+    #[test]
+    fn tool_calls_match_by_id_name_and_parsed_arguments() {
+        use crate::turn::ToolCall;
+        let c = SessionCache::new(10, TTL);
+        let with_call = |text: &str, args: serde_json::Value| {
+            let mut m = a(text);
+            m.tool_calls.push(ToolCall {
+                id: "call_1".into(),
+                name: "write".into(),
+                input: args,
+            });
+            m
+        };
+        let stored = [
+            u("go"),
+            with_call("Writing.\n", serde_json::json!({"path": "a", "n": 1})),
+        ];
+        c.insert(SCOPE, &stored, entry("S"));
+        let result = Message::tool_result("call_1", "ok");
+        // Echoed with other key order, no trailing newline: the same turn.
+        let echoed: serde_json::Value = serde_json::from_str(r#"{"n":1,"path":"a"}"#).unwrap();
+        let next = [u("go"), with_call("Writing.", echoed), result.clone()];
+        let hit = c.take(SCOPE, &next).expect("hit");
+        assert_eq!(hit.new_messages, &[result.clone()]);
+        // Other arguments: another turn.
+        c.insert(SCOPE, &stored, entry("S"));
+        let other = [
+            u("go"),
+            with_call("Writing.", serde_json::json!({"path": "b", "n": 1})),
+            result,
+        ];
+        assert!(c.take(SCOPE, &other).is_none());
+    }
+
+    #[test]
+    fn canonical_json_sorts_keys_at_every_level() {
+        let a: serde_json::Value =
+            serde_json::from_str(r#"{"b":{"y":1,"x":[{"q":1,"p":2}]},"a":"s"}"#).unwrap();
+        assert_eq!(
+            canonical_json(&a),
+            r#"{"a":"s","b":{"x":[{"p":2,"q":1}],"y":1}}"#
         );
     }
 

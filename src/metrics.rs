@@ -15,7 +15,7 @@ use prometheus::{
     Registry, TextEncoder,
 };
 
-use super::session_cache::CacheStats;
+use crate::turn::reuse::CacheStats;
 
 /// `Content-Type` of [`Metrics::render`]'s output.
 pub const CONTENT_TYPE: &str = prometheus::TEXT_FORMAT;
@@ -55,6 +55,13 @@ pub struct Metrics {
     pub instance_restarts: IntCounterVec,
     pub upstream_errors: IntCounterVec,
     pub stream_disconnects: IntCounter,
+    /// Tool-call blocks in answers, by the syntax the model wrote and what became of them
+    /// (`parsed`, `repaired`, `reasked`: fixed by the re-ask, `invalid`, `failed`: still unusable
+    /// after it).
+    pub tool_calls: IntCounterVec,
+    /// Bytes of questions sent to Lingma, by whether an upstream session was continued (then
+    /// only the new messages are sent).
+    pub question_bytes: IntCounterVec,
     pub build_info: IntGaugeVec,
 }
 
@@ -210,6 +217,26 @@ fn build(registry: Registry, version: &str) -> prometheus::Result<Metrics> {
                 "Streams whose client disconnected before the end.",
             ))?,
         )?,
+        tool_calls: reg(
+            r,
+            IntCounterVec::new(
+                opts(
+                    "tool_calls_total",
+                    "Tool-call blocks in answers by the syntax written and outcome.",
+                ),
+                &["syntax", "outcome"],
+            )?,
+        )?,
+        question_bytes: reg(
+            r,
+            IntCounterVec::new(
+                opts(
+                    "question_bytes_total",
+                    "Bytes of questions sent to Lingma, by whether an upstream session was continued.",
+                ),
+                &["reuse"],
+            )?,
+        )?,
         build_info: reg(
             r,
             IntGaugeVec::new(
@@ -221,8 +248,9 @@ fn build(registry: Registry, version: &str) -> prometheus::Result<Metrics> {
     };
     m.build_info.with_label_values(&[version]).set(1);
     // Both label values exist from the start, so dashboards see zeros instead of no data.
-    for stream in ["true", "false"] {
-        let _ = m.chat_duration.with_label_values(&[stream]);
+    for flag in ["true", "false"] {
+        let _ = m.chat_duration.with_label_values(&[flag]);
+        let _ = m.question_bytes.with_label_values(&[flag]);
     }
     Ok(m)
 }
@@ -285,6 +313,10 @@ impl Metrics {
     pub fn add_tokens(&self, prompt: u32, completion: u32) {
         self.prompt_tokens.inc_by(u64::from(prompt));
         self.completion_tokens.inc_by(u64::from(completion));
+    }
+
+    pub fn tool_call(&self, syntax: &str, outcome: &str) {
+        self.tool_calls.with_label_values(&[syntax, outcome]).inc();
     }
 
     pub fn upstream_error(&self, kind: &str) {
@@ -381,6 +413,8 @@ mod tests {
         ("lingma_gw_instance_restarts_total", "counter"),
         ("lingma_gw_upstream_errors_total", "counter"),
         ("lingma_gw_stream_disconnects_total", "counter"),
+        ("lingma_gw_tool_calls_total", "counter"),
+        ("lingma_gw_question_bytes_total", "counter"),
         ("lingma_gw_build_info", "gauge"),
     ];
 
@@ -395,6 +429,8 @@ mod tests {
         m.instance_restarted("inst-0");
         m.upstream_error("timeout");
         m.stream_disconnects.inc();
+        m.tool_call("hermes", "parsed");
+        m.question_bytes.with_label_values(&["true"]).inc_by(120);
         m
     }
 
@@ -422,6 +458,10 @@ mod tests {
         assert!(text.contains("lingma_gw_completion_tokens_total 5\n"));
         assert!(text.contains("lingma_gw_upstream_errors_total{kind=\"timeout\"} 1\n"));
         assert!(text.contains("lingma_gw_instance_restarts_total{instance=\"inst-0\"} 1\n"));
+        assert!(
+            text.contains("lingma_gw_tool_calls_total{outcome=\"parsed\",syntax=\"hermes\"} 1\n")
+        );
+        assert!(text.contains("lingma_gw_question_bytes_total{reuse=\"true\"} 120\n"));
     }
 
     #[test]

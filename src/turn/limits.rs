@@ -19,8 +19,16 @@
 //! actually partially matched. [`OutputLimiter::finish`] releases the tail at the natural end.
 //! Empty stop strings are ignored.
 
-use super::schema::FinishReason;
 use super::usage::TokenCounter;
+
+/// Which limit ended an answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// A stop sequence came ([`OutputLimiter::matched_stop`] says which).
+    Stop,
+    /// `max_tokens` was reached.
+    Length,
+}
 
 /// What to send after one delta.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -29,7 +37,7 @@ pub struct Step {
     pub emit: String,
     /// Set once, on the step where a limit ends the answer: stop the upstream turn and send a
     /// finish chunk with this reason. Later pushes return an empty step with `None`.
-    pub finished: Option<FinishReason>,
+    pub finished: Option<Limit>,
 }
 
 #[derive(Debug, Clone)]
@@ -38,7 +46,9 @@ pub struct OutputLimiter {
     max_tokens: Option<u32>,
     counter: TokenCounter,
     held: String,
-    finished: Option<FinishReason>,
+    finished: Option<Limit>,
+    /// The stop sequence that ended the answer.
+    matched: Option<String>,
     done: bool,
 }
 
@@ -50,6 +60,7 @@ impl OutputLimiter {
             counter: TokenCounter::new(),
             held: String::new(),
             finished: None,
+            matched: None,
             done: false,
         }
     }
@@ -68,19 +79,20 @@ impl OutputLimiter {
         }
         let mut buf = std::mem::take(&mut self.held);
         buf.push_str(delta);
-        if let Some(start) = self.first_completed_stop(&buf) {
+        if let Some((start, stop)) = self.first_completed_stop(&buf) {
             let (emit, cut) = self.admit(&buf[..start]);
             let reason = if cut {
-                FinishReason::Length
+                Limit::Length
             } else {
-                FinishReason::Stop
+                self.matched = Some(stop);
+                Limit::Stop
             };
             return self.end(emit, reason);
         }
         let confirmed = buf.len() - self.partial_stop_len(&buf);
         let (emit, cut) = self.admit(&buf[..confirmed]);
         if cut {
-            return self.end(emit, FinishReason::Length);
+            return self.end(emit, Limit::Length);
         }
         self.held = buf.split_off(confirmed);
         Step {
@@ -100,14 +112,14 @@ impl OutputLimiter {
         let held = std::mem::take(&mut self.held);
         let (emit, cut) = self.admit(&held);
         if cut {
-            self.finished = Some(FinishReason::Length);
+            self.finished = Some(Limit::Length);
         }
         emit
     }
 
     /// The limit that ended the answer, if one did. `None` after [`OutputLimiter::finish`] means
     /// a natural end (report `stop`).
-    pub fn finished(&self) -> Option<FinishReason> {
+    pub fn finished(&self) -> Option<Limit> {
         self.finished
     }
 
@@ -126,7 +138,7 @@ impl OutputLimiter {
         &self.held
     }
 
-    fn end(&mut self, emit: String, reason: FinishReason) -> Step {
+    fn end(&mut self, emit: String, reason: Limit) -> Step {
         self.done = true;
         self.finished = Some(reason);
         self.held.clear();
@@ -136,13 +148,22 @@ impl OutputLimiter {
         }
     }
 
-    /// Start of the stop occurrence in `buf` that completes first (ties: earliest start).
-    fn first_completed_stop(&self, buf: &str) -> Option<usize> {
+    /// Start of the stop occurrence in `buf` that completes first (ties: earliest start), and
+    /// which stop it is.
+    fn first_completed_stop(&self, buf: &str) -> Option<(usize, String)> {
         self.stops
             .iter()
-            .filter_map(|s| buf.find(s.as_str()).map(|start| (start + s.len(), start)))
+            .filter_map(|s| {
+                buf.find(s.as_str())
+                    .map(|start| (start + s.len(), start, s))
+            })
             .min()
-            .map(|(_, start)| start)
+            .map(|(_, start, s)| (start, s.clone()))
+    }
+
+    /// The stop sequence that ended the answer, once one did.
+    pub fn matched_stop(&self) -> Option<&str> {
+        self.matched.as_deref()
     }
 
     /// Length of the longest suffix of `buf` that is a proper prefix of some stop sequence.
@@ -178,7 +199,7 @@ impl OutputLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gateway::usage::estimate_tokens;
+    use crate::turn::usage::estimate_tokens;
     use proptest::prelude::*;
 
     fn stops(s: &[&str]) -> Vec<String> {
@@ -186,7 +207,7 @@ mod tests {
     }
 
     /// Runs the limiter over `deltas`: (all emitted text, finish reason).
-    fn run(l: &mut OutputLimiter, deltas: &[&str]) -> (String, Option<FinishReason>) {
+    fn run(l: &mut OutputLimiter, deltas: &[&str]) -> (String, Option<Limit>) {
         let mut out = String::new();
         let mut reason = None;
         for d in deltas {
@@ -218,7 +239,7 @@ mod tests {
         let mut l = OutputLimiter::new(stops(&["END"]), None);
         let s = l.push("abc END xyz");
         assert_eq!(s.emit, "abc ");
-        assert_eq!(s.finished, Some(FinishReason::Stop));
+        assert_eq!(s.finished, Some(Limit::Stop));
         // After finishing, pushes return nothing.
         assert_eq!(l.push("more"), Step::default());
         assert_eq!(l.finish(), "");
@@ -233,7 +254,7 @@ mod tests {
         assert_eq!(l.held_back(), "</ans");
         let s = l.push("wer> trailing");
         assert_eq!(s.emit, "");
-        assert_eq!(s.finished, Some(FinishReason::Stop));
+        assert_eq!(s.finished, Some(Limit::Stop));
     }
 
     #[test]
@@ -262,15 +283,15 @@ mod tests {
             &mut OutputLimiter::new(stops(&["abcde", "c"]), None),
             &["abc", "de"],
         );
-        assert_eq!((out.as_str(), r), ("ab", Some(FinishReason::Stop)));
+        assert_eq!((out.as_str(), r), ("ab", Some(Limit::Stop)));
         let (out, r) = run(
             &mut OutputLimiter::new(stops(&["abcde", "c"]), None),
             &["abcde"],
         );
-        assert_eq!((out.as_str(), r), ("ab", Some(FinishReason::Stop)));
+        assert_eq!((out.as_str(), r), ("ab", Some(Limit::Stop)));
         // Same end: the earlier start wins.
         let (out, r) = run(&mut OutputLimiter::new(stops(&["c", "bc"]), None), &["abc"]);
-        assert_eq!((out.as_str(), r), ("a", Some(FinishReason::Stop)));
+        assert_eq!((out.as_str(), r), ("a", Some(Limit::Stop)));
     }
 
     #[test]
@@ -279,7 +300,7 @@ mod tests {
             &mut OutputLimiter::new(stops(&["。结束"]), None),
             &["你好。", "结", "束了"],
         );
-        assert_eq!((out.as_str(), r), ("你好", Some(FinishReason::Stop)));
+        assert_eq!((out.as_str(), r), ("你好", Some(Limit::Stop)));
     }
 
     #[test]
@@ -290,14 +311,11 @@ mod tests {
         let s = l.push("efgh");
         assert_eq!((s.emit.as_str(), s.finished), ("efgh", None));
         let s = l.push("i");
-        assert_eq!(
-            (s.emit.as_str(), s.finished),
-            ("", Some(FinishReason::Length))
-        );
+        assert_eq!((s.emit.as_str(), s.finished), ("", Some(Limit::Length)));
         assert_eq!(l.tokens(), 2);
 
         let (out, r) = run(&mut OutputLimiter::new(vec![], Some(3)), &["你好世界"]);
-        assert_eq!((out.as_str(), r), ("你好世", Some(FinishReason::Length)));
+        assert_eq!((out.as_str(), r), ("你好世", Some(Limit::Length)));
         // Exactly at the budget with a natural end: no cut.
         let (out, r) = run(&mut OutputLimiter::new(vec![], Some(4)), &["你好", "世界"]);
         assert_eq!((out.as_str(), r), ("你好世界", None));
@@ -309,13 +327,13 @@ mod tests {
             &mut OutputLimiter::new(stops(&["END"]), Some(1)),
             &["abcdefEND"],
         );
-        assert_eq!((out.as_str(), r), ("abcd", Some(FinishReason::Length)));
+        assert_eq!((out.as_str(), r), ("abcd", Some(Limit::Length)));
         // Stop within budget: stop.
         let (out, r) = run(
             &mut OutputLimiter::new(stops(&["X"]), Some(1)),
             &["abcd", "X"],
         );
-        assert_eq!((out.as_str(), r), ("abcd", Some(FinishReason::Stop)));
+        assert_eq!((out.as_str(), r), ("abcd", Some(Limit::Stop)));
     }
 
     #[test]
@@ -324,7 +342,7 @@ mod tests {
         assert_eq!(l.push("abcde").emit, "abcd");
         assert_eq!(l.held_back(), "e");
         assert_eq!(l.finish(), "");
-        assert_eq!(l.finished(), Some(FinishReason::Length));
+        assert_eq!(l.finished(), Some(Limit::Length));
     }
 
     #[test]
@@ -334,7 +352,7 @@ mod tests {
     }
 
     /// Reference semantics computed on the whole text (see the module docs).
-    fn reference(text: &str, stops: &[String], max: Option<u32>) -> (String, Option<FinishReason>) {
+    fn reference(text: &str, stops: &[String], max: Option<u32>) -> (String, Option<Limit>) {
         let stop_at = stops
             .iter()
             .filter(|s| !s.is_empty())
@@ -355,9 +373,9 @@ mod tests {
         }
         let out = candidate[..end].to_owned();
         let reason = if end < candidate.len() {
-            Some(FinishReason::Length)
+            Some(Limit::Length)
         } else if stop_at.is_some() {
-            Some(FinishReason::Stop)
+            Some(Limit::Stop)
         } else {
             None
         };

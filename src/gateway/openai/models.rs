@@ -4,31 +4,31 @@
 use axum::Json;
 use axum::extract::State;
 
-use super::error::GatewayError;
-use super::extract::ApiPath;
-use super::schema::{ModelList, ModelObject};
-use super::state::AppState;
+use super::response::{ModelList, ModelObject};
+use crate::error::GatewayError;
+use crate::gateway::extract::ApiPath;
+use crate::gateway::state::AppState;
 use crate::lingma::{ModelRegistry, Resolution};
 
 fn registry(st: &AppState) -> Result<std::sync::Arc<ModelRegistry>, GatewayError> {
-    if let Some(r) = st.pool.models() {
+    if let Some(r) = st.engine.pool.models() {
         return Ok(r);
     }
-    let snaps = st.pool.snapshots();
+    let snaps = st.engine.pool.snapshots();
     match snaps
         .iter()
         .find(|s| s.state == crate::pool::InstanceState::NotLoggedIn)
     {
-        Some(s) if !st.pool.any_ready() => Err(GatewayError::NotLoggedIn {
+        Some(s) if !st.engine.pool.any_ready() => Err(GatewayError::NotLoggedIn {
             instance: s.name.clone(),
         }),
-        _ if st.pool.any_ready() => Ok(std::sync::Arc::new(ModelRegistry::default())),
+        _ if st.engine.pool.any_ready() => Ok(std::sync::Arc::new(ModelRegistry::default())),
         _ => Err(GatewayError::NoInstanceReady),
     }
 }
 
 fn object(st: &AppState, m: &crate::lingma::ModelInfo) -> ModelObject {
-    let created = st.pool.started_unix();
+    let created = st.engine.pool.started_unix();
     ModelObject::new(m.key.clone(), created, "lingma")
 }
 

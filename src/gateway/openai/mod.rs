@@ -1,0 +1,192 @@
+//! The OpenAI chat front door: `POST /v1/chat/completions` (and `/v1/models` in `models.rs`).
+//!
+//! The request is checked and turned into a neutral turn (`request.rs`), the engine runs it, and
+//! the turn's events are rendered as OpenAI sends them (`response.rs`): one JSON body, or SSE
+//! written straight from the turn (the body stream polls the turn itself: no extra task or queue),
+//! with keep-alive comments while the model is silent, and an error event if the turn fails after
+//! the headers went out.
+
+pub mod models;
+pub mod request;
+pub mod response;
+
+use std::convert::Infallible;
+
+use axum::Json;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::error::GatewayError;
+use crate::turn::{Turn, TurnEvent};
+
+use super::extract::{ApiJson, Caller};
+use super::router::ChatLog;
+use super::state::AppState;
+use request::ChatCompletionRequest;
+use response::{ChatCompletion, ChunkBuilder, new_completion_id};
+
+/// Headers that name a conversation, for any client (each front door adds its clients' own).
+pub const AFFINITY_HEADERS: [&str; 2] = ["x-session-id", "x-session-affinity"];
+
+/// The first of `names` present (and not blank) as an affinity key.
+pub fn affinity_header(headers: &HeaderMap, names: &[&str]) -> Option<String> {
+    names.iter().find_map(|name| {
+        headers
+            .get(*name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(|v| format!("h:{v}"))
+    })
+}
+
+pub async fn chat_completions(
+    State(st): State<AppState>,
+    Caller(identity): Caller,
+    headers: HeaderMap,
+    body: ApiJson<ChatCompletionRequest>,
+) -> Response {
+    // The request's log line names the instance and model, for failures as well.
+    let mut log = ChatLog::default();
+    let mut resp = match answer(&st, identity.as_str(), &headers, body, &mut log).await {
+        Ok(resp) => resp,
+        Err(e) => {
+            log.error = e.code().map(str::to_string);
+            e.into_response()
+        }
+    };
+    resp.extensions_mut().insert(log);
+    resp
+}
+
+async fn answer(
+    st: &AppState,
+    identity: &str,
+    headers: &HeaderMap,
+    body: ApiJson<ChatCompletionRequest>,
+    log: &mut ChatLog,
+) -> Result<Response, GatewayError> {
+    let ApiJson { value, reservation } = body;
+    let mut chat = request::to_turn(value)?;
+    log.stream = chat.stream;
+    chat.turn.identity = identity.to_string();
+    if let Some(key) = affinity_header(headers, &AFFINITY_HEADERS) {
+        chat.turn.affinity = Some(key);
+    }
+    let turn = st.engine.start(chat.turn, Some(reservation)).await?;
+    log.instance = turn.instance().to_string();
+    log.model = turn.model().to_string();
+    log.reuse = turn.reused();
+    let mut chunks = ChunkBuilder::new(new_completion_id(), crate::util::unix_secs(), turn.model());
+    chunks.legacy = chat.legacy_functions;
+    if chat.stream {
+        return Ok(sse_response(SseState {
+            turn,
+            chunks,
+            include_usage: chat.include_usage,
+            phase: Phase::Start,
+        }));
+    }
+    let ChunkBuilder {
+        id, created, model, ..
+    } = chunks;
+    let out = turn.collect().await?;
+    Ok(Json(ChatCompletion::new(
+        id,
+        created,
+        model,
+        out,
+        chat.legacy_functions,
+    ))
+    .into_response())
+}
+
+/// A `text/event-stream` response whose body is produced by polling `state`.
+fn sse_response(state: SseState) -> Response {
+    let body = futures_util::stream::unfold(state, |mut s| async move {
+        let bytes = s.advance().await?;
+        Some((Ok::<Bytes, Infallible>(bytes), s))
+    });
+    let mut resp = (StatusCode::OK, Body::from_stream(body)).into_response();
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    resp
+}
+
+enum Phase {
+    Start,
+    Running,
+    Over,
+}
+
+/// The SSE body: role chunk first, then one event per turn event, then finish (+ usage) and
+/// `[DONE]`; on failure an error event and no finish.
+struct SseState {
+    turn: Turn,
+    chunks: ChunkBuilder,
+    include_usage: bool,
+    phase: Phase,
+}
+
+impl SseState {
+    async fn advance(&mut self) -> Option<Bytes> {
+        match self.phase {
+            Phase::Start => {
+                self.phase = Phase::Running;
+                Some(sse(&self.chunks.role()))
+            }
+            Phase::Over => None,
+            Phase::Running => {
+                let c = &self.chunks;
+                match self.turn.next().await? {
+                    Ok(TurnEvent::Text(t)) => Some(sse(&c.content(&t))),
+                    Ok(TurnEvent::Reasoning(t)) => Some(sse(&c.reasoning(&t))),
+                    Ok(TurnEvent::ToolCallStart { index, id, name }) => {
+                        Some(sse(&c.call_start(index, &id, &name)))
+                    }
+                    Ok(TurnEvent::ToolCallDelta { index, delta }) => {
+                        Some(sse(&c.call_arguments(index, &delta)))
+                    }
+                    Ok(TurnEvent::ToolCallEnd { .. }) => Some(Bytes::new()),
+                    Ok(TurnEvent::KeepAlive) => Some(Bytes::from_static(b": keep-alive\n\n")),
+                    Ok(TurnEvent::Finish { reason, usage }) => {
+                        self.phase = Phase::Over;
+                        let mut out = sse_vec(&c.finish(&reason));
+                        if self.include_usage {
+                            out.extend_from_slice(&sse_vec(&c.usage(usage)));
+                        }
+                        out.extend_from_slice(b"data: [DONE]\n\n");
+                        Some(Bytes::from(out))
+                    }
+                    Err(e) => {
+                        self.phase = Phase::Over;
+                        tracing::warn!(instance = %self.turn.instance(), error = %e, "stream failed mid-answer");
+                        Some(sse(&e.to_body()))
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn sse<T: Serialize>(value: &T) -> Bytes {
+    Bytes::from(sse_vec(value))
+}
+
+fn sse_vec<T: Serialize>(value: &T) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256);
+    out.extend_from_slice(b"data: ");
+    if serde_json::to_writer(&mut out, value).is_err() {
+        out.extend_from_slice(b"{}");
+    }
+    out.extend_from_slice(b"\n\n");
+    out
+}
