@@ -28,6 +28,7 @@ use super::browser;
 use super::error::{HeadlessError, Stop, cdp};
 use super::options::BrowserOptions;
 use crate::login::{CallbackParams, state_matches};
+use crate::util::lock;
 
 /// A raw DevTools command: keeps this driver independent of the generated builders.
 #[derive(Debug)]
@@ -93,11 +94,6 @@ pub(super) struct Session {
     watcher: Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// Held for its drop: a fresh profile is removed after the browser is gone.
     _profile: Option<tempfile::TempDir>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // The maps here are plain caches; a poisoned lock still holds usable data.
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Session {

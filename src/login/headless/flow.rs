@@ -14,6 +14,7 @@ use super::error::{Diagnostics, HeadlessError, Stop};
 use super::options::{BrowserOptions, Credentials, Locators, Target, Timeouts};
 use crate::lingma::AuthStatus;
 use crate::login::{CallbackParams, expected_state, wait_logged_in};
+use crate::util::{unix_millis, write_private};
 
 /// Logs the target instance in through the browser: fills the form with `creds`, or with
 /// `opts.visible` shows the page and waits for the person to finish. Returns the new auth status.
@@ -297,11 +298,7 @@ async fn diagnose(s: &Session, work_dir: &Path, label: &str) -> Diagnostics {
             return d;
         }
     }
-    let stamp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|t| t.as_millis())
-        .unwrap_or(0);
-    let base = dir.join(format!("{stamp}-{label}"));
+    let base = dir.join(format!("{}-{label}", unix_millis()));
     if let Ok(Ok(png)) = tokio::time::timeout(Duration::from_secs(10), s.screenshot()).await {
         let p = base.with_extension("png");
         if write_private(&p, &png).is_ok() {
@@ -322,16 +319,4 @@ async fn diagnose(s: &Session, work_dir: &Path, label: &str) -> Diagnostics {
         d.text = Some(p);
     }
     d
-}
-
-fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    f.write_all(data)
 }
