@@ -113,7 +113,8 @@ impl HeadlessError {
     }
 
     /// Whether trying again can help. Never after a captcha, a verification or a refused
-    /// password (protocol §11), nor when the setup is wrong.
+    /// password (retrying makes the login page's risk checks stricter and can lock the account),
+    /// nor when the setup is wrong.
     pub fn retryable(&self) -> bool {
         matches!(
             self,

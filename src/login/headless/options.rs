@@ -11,7 +11,8 @@ use crate::login::Secret;
 /// Where Debian's `chromium` package puts the browser.
 pub const DEFAULT_BROWSER: &str = "/usr/bin/chromium";
 
-/// Where to look for the page elements (protocol §11); every list is tried in order.
+/// Where to look for the page elements; every list is tried in order. The defaults are the
+/// Alibaba Cloud login widget's known selectors (the settings are listed in `docs/login.md`).
 ///
 /// A selector is CSS, or `text=EXACT` (an element whose text is exactly that), or `CSS >> nth=N`
 /// (the N-th match, from 0).
@@ -104,7 +105,9 @@ impl Default for Locators {
     }
 }
 
-/// §11's timeouts.
+/// How long each stage of the browser flow may take. The defaults are the limits known to suit
+/// the real login page; [`Timeouts::with_total`] caps them by the whole-login limit
+/// (`AUTO_LOGIN_TIMEOUT`, `--timeout`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timeouts {
     pub navigation: Duration,
