@@ -64,6 +64,11 @@ complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand serve" -l header-tim
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand serve" -l body-timeout -d 'Seconds to receive a whole request body [env: GATEWAY_BODY_TIMEOUT_SEC] [default: 30]' -r
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand serve" -l idle-timeout -d 'Seconds an idle keep-alive connection stays open [env: GATEWAY_IDLE_TIMEOUT_SEC] [default: 60]' -r
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand serve" -l stream-stall-timeout -d 'Seconds a client may stop reading an answer before it is ended and Lingma stopped [env: GATEWAY_STREAM_STALL_TIMEOUT_SEC] [default: 60]' -r
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand serve" -l keepalive -d 'Seconds of silence after which a stream gets a keep-alive (SSE comment, Anthropic ping); 0 turns them off [env: GATEWAY_SSE_KEEPALIVE_SEC] [default: 15]' -r
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand serve" -l tool-syntax -d 'The syntax the model is asked to write tool calls in; every syntax is understood [env: TOOL_CALL_SYNTAX] [default: hermes]' -r -f -a "hermes\t'`<tool_call>{"name": …, "arguments": {…}}</tool_call>`'
+qwen3-coder\t'`<tool_call><function=NAME><parameter=K>v</parameter></function></tool_call>`'
+json\t'A fenced ```json block with name and arguments'"
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand serve" -l tool-description-limit -d 'Characters of a tool\'s description put in the question [env: TOOL_DESCRIPTION_LIMIT] [default: 512]' -r
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand serve" -l config -d 'Config file (TOML); default: lingma-gw/config.toml in the user\'s config dir [env: LINGMA_GW_CONFIG]' -r -F
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand serve" -l log-format -d 'Log format on stderr [env: LOG_FORMAT] [default: text]' -r -f -a "text\t''
 json\t''"
@@ -74,7 +79,7 @@ complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand serve" -l session-re
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand serve" -l no-session-reuse -d 'Replay the whole conversation in a new session every time'
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand serve" -s v -l verbose -d 'More log output (-v debug, -vv trace); overrides LOG_LEVEL'
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand serve" -s q -l quiet -d 'Only errors on stderr, no progress output'
-complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand serve" -s h -l help -d 'Print help'
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand serve" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand serve" -s V -l version -d 'Print version'
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand models" -l lingma-bin -d 'The Lingma binary [env: LINGMA_BIN] [default: newest ~/.lingma/bin/<version>/<platform>/Lingma]' -r -F
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand models" -l work-dir -d 'Root of the instances\' work dirs; an instance\'s is <work-dir>/<name> [env: LINGMA_WORK_DIR] [default: the user\'s data dir]' -r -F

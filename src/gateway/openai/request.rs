@@ -42,6 +42,8 @@ pub struct ChatCompletionRequest {
     pub top_p: Option<f64>,
     pub user: Option<String>,
     pub prompt_cache_key: Option<String>,
+    /// Accepted and without effect (read, so that its nesting depth is checked like the rest).
+    pub metadata: Option<Value>,
     pub tools: Option<Vec<ToolDef>>,
     pub tool_choice: Option<Value>,
     pub parallel_tool_calls: Option<bool>,
