@@ -50,7 +50,7 @@ pub enum RpcError {
         method: String,
         code: i64,
         message: String,
-        data: Option<Value>,
+        data: Option<Box<Value>>,
     },
     #[error("Lingma sent a malformed frame: {0}")]
     Frame(#[from] FrameError),
@@ -430,7 +430,7 @@ async fn dispatch(shared: &Shared, body: &[u8]) -> Result<Dispatched, RpcError> 
                         .and_then(Value::as_str)
                         .unwrap_or("")
                         .to_string(),
-                    data: err.get("data").cloned(),
+                    data: err.get("data").cloned().map(Box::new),
                 })
             } else {
                 let result = msg.as_object_mut().and_then(|m| m.remove("result"));

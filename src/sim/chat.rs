@@ -20,12 +20,12 @@ use tokio_util::sync::CancellationToken;
 
 use super::config::{DEFAULT_FAULT_AFTER, Faults, ThinkStyle};
 use super::conn::{Conn, Wire};
-use super::directives;
 use super::log::now_ms;
 use super::models::{self, DEFAULT_MODEL};
 use super::server::{INVALID_PARAMS, Reply};
 use super::state::{RunningChat, Shared, lock};
 use super::store::ChatRecord;
+use super::{agent, directives};
 
 /// Frames per WebSocket message under the `batch` fault.
 const BATCH: usize = 3;
@@ -198,9 +198,25 @@ pub async fn ask(shared: &Arc<Shared>, conn: &Arc<Conn>, id: Value, params: Valu
     } else {
         d.text.trim().to_string()
     };
-    let answer = match faults.len {
-        Some(n) => words(n),
-        None => generate_reply(&clean),
+    // An agent's turn (tool instructions and a script of calls), read from the session's
+    // questions so far and this one.
+    let agent_answer = {
+        let store = lock(&shared.sessions);
+        let (earlier, correcting): (Vec<String>, bool) = match store.get(&session_id) {
+            Some(s) => (
+                s.chat_records.iter().map(|r| r.question.clone()).collect(),
+                s.agent_broken,
+            ),
+            None => (Vec::new(), false),
+        };
+        let earlier: Vec<&str> = earlier.iter().map(String::as_str).collect();
+        agent::answer(&earlier, &question, correcting)
+    };
+    let agent_broken = agent_answer.as_ref().is_some_and(|a| a.broken);
+    let answer = match (faults.len, agent_answer) {
+        (Some(n), _) => words(n),
+        (None, Some(a)) => a.text,
+        (None, None) => generate_reply(&clean),
     };
     let title = title_of(&clean);
     let think_style = faults.think.unwrap_or(cfg.think);
@@ -228,6 +244,7 @@ pub async fn ask(shared: &Arc<Shared>, conn: &Arc<Conn>, id: Value, params: Valu
         if faults.off_by_one == Some(true) {
             s.off_by_one = true;
         }
+        s.agent_broken = agent_broken;
         let emitted = if s.off_by_one && faults.off_by_one != Some(false) {
             s.pending_answer.replace(full).unwrap_or_default()
         } else {

@@ -141,6 +141,8 @@ fn apply(f: &mut Faults, item: &str) -> Result<(), String> {
             f.len = Some(n);
         }
         "after" => f.after = Some(number(value, &name)?),
+        // Read by the agent script (`agent.rs`) from the conversation, not per question.
+        "tool-syntax" | "tool-fault" | "tool-fault-sticky" => {}
         "chunk" => f.chunk = Some(number(value, &name)?),
         "" => {}
         _ => return Err(format!("unknown directive {item:?}")),

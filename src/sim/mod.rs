@@ -6,10 +6,11 @@
 //! [`run_until_signal`] (what `lingma-gw sim start` runs), [`status`] (`sim status`) and
 //! [`VERSION`]. Module map: `config` (knobs), `directives` (`[[sim:...]]` per-request faults),
 //! `server` (WebSocket, framing, JSON-RPC methods), `conn` (one connection's writer and acks),
-//! `chat` (`chat/ask` streams and faults), `http` (callback and login page), `state` (shared
+//! `chat` (`chat/ask` streams and faults), `agent` (scripted tool calls for agent clients), `http` (callback and login page), `state` (shared
 //! state), `store` (files in the work dir), `models` (catalogue), `log` (lingma.log and the
 //! request log).
 
+pub mod agent;
 mod chat;
 pub mod config;
 mod conn;

@@ -268,6 +268,9 @@ pub struct ChatSession {
     /// A turn has started (title sent) even if it is not recorded yet.
     #[serde(skip)]
     pub started: bool,
+    /// The last answer was a broken tool call (`sim/agent.rs`): the next one corrects it.
+    #[serde(skip)]
+    pub agent_broken: bool,
 }
 
 // Built and serialised one at a time, never stored in bulk.

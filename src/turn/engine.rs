@@ -308,6 +308,7 @@ impl Engine {
             text: String::new(),
             reasoning: String::new(),
             calls: Vec::new(),
+            held_space: String::new(),
             scanner,
             problems: Vec::new(),
             reasking: false,
@@ -474,6 +475,8 @@ pub struct Turn {
     reasoning: String,
     /// The calls handed out.
     calls: Vec<ToolCall>,
+    /// Whitespace after a call, held until words follow.
+    held_space: String,
     /// Present when the turn offers tools.
     scanner: Option<Scanner>,
     /// Blocks that were calls but unusable: the reason for a re-ask.
@@ -658,6 +661,18 @@ impl Turn {
             // A re-ask's words are not the client's answer; only its calls are.
             return;
         }
+        // Whitespace between or after calls waits for words; alone it is dropped at the end.
+        if !self.calls.is_empty() && t.trim().is_empty() {
+            self.held_space.push_str(t);
+            return;
+        }
+        let joined;
+        let t = if self.held_space.is_empty() {
+            t
+        } else {
+            joined = std::mem::take(&mut self.held_space) + t;
+            joined.as_str()
+        };
         let step = self.limiter.push(t);
         if !step.emit.is_empty() {
             self.text.push_str(&step.emit);

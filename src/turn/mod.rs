@@ -26,9 +26,10 @@ use serde_json::Value;
 pub use engine::{Engine, EngineConfig, Turn};
 pub use tools::{CallSyntax, ToolChoice, ToolKind, ToolSpec};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Role {
     System,
+    #[default]
     User,
     Assistant,
     Tool,
@@ -57,12 +58,6 @@ pub struct Message {
     pub tool_name: Option<String>,
     /// A tool result that reports a failure.
     pub is_error: bool,
-}
-
-impl Default for Role {
-    fn default() -> Self {
-        Self::User
-    }
 }
 
 impl Message {

@@ -93,7 +93,7 @@ fn push_block(out: &mut String, m: &Message, style: HistoryStyle<'_>) {
     if !out.is_empty() {
         out.push_str("\n\n");
     }
-    let _ = write!(out, "[{}]\n", label(m.role));
+    let _ = writeln!(out, "[{}]", label(m.role));
     match m.role {
         Role::Tool => out.push_str(&render::result(
             m.tool_name.as_deref(),

@@ -517,7 +517,7 @@ mod tests {
         let echoed: serde_json::Value = serde_json::from_str(r#"{"n":1,"path":"a"}"#).unwrap();
         let next = [u("go"), with_call("Writing.", echoed), result.clone()];
         let hit = c.take(SCOPE, &next).expect("hit");
-        assert_eq!(hit.new_messages, &[result.clone()]);
+        assert_eq!(hit.new_messages, std::slice::from_ref(&result));
         // Other arguments: another turn.
         c.insert(SCOPE, &stored, entry("S"));
         let other = [
