@@ -266,6 +266,23 @@ impl IntoResponse for GatewayError {
     }
 }
 
+/// How an API surface writes an error. The default is OpenAI's body (the `IntoResponse` impl
+/// above), used by `/v1/chat/completions`, `/v1/responses`, `/v1/models` and the operator
+/// endpoints; the Anthropic front door has its own.
+pub trait ErrorShape: Send + Sync + 'static {
+    /// The response for `e`; `request_id` is the request's `x-request-id`.
+    fn render(e: GatewayError, request_id: Option<&str>) -> Response;
+}
+
+/// OpenAI's `{"error": {...}}`.
+pub struct OpenAiShape;
+
+impl ErrorShape for OpenAiShape {
+    fn render(e: GatewayError, _request_id: Option<&str>) -> Response {
+        e.into_response()
+    }
+}
+
 /// Fallback handler for unknown routes: 404 in OpenAI's shape. The query string is left out of
 /// the message (it may hold secrets).
 pub async fn fallback(method: Method, uri: Uri) -> GatewayError {

@@ -14,6 +14,7 @@ use thiserror::Error;
 use crate::cli::{AskModeArg, GlobalArgs, LingmaArgs, LogFormat, ServeArgs, ToolSyntaxArg};
 use crate::lingma::{AskMode, ClientOptions};
 use crate::turn::CallSyntax;
+use crate::turn::model_map::ModelMap;
 
 #[derive(Debug, Error)]
 pub enum SettingsError {
@@ -75,6 +76,7 @@ pub struct ConfigFile {
     pub keepalive: Option<f64>,
     pub tool_syntax: Option<String>,
     pub tool_description_limit: Option<usize>,
+    pub model_map: Option<Vec<String>>,
     // Login and session bundles (see `LoginBrowserSettings`, `AutoLoginSettings`).
     pub auto_login_enabled: Option<bool>,
     pub auto_login_timeout: Option<f64>,
@@ -410,6 +412,7 @@ pub struct ServeSettings {
     pub keepalive: Duration,
     pub tool_syntax: CallSyntax,
     pub tool_description_limit: usize,
+    pub model_map: ModelMap,
 }
 
 impl ServeSettings {
@@ -616,6 +619,15 @@ impl ServeSettings {
                 .or(f.tool_description_limit)
                 .unwrap_or(512),
         };
+        let model_map_rules: Vec<String> = if !a.model_map.is_empty() {
+            a.model_map.clone()
+        } else if let Some(list) = (src.env)("MODEL_MAP").filter(|s| !s.trim().is_empty()) {
+            list.split(',').map(str::to_string).collect()
+        } else {
+            f.model_map.clone().unwrap_or_default()
+        };
+        let model_map = ModelMap::parse(model_map_rules.iter().map(String::as_str))
+            .map_err(|e| SettingsError::Invalid(e.to_string()))?;
         for (flag, d) in [
             ("--header-timeout", header_timeout),
             ("--body-timeout", body_timeout),
@@ -658,6 +670,7 @@ impl ServeSettings {
             keepalive,
             tool_syntax,
             tool_description_limit,
+            model_map,
         };
         settings.check_exposure()?;
         Ok(settings)

@@ -185,6 +185,9 @@ pub struct ServeArgs {
     /// Characters of a tool's description put in the question [env: TOOL_DESCRIPTION_LIMIT] [default: 512]
     #[arg(long, value_name = "CHARS")]
     pub tool_description_limit: Option<usize>,
+    /// Lingma model for client model names matching a glob, e.g. 'claude-*=dashscope_qwen3_coder' (repeat; first match wins) [env: MODEL_MAP, comma-separated]
+    #[arg(long = "model-map", value_name = "PATTERN=MODEL")]
+    pub model_map: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -119,6 +119,7 @@ pub async fn run(args: ServeArgs, sources: &Sources<'_>) -> anyhow::Result<ExitC
             tool_syntax: s.tool_syntax,
             tool_description_limit: s.tool_description_limit,
             keepalive: s.keepalive,
+            model_map: s.model_map.clone(),
         },
         shutdown: shutdown.clone(),
         hard_stop: hard_stop.clone(),

@@ -280,16 +280,26 @@ pub mod layer {
     use axum::middleware::Next;
     use axum::response::{IntoResponse, Response};
 
+    use super::super::router::REQUEST_ID;
     use super::super::state::AppState;
+    use crate::error::ErrorShape;
 
-    /// `/v1/*`: a client key (or none when no keys are configured).
-    pub async fn client(State(st): State<AppState>, mut req: Request, next: Next) -> Response {
+    /// `/v1/*`: a client key (or none when no keys are configured); a refusal in the shape of
+    /// the route's API surface `S`.
+    pub async fn client<S: ErrorShape>(
+        State(st): State<AppState>,
+        mut req: Request,
+        next: Next,
+    ) -> Response {
         match super::check_client(&st.auth, req.headers()) {
             Ok(id) => {
                 req.extensions_mut().insert(id);
                 next.run(req).await
             }
-            Err(e) => e.into_response(),
+            Err(e) => {
+                let id = req.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok());
+                S::render(e, id)
+            }
         }
     }
 

@@ -2,13 +2,15 @@
 //! its connection limits (`server.rs`), authentication (`auth.rs`), the extractors that read
 //! bodies, queries and paths under the gateway's rules (`extract.rs`), shared state (`state.rs`),
 //! health and metrics (`health.rs`), operator endpoints (`admin.rs`, `login.rs`), and one folder
-//! per API surface: `openai/` (`/v1/chat/completions`, `/v1/models`).
+//! per API surface: `openai/` (`/v1/chat/completions`, `/v1/models`), `anthropic/`
+//! (`/v1/messages`, `/v1/messages/count_tokens`).
 //!
 //! A front door parses its wire format into a neutral turn, runs it on the engine (`crate::turn`)
 //! and renders the events; it never touches the pool or the Lingma client. The one error type is
 //! `crate::error::GatewayError`; each surface renders it in its own shape.
 
 pub mod admin;
+pub mod anthropic;
 pub mod auth;
 pub mod extract;
 pub mod health;

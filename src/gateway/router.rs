@@ -9,9 +9,10 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
 
+use super::anthropic::{self, AnthropicShape};
 use super::state::AppState;
 use super::{admin, auth, health, login, openai};
-use crate::error;
+use crate::error::{self, OpenAiShape};
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -35,7 +36,14 @@ pub fn build(state: AppState) -> Router {
         .route("/v1/models/{*id}", get(openai::models::get_one))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
-            auth::layer::client,
+            auth::layer::client::<OpenAiShape>,
+        ));
+    let anthropic = Router::new()
+        .route("/v1/messages", post(anthropic::messages))
+        .route("/v1/messages/count_tokens", post(anthropic::count_tokens))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::layer::client::<AnthropicShape>,
         ));
     let admin = Router::new()
         .route("/internal/stats", get(admin::stats))
@@ -61,6 +69,7 @@ pub fn build(state: AppState) -> Router {
         ));
     Router::new()
         .merge(client)
+        .merge(anthropic)
         .merge(admin)
         .merge(metrics)
         .route("/healthz", get(health::healthz))

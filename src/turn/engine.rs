@@ -26,6 +26,7 @@ use crate::pool::{Lease, Pool, PoolError, Selection};
 
 use super::admission::{Admission, AdmissionPermit, BodyReservation};
 use super::limits::{Limit, OutputLimiter};
+use super::model_map::ModelMap;
 use super::prompt::{self, HistoryStyle};
 use super::reuse::{SessionCache, SessionEntry, canonical_json};
 use super::tools::decode::{self, Problem};
@@ -49,6 +50,8 @@ pub struct EngineConfig {
     pub tool_description_limit: usize,
     /// A [`TurnEvent::KeepAlive`] after this long without an event (zero: never).
     pub keepalive: Duration,
+    /// Model names clients send, mapped to Lingma models.
+    pub model_map: ModelMap,
 }
 
 impl Default for EngineConfig {
@@ -61,6 +64,7 @@ impl Default for EngineConfig {
             tool_syntax: CallSyntax::Hermes,
             tool_description_limit: 512,
             keepalive: Duration::from_secs(15),
+            model_map: ModelMap::default(),
         }
     }
 }
@@ -187,26 +191,20 @@ impl Engine {
             }
             None => (self.acquire(&affinity, wait).await?, None),
         };
+        let wanted = req
+            .model
+            .as_deref()
+            .map(|m| self.config.model_map.map(m).unwrap_or(m));
         let resolution = lease
             .models()
-            .resolve(req.model.as_deref(), self.config.default_model.as_deref());
+            .resolve(wanted, self.config.default_model.as_deref());
         let model_key = resolution.key().map(str::to_string);
         let model = model_key
             .clone()
-            .or_else(|| req.model.clone())
+            .or_else(|| wanted.map(str::to_string))
             .unwrap_or_else(|| "lingma".into());
         let syntax = self.config.tool_syntax;
-        let instructions = offered.then(|| {
-            render::instructions(
-                &tools,
-                &req.tool_choice,
-                req.parallel_tool_calls,
-                RenderOptions {
-                    syntax,
-                    description_limit: self.config.tool_description_limit,
-                },
-            )
-        });
+        let instructions = self.instructions(&tools, &req);
         let prompt_tokens = estimate_prompt_tokens(&req.messages)
             .saturating_add(instructions.as_deref().map_or(0, estimate_tokens));
         self.metrics
@@ -316,6 +314,31 @@ impl Engine {
             pending: VecDeque::new(),
             cacheable: true,
             finished: false,
+        })
+    }
+
+    /// The estimated prompt tokens of a request, as its usage would report them, without asking
+    /// Lingma anything.
+    pub fn count_tokens(&self, mut req: TurnRequest) -> Result<u32, GatewayError> {
+        let tools = self.prepare(&mut req)?;
+        let instructions = self.instructions(&tools, &req);
+        Ok(estimate_prompt_tokens(&req.messages)
+            .saturating_add(instructions.as_deref().map_or(0, estimate_tokens)))
+    }
+
+    /// The tool instructions of a request, when it offers tools.
+    fn instructions(&self, tools: &ToolSet, req: &TurnRequest) -> Option<String> {
+        let offered = !tools.is_empty() && req.tool_choice != ToolChoice::None;
+        offered.then(|| {
+            render::instructions(
+                tools,
+                &req.tool_choice,
+                req.parallel_tool_calls,
+                RenderOptions {
+                    syntax: self.config.tool_syntax,
+                    description_limit: self.config.tool_description_limit,
+                },
+            )
         })
     }
 
@@ -510,6 +533,11 @@ impl Turn {
     /// Bytes of the question sent to Lingma.
     pub fn question_bytes(&self) -> usize {
         self.question_bytes
+    }
+
+    /// The estimated prompt tokens (as the usage will report them).
+    pub fn prompt_tokens(&self) -> u32 {
+        self.prompt_tokens
     }
 
     /// The next event; `None` after the finish (or an error).

@@ -11,11 +11,13 @@
 //! * `reuse.rs`: which upstream session already holds a conversation.
 //! * `admission.rs`: the in-flight guard, the bounded queue and the body budget.
 //! * `limits.rs`, `usage.rs`: `stop`/`max_tokens` on the answer, token estimates.
+//! * `model_map.rs`: which Lingma model answers the names clients send (`claude-*`, `gpt-*`).
 //! * `tools/`: tool emulation (scanner, decoding, schemas, rendering).
 
 pub mod admission;
 pub mod engine;
 pub mod limits;
+pub mod model_map;
 pub mod prompt;
 pub mod reuse;
 pub mod tools;
