@@ -1,5 +1,5 @@
 //! Everything that talks to a Lingma process: framing, JSON-RPC, the typed client, the model
-//! registry, process spawning and discovery.
+//! registry, process spawning and discovery, and the layout of a work dir.
 
 pub mod attach;
 pub mod client;
@@ -9,9 +9,11 @@ pub mod models;
 pub mod process;
 pub mod rpc;
 pub mod think;
+pub mod workdir;
 
 pub use client::{
     AskMode, AuthStatus, ChatError, ChatEvent, ChatFinish, ChatRequest, ChatStream, ClientOptions,
     EndedBy, LingmaClient, LingmaError,
 };
 pub use models::{ModelInfo, ModelRegistry, Resolution};
+pub use workdir::WorkDir;

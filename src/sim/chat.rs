@@ -21,11 +21,12 @@ use tokio_util::sync::CancellationToken;
 use super::config::{DEFAULT_FAULT_AFTER, Faults, ThinkStyle};
 use super::conn::{Conn, Wire};
 use super::directives;
-use super::log::now_ms;
 use super::models::{self, DEFAULT_MODEL};
 use super::server::{INVALID_PARAMS, Reply};
-use super::state::{RunningChat, Shared, lock};
+use super::state::{RunningChat, Shared};
 use super::store::ChatRecord;
+use crate::util::lock;
+use crate::util::unix_millis;
 
 /// Frames per WebSocket message under the `batch` fault.
 const BATCH: usize = 3;
@@ -265,7 +266,7 @@ pub async fn ask(shared: &Arc<Shared>, conn: &Arc<Conn>, id: Value, params: Valu
         wire: Wire::from_faults(faults.split.unwrap_or(false), faults.batch.unwrap_or(false)),
         faults,
         strict: cfg.strict_acks,
-        started: now_ms(),
+        started: unix_millis(),
     };
     shared.log.debug(&format!(
         "doAsk requestId: {}, sessionId: {}, model: {}, params.SessionType: {}",
@@ -396,7 +397,7 @@ impl Stream {
             plan,
             json!({
                 "text": text, "overwrite": overwrite, "isFiltered": false,
-                "timestamp": now_ms(), "extra": {"sessionType": plan.session_type},
+                "timestamp": unix_millis(), "extra": {"sessionType": plan.session_type},
             }),
         );
         self.emit(plan, "chat/answer", p).await
@@ -415,7 +416,7 @@ impl Stream {
             }
         }
         lock(&self.shared.chats).remove(&plan.request_id);
-        let now = now_ms();
+        let now = unix_millis();
         lock(&self.shared.sessions).record_turn(ChatRecord {
             request_id: plan.request_id.clone(),
             session_id: plan.session_id.clone(),
@@ -450,7 +451,7 @@ impl Stream {
         self.shared.log.debug(&format!(
             "finish chat answer requestId: {} reason: {reason} statusCode: {code} cost: {}ms",
             plan.request_id,
-            now_ms() - plan.started
+            unix_millis() - plan.started
         ));
     }
 
@@ -536,14 +537,14 @@ impl Stream {
                 }
                 let p = self.params(
                     plan,
-                    json!({"text": piece, "step": "start", "timestamp": now_ms(),
+                    json!({"text": piece, "step": "start", "timestamp": unix_millis(),
                            "extra": {"sessionType": plan.session_type}}),
                 );
                 self.emit(plan, "chat/think", p).await?;
             }
             let p = self.params(
                 plan,
-                json!({"text": "", "step": "done", "timestamp": now_ms(),
+                json!({"text": "", "step": "done", "timestamp": unix_millis(),
                        "extra": {"sessionType": plan.session_type}}),
             );
             self.emit(plan, "chat/think", p).await?;

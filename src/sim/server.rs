@@ -17,9 +17,11 @@ use tokio_tungstenite::tungstenite::{Message, protocol::WebSocketConfig};
 use super::chat;
 use super::conn::{self, Conn, OUT_QUEUE, Wire};
 use super::models;
-use super::state::{Shared, lock};
+use super::state::Shared;
+use super::store::SimFiles;
 use super::store::UserInfo;
 use crate::lingma::frame::FrameDecoder;
+use crate::util::lock;
 
 pub const INVALID_REQUEST: i64 = -32600;
 pub const METHOD_NOT_FOUND: i64 = -32601;
