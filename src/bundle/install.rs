@@ -5,13 +5,14 @@
 //! yet; otherwise file by file with `cache/user` last, so Lingma never sees a user without its
 //! machine id, and undone if any rename fails, so the work dir is then as it was).
 
-use std::io::Write;
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use super::{
     Bundle, BundleError, MANIFEST, allowed_file, check_entry_path, is_logged_in, read_err,
     write_err,
 };
+use crate::lingma::workdir::USER_FILE;
 
 /// What [`install`] did.
 #[derive(Debug, Clone)]
@@ -48,6 +49,7 @@ fn install_with(
     rename: &mut dyn FnMut(&Path, &Path) -> std::io::Result<()>,
 ) -> Result<Installed, BundleError> {
     // `Bundle`'s fields are public: check again what `read` checked before joining any path.
+    let mut seen = HashSet::new();
     for (path, _) in &bundle.files {
         let bad = |reason: String| BundleError::BadEntry {
             path: path.clone(),
@@ -56,6 +58,10 @@ fn install_with(
         check_entry_path(path).map_err(bad)?;
         if path == MANIFEST || !allowed_file(path) {
             return Err(bad("not a file a session bundle has".into()));
+        }
+        // Staging writes each file once into a fresh directory.
+        if !seen.insert(path.as_str()) {
+            return Err(bad("the path appears twice".into()));
         }
     }
     // Look.
@@ -80,7 +86,7 @@ fn install_with(
         if let Some(dir) = dest.parent() {
             create_private_dirs(dir)?;
         }
-        write_private(&dest, data)?;
+        crate::util::write_private(&dest, data).map_err(|e| write_err(&dest, e))?;
     }
     // Swap.
     if !exists {
@@ -91,7 +97,7 @@ fn install_with(
         // `cache/user` last, so a Lingma starting meanwhile sees the old login or the whole new one.
         let mut order: Vec<&str> = bundle.files.iter().map(|(p, _)| p.as_str()).collect();
         // Stable: manifest order, with cache/user moved to the end.
-        order.sort_by_key(|p| *p == "cache/user");
+        order.sort_by_key(|p| *p == USER_FILE);
         let kept = staging.path().join("replaced");
         let result = swap(work_dir, &stage, &kept, &order, rename);
         if matches!(result, Err(BundleError::UndoFailed { .. })) {
@@ -308,18 +314,6 @@ fn set_mode(path: &Path, mode: u32) -> Result<(), BundleError> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
         .map_err(|e| write_err(path, e))
-}
-
-fn write_private(path: &Path, data: &[u8]) -> Result<(), BundleError> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| write_err(path, e))?;
-    f.write_all(data).map_err(|e| write_err(path, e))?;
-    f.sync_all().map_err(|e| write_err(path, e))
 }
 
 #[cfg(test)]
@@ -649,6 +643,15 @@ mod tests {
         let err = install(&b, &wd, true).unwrap_err();
         assert!(
             matches!(&err, BundleError::BadEntry { path, .. } if path == "../escaped"),
+            "{err:?}"
+        );
+        let mut twice = other_login();
+        twice
+            .files
+            .push(("cache/id".into(), b"another id".to_vec()));
+        let err = install(&twice, &wd, true).unwrap_err();
+        assert!(
+            matches!(&err, BundleError::BadEntry { path, reason } if path == "cache/id" && reason.contains("twice")),
             "{err:?}"
         );
         assert_eq!(snapshot(root.path()), before);

@@ -1,4 +1,5 @@
-//! Session bundles: moving a logged-in Lingma work dir to another machine (protocol §7).
+//! Session bundles: moving a logged-in Lingma work dir to another machine (a login lives in a few
+//! files under `cache/`; the machine id among them is what Lingma binds it to).
 //!
 //! A bundle is a tar.gz holding `manifest.json` plus exactly the files that make a work dir logged
 //! in (`cache/id`, `cache/user`, optionally `cache/quota` and Qoder CN's `cache/machine_token.json`
@@ -13,7 +14,7 @@
 //!
 //! This file owns the format (manifest, packing, layers, reading and verifying) and export;
 //! `install` writes a verified bundle into a work dir; `seed` fills logged-out work dirs from a
-//! session seed for the pool.
+//! session seed (a bundle or a logged-in work dir) for the pool.
 
 mod install;
 mod seed;
@@ -26,8 +27,10 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
+use crate::lingma::workdir::{CACHE_DIR, HISTORY_DIR, MACHINE_ID_FILE, USER_FILE, WorkDir};
+
 pub use install::{Installed, install};
-pub use seed::seed_from_file;
+pub use seed::{Seed, seed_from_file, seed_work_dir};
 
 /// `manifest.json`'s `format`.
 pub const FORMAT: &str = "lingma-gw-session";
@@ -42,14 +45,13 @@ pub const DEFAULT_MAX_BYTES: u64 = 64 * 1024 * 1024;
 /// The files that make a work dir logged in (always exported when present; the first two are
 /// required).
 const LOGIN_FILES: [&str; 5] = [
-    "cache/id",
-    "cache/user",
+    MACHINE_ID_FILE,
+    USER_FILE,
     "cache/quota",
     "cache/machine_token.json",
     "cache/cache.json",
 ];
-const REQUIRED: [&str; 2] = ["cache/id", "cache/user"];
-const HISTORY_DIR: &str = "cache/db";
+const REQUIRED: [&str; 2] = [MACHINE_ID_FILE, USER_FILE];
 
 #[derive(Debug, Error)]
 pub enum BundleError {
@@ -194,7 +196,7 @@ pub struct Bundle {
 
 /// Whether a work dir holds a login (the files Lingma reads at start).
 pub fn is_logged_in(work_dir: &Path) -> bool {
-    REQUIRED.iter().all(|f| work_dir.join(f).is_file())
+    WorkDir::new(work_dir).has_login()
 }
 
 fn read_err(path: &Path, e: impl std::fmt::Display) -> BundleError {
@@ -209,13 +211,6 @@ fn write_err(path: &Path, e: impl std::fmt::Display) -> BundleError {
         path: path.to_path_buf(),
         reason: e.to_string(),
     }
-}
-
-fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 /// The relative paths a bundle of `work_dir` holds.
@@ -258,7 +253,7 @@ pub fn export(work_dir: &Path, opts: &ExportOptions) -> Result<Vec<u8>, BundleEr
     let manifest = Manifest {
         format: FORMAT.into(),
         version: FORMAT_VERSION,
-        created_at: now_secs(),
+        created_at: crate::util::unix_secs(),
         account: opts.account.clone().filter(|a| !a.is_empty()),
         lingma_version: opts.lingma_version.clone().filter(|v| !v.is_empty()),
         instance: opts.instance.clone(),
@@ -509,7 +504,7 @@ fn history_name_ok(name: &str) -> bool {
 }
 
 fn allowed_dir(path: &str) -> bool {
-    matches!(path.trim_end_matches('/'), "cache" | "cache/db")
+    matches!(path.trim_end_matches('/'), CACHE_DIR | HISTORY_DIR)
 }
 
 /// Reads and verifies a tar.gz bundle in memory.
