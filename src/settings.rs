@@ -12,6 +12,7 @@ use serde::Deserialize;
 use thiserror::Error;
 
 use crate::cli::{AskModeArg, GlobalArgs, LingmaArgs, LogFormat, ServeArgs};
+use crate::lingma::discovery::BinaryChoice;
 use crate::lingma::{AskMode, ClientOptions};
 
 #[derive(Debug, Error)]
@@ -263,17 +264,6 @@ impl LogSettings {
         };
         Ok(Self { filter, format })
     }
-}
-
-/// Which Lingma binary to run.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BinaryChoice {
-    /// `--lingma-bin` / `LINGMA_BIN` / config.
-    Path(PathBuf),
-    /// The built-in simulator (this executable's `sim` subcommand).
-    Sim,
-    /// Look for an installed Lingma.
-    Discover,
 }
 
 /// How every command reaches Lingma.

@@ -30,7 +30,7 @@ use thiserror::Error;
 use crate::lingma::workdir::{CACHE_DIR, HISTORY_DIR, MACHINE_ID_FILE, USER_FILE, WorkDir};
 
 pub use install::{Installed, install};
-pub use seed::{Seed, seed_from_file, seed_work_dir};
+pub use seed::{Seed, seed_work_dir};
 
 /// `manifest.json`'s `format`.
 pub const FORMAT: &str = "lingma-gw-session";

@@ -86,7 +86,7 @@ fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
 
 /// Seeds a logged-out work dir from a bundle file. A logged-in work dir is left alone. The bundle
 /// must not be encrypted.
-pub fn seed_from_file(bundle: &Path, work_dir: &Path) -> Result<bool, BundleError> {
+fn seed_from_file(bundle: &Path, work_dir: &Path) -> Result<bool, BundleError> {
     if is_logged_in(work_dir) {
         return Ok(false);
     }

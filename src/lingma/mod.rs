@@ -1,11 +1,13 @@
 //! Everything that talks to a Lingma process: framing, JSON-RPC, the typed client, the model
-//! registry, process spawning and discovery, and the layout of a work dir.
+//! registry, process spawning and discovery, and the layout of a work dir. Nothing here knows
+//! about the pool, the gateway, the settings or the commands above it.
 
 pub mod attach;
 pub mod client;
 pub mod discovery;
 pub mod frame;
 pub mod models;
+pub mod ports;
 pub mod process;
 pub mod rpc;
 pub mod think;
