@@ -3,6 +3,7 @@
 //! about the pool, the gateway, the settings or the commands above it.
 
 pub mod attach;
+pub mod chat_stream;
 pub mod client;
 pub mod discovery;
 pub mod frame;
@@ -13,9 +14,9 @@ pub mod rpc;
 pub mod think;
 pub mod workdir;
 
-pub use client::{
-    AskMode, AuthStatus, ChatError, ChatEvent, ChatFinish, ChatRequest, ChatStream, ClientOptions,
-    EndedBy, LingmaClient, LingmaError,
+pub use chat_stream::{
+    AskMode, ChatError, ChatEvent, ChatFinish, ChatRequest, ChatStream, EndedBy,
 };
+pub use client::{AuthStatus, ClientOptions, LingmaClient, LingmaError, LoginUrl};
 pub use models::{ModelInfo, ModelRegistry, Resolution};
 pub use workdir::WorkDir;
