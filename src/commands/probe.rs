@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::cli::ProbeArgs;
+use crate::cli::InstanceQueryArgs;
 use crate::lingma::attach::{LocalInstance, default_instance};
 use crate::lingma::discovery::LingmaBinary;
 use crate::lingma::{ChatEvent, ChatRequest, WorkDir};
@@ -50,7 +50,7 @@ impl Report {
     }
 }
 
-pub async fn run(args: ProbeArgs, sources: &Sources<'_>) -> anyhow::Result<ExitCode> {
+pub async fn run(args: InstanceQueryArgs, sources: &Sources<'_>) -> anyhow::Result<ExitCode> {
     let settings = LingmaSettings::resolve(&args.lingma, sources)?;
     let mut report = Report { steps: Vec::new() };
     probe(&settings, args.instance.instance.clone(), &mut report).await;
