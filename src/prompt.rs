@@ -1,6 +1,6 @@
 //! Building Lingma's single `questionText` from an OpenAI-style conversation.
 //!
-//! Lingma's `chat/ask` takes one text; callers flatten history into it (protocol §3.7, §6.7). This is
+//! Lingma's `chat/ask` takes one text; callers flatten history into it. This is
 //! the one place where that flattening happens, so the gateway and the terminal `chat` command send
 //! the same thing. The gateway's schema converts OpenAI messages into [`Message`] first, which keeps
 //! this module free of HTTP types.

@@ -658,7 +658,7 @@ fn env_list(src: &Sources, name: &'static str) -> Result<Option<Vec<String>>, Se
     Ok(Some(list))
 }
 
-/// How `login --headless` and auto-login drive Chromium (protocol §11).
+/// How `login --headless` and auto-login drive Chromium (docs/login.md).
 #[derive(Debug, Clone)]
 pub struct LoginBrowserSettings {
     /// `--browser` > `CHROME` > `AUTO_LOGIN_BROWSER` > config > `/usr/bin/chromium`.

@@ -342,8 +342,9 @@ impl ChatStream {
         let workaround_waiting =
             self.opts.off_by_one_workaround && self.active_id == self.request_id;
         if workaround_waiting {
-            // Everything said under the real ask's id belongs to the previous question (§6.1);
-            // only its end matters, to know when to send the trigger.
+            // Lingma 2.11 was seen answering each ask with the previous question's answer:
+            // everything said under the real ask's id is stale; only its end matters, to know
+            // when to send the trigger.
             if for_us(&self.request_id) {
                 if let Some(sid) = str_field(p, "sessionId").filter(|s| !s.is_empty()) {
                     self.session_id = sid;
@@ -421,8 +422,8 @@ impl ChatStream {
         if text.is_empty() {
             return;
         }
-        // A remote EOF retry replays the answer from its start before an overwrite corrects it
-        // (protocol §9.21). Text that repeats the start of what was already sent is held back
+        // When Lingma's upstream connection drops mid-answer, it retries and replays the answer
+        // from its start before an overwrite corrects it. Text that repeats the start of what was already sent is held back
         // until it is told apart: an overwrite confirms the replay (held text dropped), anything
         // else releases it unchanged. Nothing is ever dropped without that confirmation.
         let suspect = !self.held.is_empty()
@@ -467,8 +468,8 @@ impl ChatStream {
             return;
         }
         if self.fed.starts_with(self.raw.as_str()) {
-            // A retried generation re-sends text we already have (protocol §9.21, remote EOF
-            // retry): only what goes beyond it is new.
+            // A retried generation (after an upstream EOF) re-sends text we already have: only
+            // what goes beyond it is new.
             return;
         }
         self.fed = self.raw.clone();

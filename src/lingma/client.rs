@@ -38,10 +38,11 @@ pub struct ClientOptions {
     pub first_token_timeout: Duration,
     /// Between two messages of a running answer.
     pub stall_timeout: Duration,
-    /// After `step_end` with no `chat/finish`, the turn ends after this much silence (real 2.x may
-    /// never send finish; protocol §3.8).
+    /// After `step_end` with no `chat/finish`, the turn ends after this much silence (real 2.x
+    /// was seen never sending the finish).
     pub idle_finish: Duration,
-    /// The trigger-ask workaround of protocol §6.1; off by default.
+    /// Work around answers that arrive one question late (seen on Lingma 2.11): after the real
+    /// ask ends, send a throw-away trigger ask and take its answer. Off by default.
     pub off_by_one_workaround: bool,
     pub machine_token: Option<String>,
 }
@@ -60,7 +61,7 @@ impl Default for ClientOptions {
     }
 }
 
-/// `auth/status` (protocol §3.3). Only the fields the product uses are typed.
+/// `auth/status`. Only the fields the product uses are typed.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct AuthStatus {
@@ -265,7 +266,7 @@ impl LingmaClient {
                 }),
             )
             .await?;
-        // The real result's shape is not captured (protocol §10): only an explicit failure counts.
+        // No capture of the real result's shape exists: only an explicit failure counts.
         if v.get("success").and_then(Value::as_bool) == Some(false) {
             return check_success("auth/device_login", &v);
         }

@@ -103,13 +103,13 @@ fn any_free(taken: &HashSet<u16>) -> Result<Ports, PortsError> {
 
 /// A free TCP port on 127.0.0.1 (bound and released: a later bind can still race, which the
 /// caller handles by restarting with new ports).
-pub fn free_port() -> std::io::Result<u16> {
+fn free_port() -> std::io::Result<u16> {
     let l = std::net::TcpListener::bind(("127.0.0.1", 0))?;
     Ok(l.local_addr()?.port())
 }
 
 /// Whether `port` can be bound on 127.0.0.1 right now.
-pub fn port_is_free(port: u16) -> bool {
+fn port_is_free(port: u16) -> bool {
     port != 0 && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
 }
 

@@ -1,4 +1,4 @@
-//! `chat/ask` (protocol §3.7, §3.8, §9.17): parameter checks, the deterministic reply generator,
+//! `chat/ask` (docs/simulator.md, "chat/ask"): parameter checks, the deterministic reply generator,
 //! and the per-ask stream task that sends the callbacks in Lingma's order and injects the faults.
 //!
 //! Stream order: `process_step_callback step_start` -> first-token delay -> thinking
@@ -522,7 +522,7 @@ impl Stream {
             return Ok(End::Finish { reason, code });
         }
         if !plan.stream {
-            // CW-style servers send only chat/finish when `stream` is false (protocol §3.7).
+            // Servers that impersonate Lingma send only chat/finish when `stream` is false.
             self.visible = plan.emitted.clone();
             return Ok(End::Finish {
                 reason: "success".into(),
@@ -573,7 +573,7 @@ impl Stream {
             }
             self.delta(plan, &chunks[i], false).await?;
             i += 1;
-            // Real Lingma interleaves empty deltas ("pon", "", "g", ""; protocol §3.8).
+            // Real Lingma interleaves empty deltas ("pon", "", "g", "").
             if i == 1 || i == chunks.len() {
                 self.delta(plan, "", false).await?;
             }

@@ -63,7 +63,8 @@ pub struct Conn {
     /// Cancelled when the connection ends for any reason.
     pub closed: CancellationToken,
     pub initialized: AtomicBool,
-    /// The requestId of the chat running on this connection (one at a time, protocol §5.1).
+    /// The requestId of the chat running on this connection (Lingma runs one at a time per
+    /// connection).
     pub chat: Mutex<Option<String>>,
     /// The session this connection last chatted in (`session/getCurrent`).
     pub last_session: Mutex<Option<String>>,

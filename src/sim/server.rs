@@ -441,7 +441,7 @@ fn dispatch(shared: &Arc<Shared>, conn: &Arc<Conn>, method: &str, params: &Value
             let ids: Vec<String> = lock(&conn.last_session).iter().cloned().collect();
             Reply::Ok(json!({"currentSessionIds": ids, "errorCode": "", "errorMessage": ""}))
         }
-        // Lingma 2.11.1 answered user/plan with an error (protocol §3.9).
+        // Lingma 2.11.1 answered user/plan with an error.
         "user/plan" => err(INTERNAL_ERROR, "get user plan failed: not supported"),
         "credit/usage" => Reply::Ok(shared.cfg.credit_usage.clone()),
         _ => {

@@ -113,7 +113,7 @@ pub fn encode_b64(s: &str) -> String {
 }
 
 /// Builds the user from a callback's `auth` (`UID\nAID\nName`) and `token`
-/// (`pt-…\nrt-…\nexpireMillis`) values (protocol §3.4).
+/// (`pt-…\nrt-…\nexpireMillis`) values, both base64, as the real login service sends them.
 pub fn user_from_callback(auth: &str, token: &str) -> Result<UserInfo, CallbackError> {
     let auth = decode_b64(auth).ok_or(CallbackError::BadAuth)?;
     let mut a = auth.split('\n').map(str::trim);
@@ -153,7 +153,7 @@ pub fn account_identity(username: &str) -> (String, String, String) {
 }
 
 impl Shared {
-    /// The AuthStatus object (protocol §3.3).
+    /// The `auth/status` result, shaped like the real one.
     pub fn auth_status(&self) -> Value {
         let login = lock(&self.login).clone();
         match login.user {
