@@ -143,6 +143,17 @@ pub struct FileEntry {
     pub sha256: String,
 }
 
+impl FileEntry {
+    /// The entry for `data` at `path`.
+    pub fn of(path: &str, data: &[u8]) -> Self {
+        Self {
+            path: path.to_string(),
+            size: data.len() as u64,
+            sha256: hex::encode(Sha256::digest(data)),
+        }
+    }
+}
+
 /// `manifest.json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
@@ -257,14 +268,7 @@ pub fn export(work_dir: &Path, opts: &ExportOptions) -> Result<Vec<u8>, BundleEr
         account: opts.account.clone().filter(|a| !a.is_empty()),
         lingma_version: opts.lingma_version.clone().filter(|v| !v.is_empty()),
         instance: opts.instance.clone(),
-        files: files
-            .iter()
-            .map(|(p, d)| FileEntry {
-                path: p.clone(),
-                size: d.len() as u64,
-                sha256: hex::encode(Sha256::digest(d)),
-            })
-            .collect(),
+        files: files.iter().map(|(p, d)| FileEntry::of(p, d)).collect(),
     };
     pack(&manifest, &files)
 }
@@ -695,14 +699,7 @@ mod tests {
             account: Some("demo".into()),
             lingma_version: Some("2.11.1".into()),
             instance: None,
-            files: files
-                .iter()
-                .map(|(p, d)| FileEntry {
-                    path: p.clone(),
-                    size: d.len() as u64,
-                    sha256: hex::encode(Sha256::digest(d)),
-                })
-                .collect(),
+            files: files.iter().map(|(p, d)| FileEntry::of(p, d)).collect(),
         }
     }
 
