@@ -69,6 +69,7 @@ complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand serve" -l tool-synta
 qwen3-coder\t'`<tool_call><function=NAME><parameter=K>v</parameter></function></tool_call>`'
 json\t'A fenced ```json block with name and arguments'"
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand serve" -l tool-description-limit -d 'Characters of a tool\'s description put in the question [env: TOOL_DESCRIPTION_LIMIT] [default: 512]' -r
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand serve" -l model-map -d 'Lingma model for client model names matching a glob, e.g. \'claude-*=dashscope_qwen3_coder\' (repeat; first match wins) [env: MODEL_MAP, comma-separated]' -r
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand serve" -l config -d 'Config file (TOML); default: lingma-gw/config.toml in the user\'s config dir [env: LINGMA_GW_CONFIG]' -r -F
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand serve" -l log-format -d 'Log format on stderr [env: LOG_FORMAT] [default: text]' -r -f -a "text\t''
 json\t''"
@@ -225,7 +226,7 @@ captcha\t'Show a slider captcha and never redirect'
 verification\t'Navigate to an identity-verification page (`/iv/...`, 安全验证)'"
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand sim; and __fish_seen_subcommand_from start" -l accounts -d 'Accounts of the test login page: USER:PASSWORD[:CHALLENGE],...' -r
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand sim; and __fish_seen_subcommand_from start" -l credit-usage -d 'JSON object returned by credit/usage' -r
-complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand sim; and __fish_seen_subcommand_from start" -l think -d 'How reasoning models deliver their thinking' -r -f -a "inline\t'A fenced ````think::1200 block at the start of the answer stream (protocol §3.8)'
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand sim; and __fish_seen_subcommand_from start" -l think -d 'How reasoning models deliver their thinking' -r -f -a "inline\t'A fenced ````think::1200 block at the start of the answer stream, as real Lingma sends it'
 callback\t'`chat/think` callbacks with `step:"start"` ... `step:"done"`'"
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand sim; and __fish_seen_subcommand_from start" -l faults -d 'Faults in directive syntax, e.g. "crash,after=3" or "off-by-one slow=500"' -r
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand sim; and __fish_seen_subcommand_from start" -l error -d 'Finish every chat with this statusCode (e.g. 408, 500)' -r

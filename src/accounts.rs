@@ -2,11 +2,13 @@
 //! per-account session seeds. Given inline as a JSON list or as the path of a JSON file.
 
 use std::collections::HashSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use thiserror::Error;
 
+use crate::bundle::Seed;
+use crate::lingma::workdir::instance_name;
 use crate::pool::InstanceSpec;
 
 #[derive(Debug, Error)]
@@ -66,12 +68,21 @@ pub fn valid_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
 
-/// The instances to run: one per account, else `count` unnamed ones. `default_seed` applies to
-/// instances without a bundle of their own.
+impl Account {
+    /// The instance this account runs as: its `name`, else the default name for its place
+    /// `index` in the list.
+    pub fn instance_name(&self, index: usize) -> String {
+        self.name.clone().unwrap_or_else(|| instance_name(index))
+    }
+}
+
+/// The instances to run: one per account, else `count` unnamed ones. `default_seed` (a seed as
+/// configured: a directory, a bundle file or bundle text) applies to instances without a bundle
+/// of their own.
 pub fn instance_specs(
     accounts: Option<&[Account]>,
     count: usize,
-    default_seed: Option<&PathBuf>,
+    default_seed: Option<&Path>,
 ) -> Result<Vec<InstanceSpec>, AccountsError> {
     let mut seen = HashSet::new();
     let specs: Vec<InstanceSpec> = match accounts {
@@ -79,15 +90,15 @@ pub fn instance_specs(
             .iter()
             .enumerate()
             .map(|(i, a)| InstanceSpec {
-                name: a.name.clone().unwrap_or_else(|| format!("inst-{i}")),
-                seed_dir: a.bundle.clone().or_else(|| default_seed.cloned()),
+                name: a.instance_name(i),
+                seed: a.bundle.as_deref().or(default_seed).map(Seed::from_setting),
                 account: a.username.clone(),
             })
             .collect(),
         None => (0..count)
             .map(|i| InstanceSpec {
-                name: format!("inst-{i}"),
-                seed_dir: default_seed.cloned(),
+                name: instance_name(i),
+                seed: default_seed.map(Seed::from_setting),
                 account: None,
             })
             .collect(),
@@ -109,13 +120,17 @@ mod tests {
 
     #[test]
     fn inline_and_file_accounts() {
-        let a = parse_accounts(r#"[{"name":"alice","username":"a@x"},{"bundle":"/b"}]"#).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let b = dir.path().join("b.tar.gz");
+        std::fs::write(&b, b"").unwrap();
+        let json = serde_json::json!([{"name": "alice", "username": "a@x"}, {"bundle": b}]);
+        let a = parse_accounts(&json.to_string()).unwrap();
         let specs = instance_specs(Some(&a), 7, None).unwrap();
         assert_eq!(specs.len(), 2);
         assert_eq!(specs[0].name, "alice");
         assert_eq!(specs[1].name, "inst-1");
-        assert_eq!(specs[1].seed_dir, Some(PathBuf::from("/b")));
-        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(specs[0].seed, None);
+        assert_eq!(specs[1].seed, Some(Seed::Bundle(b)));
         let f = dir.path().join("acc.json");
         std::fs::write(&f, r#"[{"name":"bob"}]"#).unwrap();
         assert_eq!(
@@ -151,13 +166,14 @@ mod tests {
 
     #[test]
     fn default_names() {
-        let specs = instance_specs(None, 3, Some(&PathBuf::from("/seed"))).unwrap();
+        let seed = tempfile::tempdir().unwrap();
+        let specs = instance_specs(None, 3, Some(seed.path())).unwrap();
         let names: Vec<_> = specs.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(names, ["inst-0", "inst-1", "inst-2"]);
-        assert!(
-            specs
-                .iter()
-                .all(|s| s.seed_dir == Some(PathBuf::from("/seed")))
-        );
+        let dir = Seed::Dir(seed.path().to_path_buf());
+        assert!(specs.iter().all(|s| s.seed.as_ref() == Some(&dir)));
+        // Text that names no file or directory is bundle text (checked when `serve` starts).
+        let specs = instance_specs(None, 1, Some(Path::new("H4sI..."))).unwrap();
+        assert_eq!(specs[0].seed, Some(Seed::Inline("H4sI...".into())));
     }
 }

@@ -12,6 +12,7 @@ use serde::Deserialize;
 use thiserror::Error;
 
 use crate::cli::{AskModeArg, GlobalArgs, LingmaArgs, LogFormat, ServeArgs, ToolSyntaxArg};
+use crate::lingma::discovery::BinaryChoice;
 use crate::lingma::{AskMode, ClientOptions};
 use crate::turn::CallSyntax;
 use crate::turn::model_map::ModelMap;
@@ -269,17 +270,6 @@ impl LogSettings {
         };
         Ok(Self { filter, format })
     }
-}
-
-/// Which Lingma binary to run.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BinaryChoice {
-    /// `--lingma-bin` / `LINGMA_BIN` / config.
-    Path(PathBuf),
-    /// The built-in simulator (this executable's `sim` subcommand).
-    Sim,
-    /// Look for an installed Lingma.
-    Discover,
 }
 
 /// How every command reaches Lingma.
@@ -722,7 +712,7 @@ fn env_list(src: &Sources, name: &'static str) -> Result<Option<Vec<String>>, Se
     Ok(Some(list))
 }
 
-/// How `login --headless` and auto-login drive Chromium (protocol §11).
+/// How `login --headless` and auto-login drive Chromium (docs/login.md).
 #[derive(Debug, Clone)]
 pub struct LoginBrowserSettings {
     /// `--browser` > `CHROME` > `AUTO_LOGIN_BROWSER` > config > `/usr/bin/chromium`.

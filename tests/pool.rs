@@ -8,6 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{BIN, processes_matching, signal};
+use lingma_gw::bundle::Seed;
+use lingma_gw::lingma::WorkDir;
 use lingma_gw::lingma::discovery::{InstanceFile, LingmaBinary};
 use lingma_gw::lingma::{ChatRequest, ClientOptions};
 use lingma_gw::pool::{
@@ -35,7 +37,7 @@ fn config(binary: LingmaBinary, root: &Path, n: usize) -> PoolConfig {
         instances: (0..n)
             .map(|i| InstanceSpec {
                 name: format!("inst-{i}"),
-                seed_dir: None,
+                seed: None,
                 account: None,
             })
             .collect(),
@@ -115,7 +117,7 @@ async fn three_instances_start_concurrently_and_stop_cleanly() {
         "{snaps:?}"
     );
     for s in &snaps {
-        let f = InstanceFile::read(&s.work_dir).expect("instance file");
+        let f = InstanceFile::read(&WorkDir::new(&s.work_dir)).expect("instance file");
         assert_eq!(f.owner_pid, std::process::id());
         assert_eq!(Some(f.lingma_pid), s.pid);
         assert_eq!(s.models, 5);
@@ -129,7 +131,7 @@ async fn three_instances_start_concurrently_and_stop_cleanly() {
     );
     for s in &snaps {
         assert!(
-            InstanceFile::read(&s.work_dir).is_none(),
+            InstanceFile::read(&WorkDir::new(&s.work_dir)).is_none(),
             "instance file removed"
         );
     }
@@ -338,8 +340,8 @@ async fn selection_affinity_least_loaded_and_named() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_work_dir_owned_by_a_live_process_is_refused_and_a_stale_one_replaced() {
     let dir = tempfile::tempdir().unwrap();
-    let wd = dir.path().join("inst-0");
-    std::fs::create_dir_all(&wd).unwrap();
+    let wd = WorkDir::of_instance(dir.path(), "inst-0");
+    std::fs::create_dir_all(wd.root()).unwrap();
     // Our parent shell is alive but is not us: the work dir is in use.
     let parent = std::os::unix::process::parent_id();
     InstanceFile {
@@ -409,7 +411,7 @@ async fn restart_and_drain_on_request() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn seed_dir_logs_in_a_logged_out_work_dir() {
+async fn a_seed_dir_logs_in_a_logged_out_work_dir() {
     let dir = tempfile::tempdir().unwrap();
     // A logged-in work dir made by one simulator run serves as the seed.
     let seed = dir.path().join("seed");
@@ -421,7 +423,7 @@ async fn seed_dir_logs_in_a_logged_out_work_dir() {
         &dir.path().join("w"),
         1,
     );
-    cfg.instances[0].seed_dir = Some(seed);
+    cfg.instances[0].seed = Some(Seed::Dir(seed));
     let pool = Pool::start(cfg).unwrap();
     pool.wait_settled(Duration::from_secs(20)).await;
     assert_eq!(state(&pool, "inst-0"), InstanceState::Ready);

@@ -56,11 +56,13 @@ pub enum Command {
     /// Run the OpenAI-compatible HTTP gateway in front of a pool of Lingma processes
     Serve(ServeArgs),
     /// List the models Lingma offers
-    Models(ModelsArgs),
+    #[command(mut_arg("json", |a| a.help("Print JSON instead of a table")))]
+    Models(InstanceQueryArgs),
     /// Ask Lingma one question and stream the answer to stdout
     Chat(ChatArgs),
     /// Diagnose the setup step by step (binary, work dir, start, login, models, a chat)
-    Probe(ProbeArgs),
+    #[command(mut_arg("json", |a| a.help("Print JSON instead of a checklist")))]
+    Probe(InstanceQueryArgs),
     /// Log a Lingma instance in (browser, pasted callback URL, or headless Chromium)
     Login(login::LoginArgs),
     /// Move a logged-in session between machines: export and import bundles
@@ -208,13 +210,14 @@ pub struct InstanceArg {
     pub instance: Option<String>,
 }
 
+/// A command that asks one instance something and prints the answer (`models`, `probe`).
 #[derive(Debug, Args)]
-pub struct ModelsArgs {
+pub struct InstanceQueryArgs {
     #[command(flatten)]
     pub lingma: LingmaArgs,
     #[command(flatten)]
     pub instance: InstanceArg,
-    /// Print JSON instead of a table
+    /// Print JSON (each command says instead of what)
     #[arg(long)]
     pub json: bool,
 }
@@ -240,17 +243,6 @@ pub struct ChatArgs {
     /// Show the model's reasoning on stderr (also with -v)
     #[arg(long)]
     pub show_reasoning: bool,
-}
-
-#[derive(Debug, Args)]
-pub struct ProbeArgs {
-    #[command(flatten)]
-    pub lingma: LingmaArgs,
-    #[command(flatten)]
-    pub instance: InstanceArg,
-    /// Print JSON instead of a checklist
-    #[arg(long)]
-    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -14,7 +14,8 @@ use crate::cli::InstanceArg;
 use crate::cli::login::LoginArgs;
 use crate::lingma::AuthStatus;
 use crate::lingma::attach::LocalInstance;
-use crate::lingma::discovery::InstanceFile;
+use crate::lingma::discovery::live_instances;
+use crate::lingma::workdir::default_instance_name;
 use crate::login::headless::{self, BrowserOptions, Credentials, Profile, Target, Timeouts};
 use crate::login::{Secret, apply_dedicated_domain, interactive, secret_from_reader};
 use crate::settings::{LingmaSettings, LoginBrowserSettings, Sources, dedicated_domain_url};
@@ -141,7 +142,7 @@ async fn login(
             client: &inst.client,
             instance: &inst.name,
             http_port: inst.ports.http,
-            work_dir: &inst.work_dir,
+            work_dir: inst.work_dir.root(),
             cancel: None,
         };
         return Ok((headless::login(&target, creds, &opts).await?, true));
@@ -179,16 +180,9 @@ fn choose_instance(arg: &InstanceArg, work_root: &Path, can_ask: bool) -> anyhow
         }
         return Ok(n.clone());
     }
-    let mut live: Vec<String> = std::fs::read_dir(work_root)
-        .into_iter()
-        .flatten()
-        .filter_map(Result::ok)
-        .filter(|e| InstanceFile::read(&e.path()).is_some_and(|f| f.is_live()))
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    live.sort();
+    let mut live = live_instances(work_root);
     match live.len() {
-        0 => Ok("inst-0".into()),
+        0 => Ok(default_instance_name()),
         1 => Ok(live.remove(0)),
         _ if can_ask => {
             let pick = dialoguer::Select::new()
@@ -220,7 +214,7 @@ fn account_for(name: &str, sources: &Sources<'_>) -> anyhow::Result<Option<Accou
     Ok(accounts
         .into_iter()
         .enumerate()
-        .find(|(i, a)| a.name.clone().unwrap_or_else(|| format!("inst-{i}")) == name)
+        .find(|(i, a)| a.instance_name(*i) == name)
         .map(|(_, a)| a))
 }
 
@@ -299,7 +293,7 @@ pub fn auto_login_config(
             }
             None => settings.password.clone(),
         };
-        let name = a.name.clone().unwrap_or_else(|| format!("inst-{i}"));
+        let name = a.instance_name(i);
         per_instance.insert(name, AccountLogin { username, password });
     }
     let default_account = settings.username.clone().map(|username| AccountLogin {

@@ -3,13 +3,13 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use crate::cli::ModelsArgs;
+use crate::cli::InstanceQueryArgs;
 use crate::lingma::ModelRegistry;
 use crate::settings::Sources;
 
 use super::{NotLoggedIn, open_instance};
 
-pub async fn run(args: ModelsArgs, sources: &Sources<'_>) -> anyhow::Result<ExitCode> {
+pub async fn run(args: InstanceQueryArgs, sources: &Sources<'_>) -> anyhow::Result<ExitCode> {
     let inst = open_instance(&args.lingma, &args.instance, sources).await?;
     let result = async {
         let auth = inst.client.auth_status().await?;

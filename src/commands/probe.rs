@@ -6,10 +6,10 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::cli::ProbeArgs;
+use crate::cli::InstanceQueryArgs;
 use crate::lingma::attach::{LocalInstance, default_instance};
 use crate::lingma::discovery::LingmaBinary;
-use crate::lingma::{ChatEvent, ChatRequest};
+use crate::lingma::{ChatEvent, ChatRequest, WorkDir};
 use crate::settings::{LingmaSettings, Sources};
 
 #[derive(Debug, Serialize)]
@@ -50,7 +50,7 @@ impl Report {
     }
 }
 
-pub async fn run(args: ProbeArgs, sources: &Sources<'_>) -> anyhow::Result<ExitCode> {
+pub async fn run(args: InstanceQueryArgs, sources: &Sources<'_>) -> anyhow::Result<ExitCode> {
     let settings = LingmaSettings::resolve(&args.lingma, sources)?;
     let mut report = Report { steps: Vec::new() };
     probe(&settings, args.instance.instance.clone(), &mut report).await;
@@ -121,8 +121,9 @@ async fn probe(settings: &LingmaSettings, instance: Option<String>, report: &mut
 
     let t = Instant::now();
     let name = instance.unwrap_or_else(|| default_instance(&settings.work_dir));
-    let dir = settings.work_dir.join(&name);
-    let writable = std::fs::create_dir_all(&dir).and_then(|_| {
+    let work_dir = WorkDir::of_instance(&settings.work_dir, &name);
+    let dir = work_dir.root();
+    let writable = std::fs::create_dir_all(dir).and_then(|_| {
         let p = dir.join(".lingma-gw-probe");
         std::fs::write(&p, b"probe")?;
         std::fs::remove_file(&p)
@@ -157,10 +158,7 @@ async fn probe(settings: &LingmaSettings, instance: Option<String>, report: &mut
                 t,
                 Err((
                     e.to_string(),
-                    format!(
-                        "see {} and run with -v",
-                        dir.join("logs/lingma.log").display()
-                    ),
+                    format!("see {} and run with -v", work_dir.lingma_log().display()),
                 )),
             );
             return;

@@ -32,8 +32,12 @@ pub async fn run(args: ServeArgs, sources: &Sources<'_>) -> anyhow::Result<ExitC
         Some(a) => Some(parse_accounts(a).map_err(|e| UsageError(e.to_string()))?),
         None => None,
     };
-    let specs = instance_specs(accounts.as_deref(), s.instances, s.session_bundle.as_ref())
-        .map_err(|e| UsageError(e.to_string()))?;
+    let specs = instance_specs(
+        accounts.as_deref(),
+        s.instances,
+        s.session_bundle.as_deref(),
+    )
+    .map_err(|e| UsageError(e.to_string()))?;
     // Bundle seeds are decoded and verified now; the pool installs them into logged-out work dirs.
     let specs = super::session::prepare_seeds(specs, &s.lingma.work_dir, sources)?;
     let auto_login_settings = AutoLoginSettings::resolve(&s.lingma.work_dir, sources)?;

@@ -9,18 +9,19 @@
 //! new process and checks that it is logged in.
 
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-use crate::bundle::{self, BundleError, ExportOptions};
+use crate::bundle::{self, BundleError, ExportOptions, Seed};
 use crate::cli::session::{ExportArgs, ImportArgs, SessionCommand};
-use crate::lingma::LingmaClient;
 use crate::lingma::attach::default_instance;
 use crate::lingma::discovery::{InstanceFile, live_instance};
+use crate::lingma::{LingmaClient, WorkDir};
 use crate::login::{Secret, secret_from_reader};
+use crate::pool::InstanceSpec;
 use crate::settings::{BundleSettings, LingmaSettings, Sources};
 
 use super::{NotLoggedIn, UsageError, open_instance};
@@ -77,7 +78,7 @@ async fn export(args: ExportArgs, sources: &Sources<'_>, quiet: bool) -> anyhow:
             instance: Some(inst.name.clone()),
         };
         Ok((
-            bundle::export(&inst.work_dir, &opts)?,
+            bundle::export(inst.work_dir.root(), &opts)?,
             status.name,
             inst.name.clone(),
         ))
@@ -122,31 +123,10 @@ fn write_stdout(data: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Written to a temporary file (mode 0600) and renamed.
+/// Written atomically, readable by the owner only: a bundle is a login.
 fn write_private(path: &Path, data: &[u8]) -> anyhow::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let tmp = dir.join(format!(
-        ".{}.{}.tmp",
-        path.file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("bundle"),
-        std::process::id()
-    ));
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .with_context(|| format!("cannot write {}", tmp.display()))?;
-    f.write_all(data)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(())
+    crate::util::write_private(path, data)
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 async fn import(args: ImportArgs, sources: &Sources<'_>, quiet: bool) -> anyhow::Result<ExitCode> {
@@ -186,11 +166,11 @@ async fn import(args: ImportArgs, sources: &Sources<'_>, quiet: bool) -> anyhow:
         Some(n) => return Err(UsageError(format!("instance name {n:?} is invalid")).into()),
         None => default_instance(&settings.work_dir),
     };
-    let work_dir = settings.work_dir.join(&name);
+    let work_dir = WorkDir::of_instance(&settings.work_dir, &name);
     let running = live_instance(&work_dir);
     let (b, installed) = bundle::import(
         &input,
-        &work_dir,
+        work_dir.root(),
         pass.as_ref().map(Secret::expose),
         args.force,
         bs.limits,
@@ -257,17 +237,17 @@ fn runs_work_dir(pid: u32, work_dir: &Path) -> bool {
 /// Stops the Lingma process `serve` runs for `work_dir` so its supervisor starts it again on the
 /// new login, then waits for the new process and returns who it is logged in as.
 async fn restart(
-    work_dir: &Path,
+    work_dir: &WorkDir,
     file: &InstanceFile,
     settings: &LingmaSettings,
 ) -> anyhow::Result<String> {
     // Never signal a recycled pid: the process must be the Lingma started for this work dir.
-    if !runs_work_dir(file.lingma_pid, work_dir) {
+    if !runs_work_dir(file.lingma_pid, work_dir.root()) {
         bail!(
             "the instance file names pid {} but that process does not run {}; restart the gateway \
              (or POST /internal/instances/NAME/restart) to use the new login",
             file.lingma_pid,
-            work_dir.display()
+            work_dir.root().display()
         );
     }
     let pid = nix::unistd::Pid::from_raw(i32::try_from(file.lingma_pid).context("bad pid")?);
@@ -280,15 +260,16 @@ async fn restart(
             && f.is_live()
         {
             let url = format!("ws://127.0.0.1:{}/", f.socket_port);
-            let ws = crate::pool::workspace(work_dir);
-            if let Ok(c) = LingmaClient::connect(&url, &ws, settings.client.clone()).await {
+            if let Ok(c) =
+                LingmaClient::connect(&url, &work_dir.workspace(), settings.client.clone()).await
+            {
                 let status = c.auth_status().await;
                 c.close().await;
                 match status {
                     Ok(s) if s.logged_in() => return Ok(s.name),
                     Ok(_) => bail!(
                         "the instance restarted but is not logged in with the imported session \
-                         (the login may be bound to another machine, protocol §7)"
+                         (the login may be bound to the machine it was made on)"
                     ),
                     Err(_) => {}
                 }
@@ -310,38 +291,33 @@ async fn restart(
 /// (exit 2) instead of failing every restart, and stored as a plain tar.gz (mode 0600) under
 /// `<work-dir>/.session-bundles/` for the pool to install into work dirs that are not logged in.
 pub fn prepare_seeds(
-    mut specs: Vec<crate::pool::InstanceSpec>,
+    mut specs: Vec<InstanceSpec>,
     work_root: &Path,
     sources: &Sources<'_>,
-) -> anyhow::Result<Vec<crate::pool::InstanceSpec>> {
+) -> anyhow::Result<Vec<InstanceSpec>> {
     use sha2::Digest;
     let bs = BundleSettings::resolve(sources)?;
-    let mut done: std::collections::HashMap<PathBuf, PathBuf> = std::collections::HashMap::new();
+    let mut done: std::collections::HashMap<Seed, Seed> = std::collections::HashMap::new();
     for spec in &mut specs {
-        let Some(seed) = spec.seed_dir.clone() else {
+        let Some(seed) = spec.seed.clone() else {
             continue;
         };
-        if seed.is_dir() {
-            continue;
-        }
-        if let Some(p) = done.get(&seed) {
-            spec.seed_dir = Some(p.clone());
-            continue;
-        }
-        let input = if seed.is_file() {
-            bundle::read_input(&seed, bs.limits)
-                .map_err(|e| UsageError(format!("session bundle {}: {e}", seed.display())))?
-        } else {
-            // Not a path: inline bundle text (base64), as a CI secret in LINGMA_SESSION_BUNDLE.
-            let text = seed.as_os_str().as_encoded_bytes().to_vec();
-            if text.len() < 64 {
+        let input = match &seed {
+            Seed::Dir(_) => continue,
+            _ if done.contains_key(&seed) => {
+                spec.seed = done.get(&seed).cloned();
+                continue;
+            }
+            Seed::Bundle(file) => bundle::read_input(file, bs.limits)
+                .map_err(|e| UsageError(format!("session bundle {}: {e}", file.display())))?,
+            // Short text is more likely a mistyped path than a bundle.
+            Seed::Inline(text) if text.len() < 64 => {
                 return Err(UsageError(format!(
-                    "session bundle {}: no such file or directory",
-                    seed.display()
+                    "session bundle {text}: no such file or directory"
                 ))
                 .into());
             }
-            text
+            Seed::Inline(text) => text.clone().into_bytes(),
         };
         let pass = bs.passphrase.as_ref().map(Secret::expose);
         let (targz, _) = bundle::decode(&input, pass, bs.limits)
@@ -365,8 +341,9 @@ pub fn prepare_seeds(
             account = b.manifest.account.as_deref().unwrap_or(""),
             "session bundle ready for work dirs that are not logged in"
         );
-        done.insert(seed, path.clone());
-        spec.seed_dir = Some(path);
+        let prepared = Seed::Bundle(path);
+        done.insert(seed, prepared.clone());
+        spec.seed = Some(prepared);
     }
     Ok(specs)
 }

@@ -1,14 +1,16 @@
 //! Attach-or-spawn for terminal commands: use the instance that `serve` already runs for a work
 //! dir (found through its instance file), or start a temporary one and always stop it afterwards.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use thiserror::Error;
 
 use super::client::{ClientOptions, LingmaClient, LingmaError};
-use super::discovery::{DiscoveryError, InstanceFile, LingmaBinary, live_instance};
-use super::process::{LingmaProcess, Ports, ProcessError, free_port};
+use super::discovery::{DiscoveryError, LingmaBinary, live_instance, live_instances};
+use super::ports::{PortAllocator, Ports, PortsError};
+use super::process::{LingmaProcess, ProcessError};
+use super::workdir::{WorkDir, default_instance_name};
 
 #[derive(Debug, Error)]
 pub enum AttachError {
@@ -23,14 +25,14 @@ pub enum AttachError {
         source: LingmaError,
     },
     #[error("no free ports: {0}")]
-    Ports(String),
+    Ports(#[from] PortsError),
 }
 
 /// A connected Lingma instance for one command.
 pub struct LocalInstance {
     pub client: LingmaClient,
     pub name: String,
-    pub work_dir: PathBuf,
+    pub work_dir: WorkDir,
     pub ports: Ports,
     /// Time to attach, or to start and initialize the temporary instance.
     pub open_time: Duration,
@@ -56,20 +58,20 @@ impl LocalInstance {
         startup_timeout: Duration,
     ) -> Result<Self, AttachError> {
         let started = Instant::now();
-        let work_dir = work_root.join(name);
-        let workspace = crate::pool::workspace(&work_dir);
+        let work_dir = WorkDir::of_instance(work_root, name);
         if let Some(f) = live_instance(&work_dir) {
             let ports = Ports {
                 socket: f.socket_port,
                 http: f.http_port,
             };
-            let client = LingmaClient::connect(&ports.ws_url(), &workspace, opts.clone())
-                .await
-                .map_err(|source| AttachError::Attach {
-                    name: name.to_string(),
-                    pid: f.lingma_pid,
-                    source,
-                })?;
+            let client =
+                LingmaClient::connect(&ports.ws_url(), &work_dir.workspace(), opts.clone())
+                    .await
+                    .map_err(|source| AttachError::Attach {
+                        name: name.to_string(),
+                        pid: f.lingma_pid,
+                        source,
+                    })?;
             tracing::debug!(
                 instance = name,
                 pid = f.lingma_pid,
@@ -84,13 +86,9 @@ impl LocalInstance {
                 process: None,
             });
         }
-        std::fs::create_dir_all(&workspace).map_err(|e| ProcessError::WorkDir {
-            path: workspace.clone(),
-            reason: e.to_string(),
-        })?;
-        let ports = free_port_pair().map_err(AttachError::Ports)?;
+        let ports = PortAllocator::new(None).allocate()?;
         let mut process = LingmaProcess::spawn(binary, &work_dir, ports, name)?;
-        let client = match process.wait_ready(&workspace, opts, startup_timeout).await {
+        let client = match process.wait_ready(opts, startup_timeout).await {
             Ok(c) => c,
             Err(e) => {
                 process.stop(Duration::from_secs(3)).await;
@@ -121,28 +119,11 @@ impl LocalInstance {
     }
 }
 
-/// Two distinct free ports for a temporary instance.
-fn free_port_pair() -> Result<Ports, String> {
-    for _ in 0..20 {
-        let socket = free_port().map_err(|e| e.to_string())?;
-        let http = free_port().map_err(|e| e.to_string())?;
-        if socket != http {
-            return Ok(Ports { socket, http });
-        }
-    }
-    Err("the system kept handing out one port twice".into())
-}
-
 /// The instance a command uses when none is named: the first one `serve` runs under `work_root`,
-/// else `inst-0`.
+/// else the first instance's default name.
 pub fn default_instance(work_root: &Path) -> String {
-    let mut live: Vec<String> = std::fs::read_dir(work_root)
+    live_instances(work_root)
         .into_iter()
-        .flatten()
-        .filter_map(|e| e.ok())
-        .filter(|e| InstanceFile::read(&e.path()).is_some_and(|f| f.is_live()))
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    live.sort();
-    live.into_iter().next().unwrap_or_else(|| "inst-0".into())
+        .next()
+        .unwrap_or_else(default_instance_name)
 }

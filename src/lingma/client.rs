@@ -1,18 +1,18 @@
-//! The typed Lingma client: one initialized JSON-RPC connection and the calls the product makes
-//! (protocol §3, §4). `chat` returns a [`ChatStream`] of events for one ask.
+//! The typed Lingma client: one initialized JSON-RPC connection and the control calls the
+//! product makes (`initialize`, `auth/status`, `config/queryModels`, the login family, the
+//! endpoint). `chat` starts a [`ChatStream`] (chat_stream.rs) for one ask.
 
-use std::collections::VecDeque;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use thiserror::Error;
 use tokio::sync::mpsc;
 
+use super::chat_stream::{ChatError, ChatRequest, ChatStream};
 use super::models::ModelRegistry;
 use super::rpc::{Delivery, RpcConnection, RpcError, ServerMessage};
-use super::think::{Piece, ThinkSplitter};
 
 #[derive(Debug, Error, Clone)]
 pub enum LingmaError {
@@ -28,28 +28,6 @@ pub enum LingmaError {
     },
 }
 
-/// How a chat ended badly.
-#[derive(Debug, Error, Clone)]
-pub enum ChatError {
-    #[error("Lingma is not logged in")]
-    NotLoggedIn,
-    #[error("another chat is in progress on this connection")]
-    Busy,
-    #[error("Lingma refused the question: {code} {message}")]
-    Rejected { code: String, message: String },
-    #[error("Lingma finished with status {status_code}: {reason}")]
-    Upstream { status_code: i64, reason: String },
-    #[error("the Lingma connection was lost mid-answer")]
-    ConnectionLost,
-    #[error("Lingma sent nothing for {}s ({phase})", after.as_secs_f32())]
-    Timeout {
-        phase: &'static str,
-        after: Duration,
-    },
-    #[error(transparent)]
-    Rpc(#[from] RpcError),
-}
-
 /// Timeouts and behaviour switches of a client.
 #[derive(Debug, Clone)]
 pub struct ClientOptions {
@@ -60,10 +38,11 @@ pub struct ClientOptions {
     pub first_token_timeout: Duration,
     /// Between two messages of a running answer.
     pub stall_timeout: Duration,
-    /// After `step_end` with no `chat/finish`, the turn ends after this much silence (real 2.x may
-    /// never send finish; protocol §3.8).
+    /// After `step_end` with no `chat/finish`, the turn ends after this much silence (real 2.x
+    /// was seen never sending the finish).
     pub idle_finish: Duration,
-    /// The trigger-ask workaround of protocol §6.1; off by default.
+    /// Work around answers that arrive one question late (seen on Lingma 2.11): after the real
+    /// ask ends, send a throw-away trigger ask and take its answer. Off by default.
     pub off_by_one_workaround: bool,
     pub machine_token: Option<String>,
 }
@@ -82,7 +61,7 @@ impl Default for ClientOptions {
     }
 }
 
-/// `auth/status` (protocol §3.3). Only the fields the product uses are typed.
+/// `auth/status`. Only the fields the product uses are typed.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct AuthStatus {
@@ -123,52 +102,6 @@ impl AuthStatus {
 pub struct LoginUrl {
     pub url: String,
     pub nonce: Option<String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AskMode {
-    #[default]
-    Chat,
-    Agent,
-}
-
-/// One question to Lingma.
-#[derive(Debug, Clone, Default)]
-pub struct ChatRequest {
-    pub question: String,
-    /// An upstream session to continue; `None` starts a new conversation.
-    pub session_id: Option<String>,
-    pub model: Option<String>,
-    pub mode: AskMode,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ChatEvent {
-    Reasoning(String),
-    Answer(String),
-    /// Lingma replaced the answer with text that does not extend what was already sent
-    /// (`overwrite:true`); this is the whole new answer.
-    Replace(String),
-    Finished(ChatFinish),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EndedBy {
-    Finish,
-    /// `step_end` followed by silence.
-    IdleGap,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChatFinish {
-    pub reason: String,
-    pub status_code: i64,
-    pub session_id: String,
-    pub request_id: String,
-    pub answer: String,
-    pub reasoning: String,
-    pub ended_by: EndedBy,
 }
 
 /// An initialized connection to one Lingma process.
@@ -333,7 +266,7 @@ impl LingmaClient {
                 }),
             )
             .await?;
-        // The real result's shape is not captured (protocol §10): only an explicit failure counts.
+        // No capture of the real result's shape exists: only an explicit failure counts.
         if v.get("success").and_then(Value::as_bool) == Some(false) {
             return check_success("auth/device_login", &v);
         }
@@ -356,494 +289,21 @@ impl LingmaClient {
         check_success("config/updateEndpoint", &v)
     }
 
-    /// Sends `chat/ask` and returns the stream of its callbacks. The connection carries one chat
-    /// at a time (protocol §5.1).
+    /// Sends `chat/ask` and returns the stream of its callbacks.
     pub async fn chat(&self, req: ChatRequest) -> Result<ChatStream, ChatError> {
-        let rx = self.rpc.subscribe(Delivery::Wait);
-        let session_id = req
-            .session_id
-            .clone()
-            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-        let request_id = new_request_id();
-        let ask = ask_params(&req, &request_id, &session_id, false);
-        send_ask(&self.rpc, ask, self.opts.rpc_timeout).await?;
-        let now = Instant::now();
-        Ok(ChatStream {
-            rpc: self.rpc.clone(),
-            opts: self.opts.clone(),
-            rx,
-            request_id: request_id.clone(),
-            active_id: request_id,
-            session_id,
-            model: req.model,
-            mode: req.mode,
-            queue: VecDeque::new(),
-            splitter: ThinkSplitter::default(),
-            raw: String::new(),
-            fed: String::new(),
-            held: String::new(),
-            answer: String::new(),
-            reasoning: String::new(),
-            saw_step_end: false,
-            got_delta: false,
-            trigger_pending: false,
-            done: false,
-            server_done: false,
-            started: now,
-            last_message: now,
-        })
+        ChatStream::start(&self.rpc, &self.opts, req).await
     }
 }
 
-fn new_request_id() -> String {
-    uuid::Uuid::new_v4().simple().to_string()
-}
-
-fn ask_params(req: &ChatRequest, request_id: &str, session_id: &str, is_reply: bool) -> Value {
-    let (mode, session_type) = match req.mode {
-        AskMode::Chat => ("normal", "chat"),
-        AskMode::Agent => ("agent", "assistant"),
-    };
-    let extra = match &req.model {
-        Some(key) => json!({"modelConfig": {"key": key}}),
-        None => json!({}),
-    };
-    json!({
-        "requestId": request_id,
-        "chatTask": "FREE_INPUT",
-        "chatContext": null,
-        "sessionId": session_id,
-        "codeLanguage": "",
-        "isReply": is_reply,
-        "source": 1,
-        "questionText": req.question,
-        "stream": true,
-        "taskDefinitionType": "",
-        "extra": extra,
-        "sessionType": session_type,
-        "targetAgent": "",
-        "pluginPayloadConfig": null,
-        "mode": mode,
-        "shellType": "",
-        "customModel": null,
-    })
-}
-
-async fn send_ask(rpc: &RpcConnection, ask: Value, timeout: Duration) -> Result<(), ChatError> {
-    let result = match rpc.call("chat/ask", ask, timeout).await {
-        Ok(v) => v,
-        Err(RpcError::Remote {
-            code: -32602,
-            message,
-            ..
-        }) if message.to_ascii_lowercase().contains("in progress") => {
-            rpc.unsubscribe();
-            return Err(ChatError::Busy);
-        }
-        Err(e) => {
-            rpc.unsubscribe();
-            return Err(e.into());
-        }
-    };
-    if success(&result) {
-        return Ok(());
-    }
-    rpc.unsubscribe();
-    let code = str_field(&result, "errorCode").unwrap_or_default();
-    let message = str_field(&result, "errorMessage")
-        .or_else(|| str_field(&result, "errorMsg"))
-        .unwrap_or_default();
-    if code.eq_ignore_ascii_case("NOT_LOGIN") {
-        return Err(ChatError::NotLoggedIn);
-    }
-    Err(ChatError::Rejected { code, message })
-}
-
-/// The callbacks of one ask, as events. Dropping an unfinished stream sends `chat/stop`.
-pub struct ChatStream {
-    rpc: RpcConnection,
-    opts: ClientOptions,
-    rx: mpsc::Receiver<ServerMessage>,
-    /// The ask the caller made.
-    request_id: String,
-    /// Whose callbacks are read: the ask itself, or the trigger ask of the off-by-one workaround.
-    active_id: String,
-    session_id: String,
-    model: Option<String>,
-    mode: AskMode,
-    queue: VecDeque<ChatEvent>,
-    splitter: ThinkSplitter,
-    /// The answer text as Lingma sent it (think block included).
-    raw: String,
-    /// The text that went through the splitter already.
-    fed: String,
-    /// Text held back as a suspected replay (see `on_answer`).
-    held: String,
-    answer: String,
-    reasoning: String,
-    saw_step_end: bool,
-    got_delta: bool,
-    trigger_pending: bool,
-    /// No more events will be handed out.
-    done: bool,
-    /// Lingma ended this ask itself (`chat/finish`) or the connection is gone: no `chat/stop`
-    /// is owed.
-    server_done: bool,
-    started: Instant,
-    last_message: Instant,
-}
-
-impl ChatStream {
-    pub fn request_id(&self) -> &str {
-        &self.request_id
-    }
-
-    /// The upstream session, as last reported by Lingma.
-    pub fn session_id(&self) -> &str {
-        &self.session_id
-    }
-
-    pub fn elapsed(&self) -> Duration {
-        self.started.elapsed()
-    }
-
-    /// Asks Lingma to stop this answer; the stream then ends with a `cancelled` finish.
-    pub async fn stop(&self) -> Result<(), RpcError> {
-        self.rpc
-            .call(
-                "chat/stop",
-                json!({"requestId": self.active_id, "sessionId": self.session_id}),
-                self.opts.rpc_timeout,
-            )
-            .await
-            .map(|_| ())
-    }
-
-    /// The next event; `None` after the finish event or an error.
-    pub async fn next(&mut self) -> Option<Result<ChatEvent, ChatError>> {
-        loop {
-            if let Some(ev) = self.queue.pop_front() {
-                if matches!(ev, ChatEvent::Finished(_)) {
-                    self.done = true;
-                    self.rpc.unsubscribe();
-                }
-                return Some(Ok(ev));
-            }
-            if self.done {
-                return None;
-            }
-            // Lingma 2.11 was captured sending step_end *before* the answer deltas, so the idle
-            // gap that ends a turn without chat/finish only counts once the answer has begun.
-            let (wait, phase) = if self.trigger_pending {
-                (self.opts.idle_finish, "before the trigger ask")
-            } else if !self.got_delta {
-                (self.opts.first_token_timeout, "waiting for the first token")
-            } else if self.saw_step_end {
-                (self.opts.idle_finish, "after step_end")
-            } else {
-                (self.opts.stall_timeout, "mid-answer")
-            };
-            let deadline = self.last_message + wait;
-            let msg = match tokio::time::timeout_at(deadline.into(), self.rx.recv()).await {
-                Ok(Some(msg)) => msg,
-                Ok(None) => {
-                    self.server_done = true;
-                    return Some(self.fail(ChatError::ConnectionLost));
-                }
-                Err(_) if self.trigger_pending => {
-                    if let Err(e) = self.send_trigger().await {
-                        return Some(self.fail(e));
-                    }
-                    continue;
-                }
-                Err(_) if self.saw_step_end && self.got_delta => {
-                    self.finish_with("success".into(), 200, EndedBy::IdleGap);
-                    continue;
-                }
-                Err(_) => {
-                    return Some(self.fail(ChatError::Timeout { phase, after: wait }));
-                }
-            };
-            if let Err(e) = self.handle(msg).await {
-                return Some(self.fail(e));
-            }
-        }
-    }
-
-    /// Reads the stream to its end and returns the finish (with the whole answer).
-    pub async fn collect(mut self) -> Result<ChatFinish, ChatError> {
-        while let Some(ev) = self.next().await {
-            if let ChatEvent::Finished(f) = ev? {
-                return Ok(f);
-            }
-        }
-        Err(ChatError::ConnectionLost)
-    }
-
-    fn fail(&mut self, e: ChatError) -> Result<ChatEvent, ChatError> {
-        self.done = true;
-        self.rpc.unsubscribe();
-        Err(e)
-    }
-
-    async fn handle(&mut self, msg: ServerMessage) -> Result<(), ChatError> {
-        let p = &msg.params;
-        let request_id = p.get("requestId").and_then(Value::as_str);
-        let for_us = |id: &str| request_id == Some(id);
-        // Qoder CN reports failures as `error`/`fatal_error`, with our requestId or none (one ask
-        // per connection, so an id-less error is ours).
-        if matches!(msg.method.as_str(), "error" | "fatal_error")
-            && request_id.is_none_or(|id| id == self.active_id || id == self.request_id)
-        {
-            let reason = str_field(p, "message")
-                .or_else(|| str_field(p, "error"))
-                .unwrap_or_else(|| msg.method.clone());
-            return Err(ChatError::Upstream {
-                status_code: 500,
-                reason,
-            });
-        }
-        // Only this ask's own messages count as signs of life for its timeouts.
-        if for_us(&self.active_id) || for_us(&self.request_id) {
-            self.last_message = Instant::now();
-        }
-        let workaround_waiting =
-            self.opts.off_by_one_workaround && self.active_id == self.request_id;
-        if workaround_waiting {
-            // Everything said under the real ask's id belongs to the previous question (§6.1);
-            // only its end matters, to know when to send the trigger.
-            if for_us(&self.request_id) {
-                if let Some(sid) = str_field(p, "sessionId").filter(|s| !s.is_empty()) {
-                    self.session_id = sid;
-                }
-                match msg.method.as_str() {
-                    "chat/process_step_callback"
-                        if p.get("step").and_then(Value::as_str) == Some("step_end") =>
-                    {
-                        self.saw_step_end = true;
-                        self.trigger_pending = true;
-                    }
-                    "chat/finish" => self.send_trigger().await?,
-                    _ => {}
-                }
-            }
-            return Ok(());
-        }
-        if !for_us(&self.active_id) {
-            return Ok(());
-        }
-        if let Some(sid) = str_field(p, "sessionId").filter(|s| !s.is_empty()) {
-            self.session_id = sid;
-        }
-        match msg.method.as_str() {
-            "chat/answer" => {
-                let text = str_field(p, "text").unwrap_or_default();
-                let overwrite = p.get("overwrite").and_then(Value::as_bool).unwrap_or(false);
-                self.on_answer(&text, overwrite);
-            }
-            "chat/think" => {
-                let text = str_field(p, "text").unwrap_or_default();
-                if !text.is_empty() {
-                    self.got_delta = true;
-                    self.reasoning.push_str(&text);
-                    self.queue.push_back(ChatEvent::Reasoning(text));
-                }
-            }
-            "chat/process_step_callback"
-                if p.get("step").and_then(Value::as_str) == Some("step_end") =>
-            {
-                self.saw_step_end = true;
-            }
-            "chat/finish" => {
-                let status = p.get("statusCode").and_then(Value::as_i64).unwrap_or(200);
-                let reason = str_field(p, "reason").unwrap_or_else(|| "success".into());
-                if let Some(full) = str_field(p, "fullAnswer")
-                    && self.raw.is_empty()
-                    && !full.is_empty()
-                    && status == 200
-                {
-                    self.on_answer(&full, false);
-                }
-                self.server_done = true;
-                if status != 200 && reason != "cancelled" {
-                    return Err(ChatError::Upstream {
-                        status_code: status,
-                        reason,
-                    });
-                }
-                self.finish_with(reason, status, EndedBy::Finish);
-            }
-            _ => {}
-        }
-        Ok(())
-    }
-
-    fn on_answer(&mut self, text: &str, overwrite: bool) {
-        self.got_delta = true;
-        if overwrite {
-            // An overwrite states the whole buffer: it settles any suspected replay.
-            self.held.clear();
-            self.apply_text(text, true);
-            return;
-        }
-        if text.is_empty() {
-            return;
-        }
-        // A remote EOF retry replays the answer from its start before an overwrite corrects it
-        // (protocol §9.21). Text that repeats the start of what was already sent is held back
-        // until it is told apart: an overwrite confirms the replay (held text dropped), anything
-        // else releases it unchanged. Nothing is ever dropped without that confirmation.
-        let suspect = !self.held.is_empty()
-            || (self.raw.len() == self.fed.len() && self.fed.starts_with(text));
-        if suspect {
-            let mut candidate = std::mem::take(&mut self.held);
-            candidate.push_str(text);
-            if self.fed.starts_with(candidate.as_str()) {
-                self.held = candidate;
-                return;
-            }
-            self.apply_text(&candidate, false);
-            return;
-        }
-        self.apply_text(text, false);
-    }
-
-    /// Releases held-back text at the end of the answer (it was not a replay after all).
-    fn release_held(&mut self) {
-        if !self.held.is_empty() {
-            let held = std::mem::take(&mut self.held);
-            self.apply_text(&held, false);
-        }
-    }
-
-    fn apply_text(&mut self, text: &str, overwrite: bool) {
-        // Invariant: `raw` and `fed` are prefixes of one another, so equal lengths mean equal text.
-        let was_in_sync = self.raw.len() == self.fed.len();
-        if overwrite {
-            self.raw.clear();
-        }
-        self.raw.push_str(text);
-        let extends = (!overwrite && was_in_sync) || self.raw.starts_with(self.fed.as_str());
-        if extends {
-            if self.raw.len() > self.fed.len() {
-                // `fed` is a prefix of `raw`, so its length is a char boundary of `raw`.
-                let new = self.raw[self.fed.len()..].to_string();
-                self.fed.push_str(&new);
-                let pieces = self.splitter.push(&new);
-                self.push_pieces(pieces);
-            }
-            return;
-        }
-        if self.fed.starts_with(self.raw.as_str()) {
-            // A retried generation re-sends text we already have (protocol §9.21, remote EOF
-            // retry): only what goes beyond it is new.
-            return;
-        }
-        self.fed = self.raw.clone();
-        let mut splitter = ThinkSplitter::default();
-        let mut answer = String::new();
-        let mut reasoning = String::new();
-        for piece in splitter
-            .push(&self.raw)
-            .into_iter()
-            .chain(splitter.finish())
-        {
-            match piece {
-                Piece::Answer(a) => answer.push_str(&a),
-                Piece::Reasoning(r) => reasoning.push_str(&r),
-            }
-        }
-        // Later deltas extend the new text as a whole: keep splitting from its end.
-        self.splitter = ThinkSplitter::after_text(&self.raw);
-        self.answer = answer.clone();
-        self.reasoning = reasoning;
-        self.queue.push_back(ChatEvent::Replace(answer));
-    }
-
-    fn push_pieces(&mut self, pieces: Vec<Piece>) {
-        for piece in pieces {
-            match piece {
-                Piece::Answer(a) => {
-                    self.answer.push_str(&a);
-                    self.queue.push_back(ChatEvent::Answer(a));
-                }
-                Piece::Reasoning(r) => {
-                    self.reasoning.push_str(&r);
-                    self.queue.push_back(ChatEvent::Reasoning(r));
-                }
-            }
-        }
-    }
-
-    fn finish_with(&mut self, reason: String, status_code: i64, ended_by: EndedBy) {
-        self.release_held();
-        let pieces = self.splitter.finish();
-        self.push_pieces(pieces);
-        self.queue.push_back(ChatEvent::Finished(ChatFinish {
-            reason,
-            status_code,
-            session_id: self.session_id.clone(),
-            request_id: self.request_id.clone(),
-            answer: self.answer.clone(),
-            reasoning: self.reasoning.clone(),
-            ended_by,
-        }));
-        // `done` is set when the finish event is handed out.
-    }
-
-    /// The off-by-one workaround: a throw-away follow-up whose answer carries the real one.
-    async fn send_trigger(&mut self) -> Result<(), ChatError> {
-        self.trigger_pending = false;
-        self.saw_step_end = false;
-        self.got_delta = false;
-        let trigger_id = new_request_id();
-        let req = ChatRequest {
-            question: "OK".into(),
-            session_id: Some(self.session_id.clone()),
-            model: self.model.clone(),
-            mode: self.mode,
-        };
-        let ask = ask_params(&req, &trigger_id, &self.session_id, true);
-        self.active_id = trigger_id;
-        self.last_message = Instant::now();
-        // The subscription stays in place: send_ask only drops it on failure.
-        send_ask(&self.rpc, ask, self.opts.rpc_timeout).await
-    }
-}
-
-impl Drop for ChatStream {
-    fn drop(&mut self) {
-        // Also after a timeout or an idle-gap end: Lingma may still be answering.
-        if self.server_done || self.rpc.is_closed() {
-            return;
-        }
-        if !self.done {
-            // Once done, the subscription was already dropped; the connection may carry
-            // another ask by now, whose subscription must stay.
-            self.rpc.unsubscribe();
-        }
-        let Ok(handle) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        let rpc = self.rpc.clone();
-        let params = json!({"requestId": self.active_id, "sessionId": self.session_id});
-        let timeout = self.opts.rpc_timeout;
-        handle.spawn(async move {
-            if let Err(e) = rpc.call("chat/stop", params, timeout).await {
-                tracing::debug!(error = %e, "chat/stop after an abandoned answer failed");
-            }
-        });
-    }
-}
-
-fn success(v: &Value) -> bool {
+/// Whether a Lingma result says it succeeded (both spellings occur).
+pub(super) fn success(v: &Value) -> bool {
     v.get("success")
         .or_else(|| v.get("isSuccess"))
         .and_then(Value::as_bool)
         .unwrap_or(false)
 }
 
-fn str_field(v: &Value, name: &str) -> Option<String> {
+pub(super) fn str_field(v: &Value, name: &str) -> Option<String> {
     v.get(name).and_then(Value::as_str).map(str::to_string)
 }
 
@@ -886,23 +346,6 @@ mod tests {
         assert!(success(&json!({"isSuccess": true, "requestId": "x"})));
         assert!(!success(&json!({"success": false})));
         assert!(!success(&json!({})));
-    }
-
-    #[test]
-    fn ask_params_map_mode_and_model() {
-        let req = ChatRequest {
-            question: "q".into(),
-            session_id: None,
-            model: Some("m".into()),
-            mode: AskMode::Agent,
-        };
-        let v = ask_params(&req, "r", "s", false);
-        assert_eq!(v["mode"], "agent");
-        assert_eq!(v["sessionType"], "assistant");
-        assert_eq!(v["extra"]["modelConfig"]["key"], "m");
-        assert_eq!(v["questionText"], "q");
-        assert_eq!(v["sessionId"], "s");
-        assert_eq!(v["stream"], true);
     }
 
     #[test]

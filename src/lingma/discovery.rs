@@ -1,15 +1,24 @@
-//! Finding Lingma: the binary to run (protocol §1.1) and the instance a running `serve` already
-//! owns for a work dir (its `lingma-gw.instance.json`), so terminal commands can attach to it.
+//! Finding Lingma: the binary to run (the IDE plugins install it as
+//! `~/.lingma/bin/<version>/<platform>/Lingma`) and the instances a running `serve` already owns
+//! (each leaves an instance file in its work dir), so terminal commands can attach to them.
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::settings::BinaryChoice;
+use super::workdir::WorkDir;
 
-/// The file a running instance leaves in its work dir.
-pub const INSTANCE_FILE: &str = "lingma-gw.instance.json";
+/// Which Lingma binary to run; the settings decide, [`LingmaBinary::resolve`] finds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BinaryChoice {
+    /// `--lingma-bin` / `LINGMA_BIN` / config.
+    Path(PathBuf),
+    /// The built-in simulator (this executable's `sim` subcommand).
+    Sim,
+    /// Look for an installed Lingma.
+    Discover,
+}
 
 #[derive(Debug, Error)]
 pub enum DiscoveryError {
@@ -160,19 +169,13 @@ pub struct InstanceFile {
 }
 
 impl InstanceFile {
-    pub fn path(work_dir: &Path) -> PathBuf {
-        work_dir.join(INSTANCE_FILE)
+    /// Written atomically, so a reader never sees half a file.
+    pub fn write(&self, work_dir: &WorkDir) -> std::io::Result<()> {
+        crate::util::write_private(&work_dir.instance_file(), &serde_json::to_vec_pretty(self)?)
     }
 
-    /// Written to a temporary file and renamed, so a reader never sees half a file.
-    pub fn write(&self, work_dir: &Path) -> std::io::Result<()> {
-        let tmp = work_dir.join(format!(".{INSTANCE_FILE}.{}", std::process::id()));
-        std::fs::write(&tmp, serde_json::to_vec_pretty(self)?)?;
-        std::fs::rename(&tmp, Self::path(work_dir))
-    }
-
-    pub fn read(work_dir: &Path) -> Option<Self> {
-        let text = std::fs::read(Self::path(work_dir)).ok()?;
+    pub fn read(work_dir: &WorkDir) -> Option<Self> {
+        let text = std::fs::read(work_dir.instance_file()).ok()?;
         serde_json::from_slice(&text).ok()
     }
 
@@ -182,24 +185,39 @@ impl InstanceFile {
     }
 
     /// Removes the file if it still describes this owner (a new owner may have replaced it).
-    pub fn remove_if_owned(work_dir: &Path, owner_pid: u32) {
+    pub fn remove_if_owned(work_dir: &WorkDir, owner_pid: u32) {
         if let Some(f) = Self::read(work_dir)
             && f.owner_pid == owner_pid
         {
-            let _ = std::fs::remove_file(Self::path(work_dir));
+            let _ = std::fs::remove_file(work_dir.instance_file());
         }
     }
 }
 
 /// The live instance recorded in `work_dir`, removing a stale file (dead pids) on the way.
-pub fn live_instance(work_dir: &Path) -> Option<InstanceFile> {
+pub fn live_instance(work_dir: &WorkDir) -> Option<InstanceFile> {
     let f = InstanceFile::read(work_dir)?;
     if f.is_live() {
         return Some(f);
     }
-    tracing::debug!(path = %InstanceFile::path(work_dir).display(), "removing stale instance file");
-    let _ = std::fs::remove_file(InstanceFile::path(work_dir));
+    let path = work_dir.instance_file();
+    tracing::debug!(path = %path.display(), "removing stale instance file");
+    let _ = std::fs::remove_file(path);
     None
+}
+
+/// The names of the instances under `work_root` that a running `serve` owns, sorted. Stale
+/// instance files are left alone (this only looks).
+pub fn live_instances(work_root: &Path) -> Vec<String> {
+    let mut live: Vec<String> = std::fs::read_dir(work_root)
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .filter(|e| InstanceFile::read(&WorkDir::new(e.path())).is_some_and(|f| f.is_live()))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    live.sort();
+    live
 }
 
 pub fn pid_alive(pid: u32) -> bool {
@@ -267,7 +285,9 @@ mod tests {
 
     #[test]
     fn instance_file_round_trip_and_staleness() {
-        let dir = tempfile::tempdir().unwrap();
+        let root = tempfile::tempdir().unwrap();
+        let dir = WorkDir::of_instance(root.path(), "inst-0");
+        std::fs::create_dir(dir.root()).unwrap();
         let f = InstanceFile {
             name: "inst-0".into(),
             owner_pid: std::process::id(),
@@ -276,11 +296,13 @@ mod tests {
             http_port: 2,
             started_at: 0,
         };
-        f.write(dir.path()).unwrap();
-        assert_eq!(live_instance(dir.path()), Some(f.clone()));
+        f.write(&dir).unwrap();
+        assert_eq!(live_instance(&dir), Some(f.clone()));
+        assert_eq!(live_instances(root.path()), ["inst-0"]);
         let stale = InstanceFile { lingma_pid: 0, ..f };
-        stale.write(dir.path()).unwrap();
-        assert_eq!(live_instance(dir.path()), None);
-        assert!(!InstanceFile::path(dir.path()).exists());
+        stale.write(&dir).unwrap();
+        assert!(live_instances(root.path()).is_empty());
+        assert_eq!(live_instance(&dir), None);
+        assert!(!dir.instance_file().exists());
     }
 }

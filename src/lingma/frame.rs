@@ -1,4 +1,5 @@
-//! Content-Length framing of the Lingma wire protocol (protocol §2.2).
+//! Content-Length framing of the Lingma wire protocol: each JSON-RPC message in a WebSocket
+//! message is preceded by an LSP-style `Content-Length` header counting its bytes.
 //!
 //! Every JSON-RPC message travels as an LSP base-protocol frame: `Content-Length: N\r\n\r\n` followed
 //! by exactly N bytes of UTF-8 JSON. On the WebSocket one frame is normally one text message, but a

@@ -1,17 +1,22 @@
 //! Everything that talks to a Lingma process: framing, JSON-RPC, the typed client, the model
-//! registry, process spawning and discovery.
+//! registry, process spawning and discovery, and the layout of a work dir. Nothing here knows
+//! about the pool, the gateway, the settings or the commands above it.
 
 pub mod attach;
+pub mod chat_stream;
 pub mod client;
 pub mod discovery;
 pub mod frame;
 pub mod models;
+pub mod ports;
 pub mod process;
 pub mod rpc;
 pub mod think;
+pub mod workdir;
 
-pub use client::{
-    AskMode, AuthStatus, ChatError, ChatEvent, ChatFinish, ChatRequest, ChatStream, ClientOptions,
-    EndedBy, LingmaClient, LingmaError,
+pub use chat_stream::{
+    AskMode, ChatError, ChatEvent, ChatFinish, ChatRequest, ChatStream, EndedBy,
 };
+pub use client::{AuthStatus, ClientOptions, LingmaClient, LingmaError, LoginUrl};
 pub use models::{ModelInfo, ModelRegistry, Resolution};
+pub use workdir::WorkDir;

@@ -1,4 +1,5 @@
-//! The model registry (`config/queryModels`, protocol §3.5) and model resolution.
+//! The model registry (`config/queryModels`: models per scene, with display names and flags) and
+//! model resolution.
 //!
 //! The registry is an object keyed by scene whose values are arrays of model items; the same key
 //! may appear in several scenes. We keep one entry per key, remembering its scenes, and resolve what
@@ -58,7 +59,7 @@ const SCENE_ORDER: [&str; 6] = [
 
 impl ModelRegistry {
     /// Parses the `config/queryModels` result. Unknown shapes degrade to an empty registry entry
-    /// rather than an error: the catalogue differs per account and version (protocol §6.9).
+    /// rather than an error: the catalogue differs per account, tenant and version.
     pub fn from_query_result(result: &Value) -> Self {
         let mut registry = ModelRegistry::default();
         let Some(scenes) = result.as_object() else {

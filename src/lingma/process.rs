@@ -1,7 +1,7 @@
 //! One Lingma child process: spawn with its work dir and ports, drain its output into tracing,
 //! wait until it answers `initialize`, and stop it (SIGTERM, grace, SIGKILL, always waited for).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -11,6 +11,8 @@ use tokio::process::{Child, Command};
 
 use super::client::{ClientOptions, LingmaClient, LingmaError};
 use super::discovery::LingmaBinary;
+use super::ports::Ports;
+use super::workdir::WorkDir;
 
 #[derive(Debug, Error)]
 pub enum ProcessError {
@@ -26,24 +28,11 @@ pub enum ProcessError {
     PortTaken { port: u16 },
 }
 
-/// Where a child listens.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Ports {
-    pub socket: u16,
-    pub http: u16,
-}
-
-impl Ports {
-    pub fn ws_url(&self) -> String {
-        format!("ws://127.0.0.1:{}/", self.socket)
-    }
-}
-
 pub struct LingmaProcess {
     child: Child,
     pid: u32,
     pub ports: Ports,
-    pub work_dir: PathBuf,
+    pub work_dir: WorkDir,
     label: String,
 }
 
@@ -52,19 +41,21 @@ impl LingmaProcess {
     /// group so that a terminal's Ctrl-C reaches us first and we stop it in order.
     pub fn spawn(
         binary: &LingmaBinary,
-        work_dir: &Path,
+        work_dir: &WorkDir,
         ports: Ports,
         label: &str,
     ) -> Result<Self, ProcessError> {
-        std::fs::create_dir_all(work_dir).map_err(|e| ProcessError::WorkDir {
-            path: work_dir.to_path_buf(),
+        // The workspace folder too: every connection names it in `initialize`.
+        let workspace = work_dir.workspace();
+        std::fs::create_dir_all(&workspace).map_err(|e| ProcessError::WorkDir {
+            path: workspace,
             reason: e.to_string(),
         })?;
         let mut cmd = Command::new(&binary.program);
         cmd.args(&binary.prefix_args)
             .envs(binary.env.iter().map(|(k, v)| (k, v)))
             .arg("start")
-            .arg(format!("--workDir={}", work_dir.display()))
+            .arg(format!("--workDir={}", work_dir.root().display()))
             .arg(format!("--socketPort={}", ports.socket))
             .arg(format!("--httpPort={}", ports.http))
             .stdin(Stdio::null())
@@ -119,7 +110,7 @@ impl LingmaProcess {
             child,
             pid,
             ports,
-            work_dir: work_dir.to_path_buf(),
+            work_dir: work_dir.clone(),
             label: label.to_string(),
         })
     }
@@ -132,11 +123,11 @@ impl LingmaProcess {
     /// exits, or `timeout` passes. Returns that first, initialized connection.
     pub async fn wait_ready(
         &mut self,
-        workspace: &Path,
         opts: &ClientOptions,
         timeout: Duration,
     ) -> Result<LingmaClient, ProcessError> {
         let deadline = Instant::now() + timeout;
+        let workspace = self.work_dir.workspace();
         let url = self.ports.ws_url();
         let mut last = String::from("no attempt yet");
         let mut delay = Duration::from_millis(25);
@@ -144,7 +135,7 @@ impl LingmaProcess {
             if let Some(status) = self.try_exit_status() {
                 return Err(ProcessError::ExitedEarly {
                     status,
-                    log: self.work_dir.join("logs/lingma.log"),
+                    log: self.work_dir.lingma_log(),
                 });
             }
             let left = deadline.saturating_duration_since(Instant::now());
@@ -154,7 +145,7 @@ impl LingmaProcess {
             let mut attempt = opts.clone();
             attempt.connect_timeout = left.min(Duration::from_secs(2));
             attempt.rpc_timeout = left.min(opts.rpc_timeout);
-            match LingmaClient::connect(&url, workspace, attempt).await {
+            match LingmaClient::connect(&url, &workspace, attempt).await {
                 Ok(client) => {
                     // Two pools can pick the same free port at once; then our child fails to bind
                     // and we would be talking to the other pool's Lingma. Make sure the socket is
@@ -288,18 +279,6 @@ fn listening_inodes(port: u16) -> Option<Vec<String>> {
         }
     }
     any_table.then_some(found)
-}
-
-/// A free TCP port on 127.0.0.1 (bound and released: a later bind can still race, which the
-/// caller handles by restarting with new ports).
-pub fn free_port() -> std::io::Result<u16> {
-    let l = std::net::TcpListener::bind(("127.0.0.1", 0))?;
-    Ok(l.local_addr()?.port())
-}
-
-/// Whether `port` can be bound on 127.0.0.1 right now.
-pub fn port_is_free(port: u16) -> bool {
-    port != 0 && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
 }
 
 #[cfg(test)]

@@ -1,4 +1,4 @@
-//! JSON-RPC 2.0 over one Lingma WebSocket (protocol §2.3, §2.4).
+//! JSON-RPC 2.0 over one Lingma WebSocket.
 //!
 //! Owns the socket: a reader task decodes Content-Length frames, completes pending calls by id,
 //! acknowledges every request the server sends (`true` for `chat/answer` and `chat/finish`, `null`
@@ -31,6 +31,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use super::frame::{FrameDecoder, FrameError, encode_str};
+use crate::util::lock;
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -113,7 +114,7 @@ impl Drop for ReaderGuard {
 
 impl RpcConnection {
     /// Opens the WebSocket. `machine_token` adds the `Cosy-MachineToken` header that Qoder CN
-    /// sidecars require (protocol §2.1).
+    /// sidecars require.
     pub async fn connect(
         url: &str,
         machine_token: Option<&str>,
@@ -141,7 +142,8 @@ impl RpcConnection {
             .map_err(|_| connect_err(format!("timed out after {}s", timeout.as_secs_f32())))?
             .map_err(|e| connect_err(e.to_string()))?;
         if let MaybeTlsStream::Plain(tcp) = ws.get_ref() {
-            // Deltas must leave as soon as they are written (design: no batching).
+            // Acks and asks must leave at once, without Nagle's delay: a strict Lingma sends its
+            // next delta only once the previous one is acknowledged.
             let _ = tcp.set_nodelay(true);
         }
         let (sink, stream) = ws.split();
@@ -195,7 +197,7 @@ impl RpcConnection {
             return Err(RpcError::Closed);
         }
         let msg = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
-        if let Err(e) = self.send_value(&msg).await {
+        if let Err(e) = send(&self.shared, &msg).await {
             lock(&self.shared.pending).remove(&id);
             return Err(e);
         }
@@ -212,19 +214,9 @@ impl RpcConnection {
         }
     }
 
-    /// Sends a notification (no reply expected).
-    pub async fn notify(&self, method: &str, params: Value) -> Result<(), RpcError> {
-        self.send_value(&json!({"jsonrpc": "2.0", "method": method, "params": params}))
-            .await
-    }
-
     pub async fn close(&self) {
         let mut sink = self.shared.sink.lock().await;
         let _ = sink.close().await;
-    }
-
-    async fn send_value(&self, msg: &Value) -> Result<(), RpcError> {
-        send(&self.shared, msg).await
     }
 }
 
@@ -254,12 +246,6 @@ async fn feed(shared: &Shared, msg: &Value) -> Result<(), RpcError> {
 async fn flush(shared: &Shared) -> Result<(), RpcError> {
     let mut sink = shared.sink.lock().await;
     sink.flush().await.map_err(|_| RpcError::Closed)
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // A panic while holding one of these short critical sections cannot leave the map in a
-    // half-updated state, so a poisoned lock is still safe to use.
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The reply Lingma's plugin contract gives to a server request.

@@ -1,4 +1,5 @@
-//! Splitting a fenced `think::` block out of Lingma's answer stream (protocol §3.8).
+//! Splitting a fenced `think::` block out of Lingma's answer stream (reasoning models put their
+//! reasoning there, at the start of the `chat/answer` deltas).
 //!
 //! Reasoning models may start their answer with a block whose opening line is four backticks and
 //! `think::<millis>` and whose closing line is four backticks. The block is reasoning, not answer,

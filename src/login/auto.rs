@@ -5,14 +5,14 @@
 //! instance, never two at once: it switches the endpoint first when `DEDICATED_DOMAIN_URL` is set,
 //! then runs the headless login up to `1 + AUTO_LOGIN_MAX_RETRY` times, each attempt bounded by
 //! `AUTO_LOGIN_TIMEOUT`. A captcha, an identity verification or a refused password ends the run at
-//! once and blocks automatic runs for that instance until an operator starts one (protocol §11:
-//! retries make risk control stricter). After a run that failed otherwise, automatic runs wait
+//! once and blocks automatic runs for that instance until an operator starts one (each retry
+//! makes the login page's risk control stricter). After a run that failed otherwise, automatic runs wait
 //! [`AutoLoginConfig::cooldown`].
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
@@ -21,7 +21,8 @@ use tokio_util::task::TaskTracker;
 use super::headless::{self, BrowserOptions, Credentials, HeadlessError, Profile, Target};
 use super::{Secret, apply_dedicated_domain};
 use crate::lingma::{ClientOptions, LingmaClient};
-use crate::pool::{InstanceState, Pool, workspace};
+use crate::pool::{InstanceState, Pool};
+use crate::util::{lock, unix_secs};
 
 /// One instance's login account.
 #[derive(Debug, Clone)]
@@ -135,18 +136,6 @@ pub struct AutoLogin {
     tracker: TaskTracker,
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // Only field assignments happen under this lock; a poisoned one still holds consistent data.
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 impl AutoLogin {
     pub fn new(cfg: AutoLoginConfig, pool: Arc<Pool>) -> Arc<Self> {
         let max = cfg.max_retry.saturating_add(1);
@@ -198,13 +187,13 @@ impl AutoLogin {
             // Just logged in: the pool's next refresh (already asked for) turns the instance ready.
             if s.state == RunState::Succeeded
                 && s.finished_at
-                    .is_some_and(|t| now_secs().saturating_sub(t) < 10)
+                    .is_some_and(|t| unix_secs().saturating_sub(t) < 10)
             {
                 return Trigger::AlreadyRunning;
             }
             if s.state == RunState::Failed
                 && s.finished_at
-                    .is_some_and(|t| now_secs().saturating_sub(t) < self.cfg.cooldown.as_secs())
+                    .is_some_and(|t| unix_secs().saturating_sub(t) < self.cfg.cooldown.as_secs())
             {
                 return Trigger::CoolingDown;
             }
@@ -242,7 +231,7 @@ impl AutoLogin {
             }
             s.state = RunState::Running;
             s.attempts = 0;
-            s.started_at = Some(now_secs());
+            s.started_at = Some(unix_secs());
             s.finished_at = None;
             s.error_kind = None;
             s.last_error = None;
@@ -392,7 +381,7 @@ impl AutoLogin {
             })?;
         let client = LingmaClient::connect(
             &ports.ws_url(),
-            &workspace(&work_dir),
+            &work_dir.workspace(),
             self.cfg.client.clone(),
         )
         .await
@@ -413,7 +402,7 @@ impl AutoLogin {
                 client: &client,
                 instance,
                 http_port: ports.http,
-                work_dir: &work_dir,
+                work_dir: work_dir.root(),
                 cancel: Some(&self.cancel),
             };
             headless::login(&target, Some(creds), &browser).await
@@ -433,7 +422,7 @@ impl AutoLogin {
     ) {
         if let Some(s) = lock(&self.status).get_mut(instance) {
             s.state = state;
-            s.finished_at = Some(now_secs());
+            s.finished_at = Some(unix_secs());
             s.user = user;
             if let Some((kind, msg)) = error {
                 s.error_kind = Some(kind.to_string());

@@ -1,4 +1,5 @@
-//! Logging a Lingma instance in (protocol §3.4, §7, §11).
+//! Logging a Lingma instance in: Lingma's login family (`login/generateUrl`, the browser's
+//! `/auth/callback`, `auth/status`) and the files it then writes (docs/login.md).
 //!
 //! * [`interactive`]: `lingma-gw login` for a person: print (and open) the login URL, wait for
 //!   `auth/status` to turn 2, or take the callback URL the browser was sent to and submit it.
@@ -110,7 +111,7 @@ impl CallbackParams {
     }
 
     /// The nonce to submit with `login/auth_callback`: the state without the international
-    /// flow's `2-` prefix (protocol §3.4).
+    /// flow's `2-` prefix.
     pub fn nonce(&self) -> &str {
         self.state.strip_prefix("2-").unwrap_or(&self.state)
     }

@@ -1,4 +1,4 @@
-//! `chat/ask` (protocol §3.7, §3.8, §9.17): parameter checks, the deterministic reply generator,
+//! `chat/ask` (docs/simulator.md, "chat/ask"): parameter checks, the deterministic reply generator,
 //! and the per-ask stream task that sends the callbacks in Lingma's order and injects the faults.
 //!
 //! Stream order: `process_step_callback step_start` -> first-token delay -> thinking
@@ -20,12 +20,13 @@ use tokio_util::sync::CancellationToken;
 
 use super::config::{DEFAULT_FAULT_AFTER, Faults, ThinkStyle};
 use super::conn::{Conn, Wire};
-use super::log::now_ms;
 use super::models::{self, DEFAULT_MODEL};
 use super::server::{INVALID_PARAMS, Reply};
-use super::state::{RunningChat, Shared, lock};
+use super::state::{RunningChat, Shared};
 use super::store::ChatRecord;
 use super::{agent, directives};
+use crate::util::lock;
+use crate::util::unix_millis;
 
 /// Frames per WebSocket message under the `batch` fault.
 const BATCH: usize = 3;
@@ -282,7 +283,7 @@ pub async fn ask(shared: &Arc<Shared>, conn: &Arc<Conn>, id: Value, params: Valu
         wire: Wire::from_faults(faults.split.unwrap_or(false), faults.batch.unwrap_or(false)),
         faults,
         strict: cfg.strict_acks,
-        started: now_ms(),
+        started: unix_millis(),
     };
     shared.log.debug(&format!(
         "doAsk requestId: {}, sessionId: {}, model: {}, params.SessionType: {}",
@@ -413,7 +414,7 @@ impl Stream {
             plan,
             json!({
                 "text": text, "overwrite": overwrite, "isFiltered": false,
-                "timestamp": now_ms(), "extra": {"sessionType": plan.session_type},
+                "timestamp": unix_millis(), "extra": {"sessionType": plan.session_type},
             }),
         );
         self.emit(plan, "chat/answer", p).await
@@ -432,7 +433,7 @@ impl Stream {
             }
         }
         lock(&self.shared.chats).remove(&plan.request_id);
-        let now = now_ms();
+        let now = unix_millis();
         lock(&self.shared.sessions).record_turn(ChatRecord {
             request_id: plan.request_id.clone(),
             session_id: plan.session_id.clone(),
@@ -467,7 +468,7 @@ impl Stream {
         self.shared.log.debug(&format!(
             "finish chat answer requestId: {} reason: {reason} statusCode: {code} cost: {}ms",
             plan.request_id,
-            now_ms() - plan.started
+            unix_millis() - plan.started
         ));
     }
 
@@ -538,7 +539,7 @@ impl Stream {
             return Ok(End::Finish { reason, code });
         }
         if !plan.stream {
-            // CW-style servers send only chat/finish when `stream` is false (protocol §3.7).
+            // Servers that impersonate Lingma send only chat/finish when `stream` is false.
             self.visible = plan.emitted.clone();
             return Ok(End::Finish {
                 reason: "success".into(),
@@ -553,14 +554,14 @@ impl Stream {
                 }
                 let p = self.params(
                     plan,
-                    json!({"text": piece, "step": "start", "timestamp": now_ms(),
+                    json!({"text": piece, "step": "start", "timestamp": unix_millis(),
                            "extra": {"sessionType": plan.session_type}}),
                 );
                 self.emit(plan, "chat/think", p).await?;
             }
             let p = self.params(
                 plan,
-                json!({"text": "", "step": "done", "timestamp": now_ms(),
+                json!({"text": "", "step": "done", "timestamp": unix_millis(),
                        "extra": {"sessionType": plan.session_type}}),
             );
             self.emit(plan, "chat/think", p).await?;
@@ -589,7 +590,7 @@ impl Stream {
             }
             self.delta(plan, &chunks[i], false).await?;
             i += 1;
-            // Real Lingma interleaves empty deltas ("pon", "", "g", ""; protocol §3.8).
+            // Real Lingma interleaves empty deltas ("pon", "", "g", "").
             if i == 1 || i == chunks.len() {
                 self.delta(plan, "", false).await?;
             }

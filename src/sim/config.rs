@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// The Lingma core version the simulator claims to be (protocol §1.2, §3.1).
+/// The Lingma core version the simulator claims to be (`version`, `initialize`'s serverInfo).
 pub const VERSION: &str = "2.11.1";
 
 pub const DEFAULT_SOCKET_PORT: u16 = 37010;
@@ -27,7 +27,7 @@ pub const CRASH_EXIT_CODE: i32 = 101;
 /// How the reasoning ("thinking") part of a reasoning model's answer is delivered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum ThinkStyle {
-    /// A fenced ````think::1200 block at the start of the answer stream (protocol §3.8).
+    /// A fenced ````think::1200 block at the start of the answer stream, as real Lingma sends it.
     #[default]
     Inline,
     /// `chat/think` callbacks with `step:"start"` ... `step:"done"`.
@@ -120,8 +120,8 @@ pub fn parse_credit_usage(spec: &str) -> Result<serde_json::Value, String> {
     Ok(v)
 }
 
-/// The default `credit/usage` result. No public capture exists for Lingma (Qoder CN answers it,
-/// protocol §3.9), so this shape is the simulator's own and documented in docs/simulator.md.
+/// The default `credit/usage` result. No public capture exists for Lingma (only Qoder CN is known
+/// to answer it), so this shape is the simulator's own and documented in docs/simulator.md.
 pub fn default_credit_usage() -> serde_json::Value {
     serde_json::json!({
         "success": true,
@@ -151,7 +151,7 @@ pub struct Faults {
     pub batch: Option<bool>,
     pub think: Option<ThinkStyle>,
     pub hang: Option<bool>,
-    /// `step_end` before the answer deltas, the order ZA captured from Lingma 2.11 (protocol §3.8).
+    /// `step_end` before the answer deltas, the order once captured from Lingma 2.11.
     pub step_end_first: Option<bool>,
     /// Reply with `w1 w2 ... wN` instead of the generated answer.
     pub len: Option<usize>,
@@ -256,7 +256,7 @@ pub struct SimConfig {
     pub socket_port: u16,
     pub http_port: u16,
     pub endpoint: Option<String>,
-    /// Accepted and logged; its values are undocumented for the real binary (protocol §1.2).
+    /// Accepted and logged; its values are undocumented for the real binary.
     pub transport_type: Option<String>,
     pub copy_data_dir: Option<PathBuf>,
     pub startup_delay: Duration,

@@ -17,6 +17,7 @@ use tokio_tungstenite::tungstenite::{self, Message, protocol::CloseFrame};
 use tokio_util::sync::CancellationToken;
 
 use crate::lingma::frame;
+use crate::util::lock;
 
 /// Outbound queue depth per connection.
 pub const OUT_QUEUE: usize = 1024;
@@ -62,17 +63,13 @@ pub struct Conn {
     /// Cancelled when the connection ends for any reason.
     pub closed: CancellationToken,
     pub initialized: AtomicBool,
-    /// The requestId of the chat running on this connection (one at a time, protocol §5.1).
+    /// The requestId of the chat running on this connection (Lingma runs one at a time per
+    /// connection).
     pub chat: Mutex<Option<String>>,
     /// The session this connection last chatted in (`session/getCurrent`).
     pub last_session: Mutex<Option<String>>,
     /// The process-wide wire mode, used for everything that is not part of a chat stream.
     pub wire: Wire,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // A poisoned lock only means a panic elsewhere; the data (maps of ids) stays consistent.
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Conn {

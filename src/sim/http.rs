@@ -1,5 +1,5 @@
-//! The local HTTP server on `--httpPort`: the OAuth return `/auth/callback` (protocol §3.4, §9.13)
-//! and a test login page shaped like the Alibaba Cloud login widget (protocol §11), so a headless
+//! The local HTTP server on `--httpPort` (docs/simulator.md, "The HTTP side"): the OAuth return
+//! `/auth/callback` and a test login page shaped like the Alibaba Cloud login widget, so a headless
 //! browser driver is exercised against the same structure: an outer page with the
 //! `#alibaba-login-box` iframe, a QR tab shown by default, a 账密登录 tab with the
 //! `#fm-login-id` / `#fm-login-password` / `button.fm-submit` form, a slider-captcha mode and an
@@ -287,7 +287,7 @@ async fn login_submit(State(shared): State<Arc<Shared>>, Json(s): Json<Submit>) 
                 urlencode(&token)
             );
             let mut headers = HeaderMap::new();
-            // The cookie the real passport sets once the password is accepted (protocol §11).
+            // The cookie the real passport sets once the password is accepted.
             if let Ok(v) = HeaderValue::from_str(&format!(
                 "login_aliyunid_ticket={}; Path=/",
                 random_token("")

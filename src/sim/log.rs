@@ -10,14 +10,8 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::Path;
 use std::sync::Mutex;
-use std::time::{SystemTime, UNIX_EPOCH};
 
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+use crate::util::{lock, unix_millis};
 
 /// `2025-05-04 10:11:12.345` (UTC), the timestamp layout of Lingma's own log lines.
 pub fn format_ms(ms: i64) -> String {
@@ -53,8 +47,7 @@ fn open_append(path: &Path) -> std::io::Result<File> {
 }
 
 fn write_line(file: &Mutex<File>, line: &[u8]) {
-    // A poisoned lock only means another thread panicked mid-write; the file is still usable.
-    let mut f = file.lock().unwrap_or_else(|p| p.into_inner());
+    let mut f = lock(file);
     if let Err(e) = f.write_all(line) {
         tracing::warn!("cannot write simulator log: {e}");
     }
@@ -73,7 +66,7 @@ impl LingmaLog {
     }
 
     fn line(&self, level: &str, msg: &str) {
-        let line = format!("{} {level} {msg}\n", format_ms(now_ms()));
+        let line = format!("{} {level} {msg}\n", format_ms(unix_millis()));
         write_line(&self.file, line.as_bytes());
     }
 
@@ -124,7 +117,7 @@ impl RequestLog {
         let _ = write!(
             line,
             "{{\"ts\":{},\"conn\":{conn},\"kind\":\"{kind}\"",
-            now_ms()
+            unix_millis()
         );
         let one_line_object = valid_object
             && trimmed.first() == Some(&b'{')

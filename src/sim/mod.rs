@@ -1,6 +1,6 @@
 //! The built-in Lingma simulator: a real WebSocket + HTTP server speaking the Lingma wire protocol
-//! (`shared/lingma-protocol.md` §9 in full), so that the gateway, its tests and its benchmark run
-//! without the real binary, and every quirk and fault the protocol lists can be reproduced.
+//! (what it implements is docs/simulator.md), so that the gateway, its tests and its benchmark run
+//! without the real binary, and every known quirk and fault of the real one can be reproduced.
 //!
 //! Entry points: [`Simulator::start`] (embedded: returns once both ports listen),
 //! [`run_until_signal`] (what `lingma-gw sim start` runs), [`status`] (`sim status`) and
@@ -25,7 +25,7 @@ mod store;
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -41,11 +41,13 @@ pub use config::{
 };
 pub use log::format_ms;
 
-use log::{LingmaLog, RequestLog, now_ms};
+use crate::lingma::WorkDir;
+use crate::util::unix_millis;
+use log::{LingmaLog, RequestLog};
 use state::{LoginState, Nonces, Shared};
-use store::{SessionStore, UserInfo, WorkDir};
+use store::{SessionStore, SimFiles, UserInfo};
 
-/// The line clients wait for in `logs/lingma.log` (protocol §1.3).
+/// The line clients wait for in `logs/lingma.log`: the real binary writes it once both ports listen.
 pub const READY_PREFIX: &str = "Communication servers ready - WebSocket: ";
 
 #[derive(Debug, thiserror::Error)]
@@ -92,7 +94,7 @@ pub struct StatusReport {
 pub fn status(work_dir: &Path) -> StatusReport {
     let user = WorkDir::new(work_dir)
         .read_user()
-        .filter(|u| !u.is_expired(now_ms()));
+        .filter(|u| !u.is_expired(unix_millis()));
     StatusReport {
         logged_in: user.is_some(),
         version: VERSION.to_string(),
@@ -140,10 +142,10 @@ fn prepare(cfg: &SimConfig) -> Result<Prepared, SimError> {
         dir.copy_from(src)
             .map_err(io_err(format!("cannot copy data dir {}", src.display())))?;
     }
-    for d in [dir.logs(), dir.cache(), dir.db_dir()] {
+    for d in [dir.logs(), dir.cache(), dir.history()] {
         std::fs::create_dir_all(&d).map_err(io_err(format!("cannot create {}", d.display())))?;
     }
-    let log_path = dir.logs().join("lingma.log");
+    let log_path = dir.lingma_log();
     let log = LingmaLog::open(&log_path)
         .map_err(io_err(format!("cannot open {}", log_path.display())))?;
     log.info(&format!(
@@ -157,14 +159,15 @@ fn prepare(cfg: &SimConfig) -> Result<Prepared, SimError> {
     if let Some(src) = &cfg.copy_data_dir {
         log.info(&format!("copied data dir from {}", src.display()));
     }
-    let (machine_id, fresh) = dir
-        .ensure_machine_id()
-        .map_err(io_err("cannot write cache/id"))?;
+    let (machine_id, fresh) = dir.ensure_machine_id().map_err(io_err(format!(
+        "cannot write {}",
+        dir.machine_id().display()
+    )))?;
     log.info(&format!("using machine id from file: {machine_id}"));
     if fresh && !cfg.logged_out {
         let demo = UserInfo::demo();
         dir.write_user(&demo)
-            .map_err(io_err("cannot write cache/user"))?;
+            .map_err(io_err(format!("cannot write {}", dir.user().display())))?;
         log.info("fresh work dir: logged in as the demo account");
     }
     let mut login = LoginState {
@@ -175,7 +178,7 @@ fn prepare(cfg: &SimConfig) -> Result<Prepared, SimError> {
         None => log.info("No cached user info, please login."),
         Some(u) => {
             log.info(&format!("cached user info found: {} ({})", u.name, u.uid));
-            if u.is_expired(now_ms()) || cfg.faults.expired == Some(true) {
+            if u.is_expired(unix_millis()) || cfg.faults.expired == Some(true) {
                 login.expired = true;
                 log.warn("token expired, login required");
             }
@@ -241,12 +244,12 @@ impl Simulator {
         }
         log.info(&format!("Using http server: {}", http_addr.port()));
         let reqlog = if cfg.request_log {
-            let p = prepared.dir.logs().join("sim-requests.jsonl");
+            let p = prepared.dir.request_log();
             Some(RequestLog::open(&p).map_err(io_err(format!("cannot open {}", p.display())))?)
         } else {
             None
         };
-        let sessions = SessionStore::open(&prepared.dir.db_dir())
+        let sessions = SessionStore::open(&prepared.dir.history())
             .map_err(io_err("cannot open the session store"))?;
         let shared = Arc::new(Shared {
             dir: prepared.dir,
@@ -358,13 +361,4 @@ pub async fn run_until_signal(cfg: SimConfig) -> Result<SimExit, SimError> {
     stop_on_signal.abort();
     watcher.abort();
     Ok(exit)
-}
-
-/// The work dir layout, for tools and tests that look at what the simulator wrote.
-pub fn request_log_path(work_dir: &Path) -> PathBuf {
-    work_dir.join("logs").join("sim-requests.jsonl")
-}
-
-pub fn lingma_log_path(work_dir: &Path) -> PathBuf {
-    work_dir.join("logs").join("lingma.log")
 }

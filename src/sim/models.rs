@@ -1,4 +1,4 @@
-//! The simulated model catalogue (`config/queryModels`, protocol §3.5): which model keys exist,
+//! The simulated model catalogue (`config/queryModels`): which model keys exist,
 //! which are reasoning / vision models, and in which scenes each is offered.
 
 use serde_json::{Value, json};
@@ -47,7 +47,7 @@ pub const MODELS: &[Model] = &[
 ];
 
 /// Scene -> (model keys offered, default key). Deliberately not every model in every scene: the
-/// real catalogue varies per scene and tenant (protocol §3.5, §6.9), and clients must cope.
+/// real catalogue varies per scene and tenant, and clients must cope.
 const SCENES: &[(&str, &[&str], &str)] = &[
     (
         "chat",
@@ -114,7 +114,7 @@ pub fn catalogue() -> Value {
     Value::Object(out)
 }
 
-/// `model/queryClasses` (an emulator-only method, protocol §3.5).
+/// `model/queryClasses` (known only from emulators, not from the real binary).
 pub fn classes() -> Value {
     json!({
         "classes": MODELS

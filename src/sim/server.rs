@@ -17,9 +17,11 @@ use tokio_tungstenite::tungstenite::{Message, protocol::WebSocketConfig};
 use super::chat;
 use super::conn::{self, Conn, OUT_QUEUE, Wire};
 use super::models;
-use super::state::{Shared, lock};
+use super::state::Shared;
+use super::store::SimFiles;
 use super::store::UserInfo;
 use crate::lingma::frame::FrameDecoder;
+use crate::util::lock;
 
 pub const INVALID_REQUEST: i64 = -32600;
 pub const METHOD_NOT_FOUND: i64 = -32601;
@@ -439,7 +441,7 @@ fn dispatch(shared: &Arc<Shared>, conn: &Arc<Conn>, method: &str, params: &Value
             let ids: Vec<String> = lock(&conn.last_session).iter().cloned().collect();
             Reply::Ok(json!({"currentSessionIds": ids, "errorCode": "", "errorMessage": ""}))
         }
-        // Lingma 2.11.1 answered user/plan with an error (protocol §3.9).
+        // Lingma 2.11.1 answered user/plan with an error.
         "user/plan" => err(INTERNAL_ERROR, "get user plan failed: not supported"),
         "credit/usage" => Reply::Ok(shared.cfg.credit_usage.clone()),
         _ => {

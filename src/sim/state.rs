@@ -7,7 +7,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use base64::Engine;
 use serde_json::{Value, json};
@@ -17,17 +17,14 @@ use tokio_util::task::TaskTracker;
 
 use super::config::{CRASH_EXIT_CODE, CrashAction, SimConfig};
 use super::conn::Conn;
-use super::log::{LingmaLog, RequestLog, now_ms};
-use super::store::{SessionStore, UserInfo, WorkDir};
+use super::log::{LingmaLog, RequestLog};
+use super::store::{SessionStore, SimFiles, UserInfo};
+use crate::lingma::WorkDir;
+use crate::util::lock;
+use crate::util::unix_millis;
 
 /// The built-in region default reported in the log when no endpoint is configured.
 pub const DEFAULT_ENDPOINT: &str = "https://lingma-api.tongyi.aliyun.com";
-
-pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A poisoned lock only means a panic elsewhere; every critical section here leaves the data
-    // consistent, so going on is safe.
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 /// Who is logged in.
 #[derive(Debug, Clone, Default)]
@@ -116,7 +113,7 @@ pub fn encode_b64(s: &str) -> String {
 }
 
 /// Builds the user from a callback's `auth` (`UID\nAID\nName`) and `token`
-/// (`pt-…\nrt-…\nexpireMillis`) values (protocol §3.4).
+/// (`pt-…\nrt-…\nexpireMillis`) values, both base64, as the real login service sends them.
 pub fn user_from_callback(auth: &str, token: &str) -> Result<UserInfo, CallbackError> {
     let auth = decode_b64(auth).ok_or(CallbackError::BadAuth)?;
     let mut a = auth.split('\n').map(str::trim);
@@ -136,7 +133,7 @@ pub fn user_from_callback(auth: &str, token: &str) -> Result<UserInfo, CallbackE
     }
     let expire = match t.next() {
         Some(e) if !e.is_empty() => e.parse::<i64>().map_err(|_| CallbackError::BadToken)?,
-        _ => now_ms() + super::store::TOKEN_LIFETIME_MS,
+        _ => unix_millis() + super::store::TOKEN_LIFETIME_MS,
     };
     let mut user = UserInfo::new(uid, aid, name);
     user.security_oauth_token = pt.to_string();
@@ -156,7 +153,7 @@ pub fn account_identity(username: &str) -> (String, String, String) {
 }
 
 impl Shared {
-    /// The AuthStatus object (protocol §3.3).
+    /// The `auth/status` result, shaped like the real one.
     pub fn auth_status(&self) -> Value {
         let login = lock(&self.login).clone();
         match login.user {

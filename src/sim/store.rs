@@ -1,5 +1,5 @@
 //! What the simulator keeps on disk in its work dir, and the in-memory state backed by it:
-//! the login files (`cache/id`, `cache/user`, protocol §7), the persisted endpoint
+//! the login files (`cache/id`, `cache/user`), the persisted endpoint
 //! (`extension/server/config.json`) and the chat session store (`cache/db/sessions.jsonl`).
 //!
 //! `cache/user` is plain JSON here (the real binary encrypts it); other tools must treat it as
@@ -15,12 +15,13 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::log::now_ms;
+use crate::lingma::WorkDir;
+use crate::util::unix_millis;
 
-/// Token lifetime of a fresh login (protocol §7: pt-/rt- tokens live about 60 days).
+/// Token lifetime of a fresh login (the real pt-/rt- tokens live about 60 days).
 pub const TOKEN_LIFETIME_MS: i64 = 60 * 24 * 3600 * 1000;
 
-/// The plaintext of `cache/user` (field names as in the real decrypted file, protocol §7).
+/// The plaintext of `cache/user` (field names as in the real file, decrypted).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(default)]
 pub struct UserInfo {
@@ -58,7 +59,7 @@ impl UserInfo {
             user_type: "personal_standard".to_string(),
             security_oauth_token: random_token("pt-"),
             refresh_token: random_token("rt-"),
-            expire_time: now_ms() + TOKEN_LIFETIME_MS,
+            expire_time: unix_millis() + TOKEN_LIFETIME_MS,
             key: hex::encode(rand::random::<[u8; 16]>()),
             encrypt_user_info: String::new(),
         }
@@ -79,111 +80,82 @@ impl UserInfo {
     }
 }
 
-/// Writes through a temporary file and a rename so that a reader (or a crash) never sees half a file.
+/// Writes through a temporary file and a rename so that a reader (or a crash) never sees half a
+/// file; the login files are secrets, so owner-only like every private file this crate writes.
 fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
     if let Some(parent) = path.parent() {
         fs::create_dir_all(parent)?;
     }
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    {
-        let mut f = File::create(&tmp)?;
-        f.write_all(data)?;
-        f.sync_all()?;
-    }
-    fs::rename(&tmp, path)
+    crate::util::write_private(path, data)
 }
 
-/// Paths of the login and config files in one work dir.
-#[derive(Debug, Clone)]
-pub struct WorkDir {
-    root: PathBuf,
-}
-
-impl WorkDir {
-    pub fn new(root: impl Into<PathBuf>) -> Self {
-        WorkDir { root: root.into() }
-    }
-
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-    pub fn cache(&self) -> PathBuf {
-        self.root.join("cache")
-    }
-    pub fn logs(&self) -> PathBuf {
-        self.root.join("logs")
-    }
-    pub fn id_path(&self) -> PathBuf {
-        self.cache().join("id")
-    }
-    pub fn user_path(&self) -> PathBuf {
-        self.cache().join("user")
-    }
-    pub fn db_dir(&self) -> PathBuf {
-        self.cache().join("db")
-    }
-    pub fn endpoint_path(&self) -> PathBuf {
-        self.root
-            .join("extension")
-            .join("server")
-            .join("config.json")
-    }
-
+/// The simulator's reads and writes of the files in a work dir (where they are is [`WorkDir`]'s).
+pub trait SimFiles {
     /// Reads `cache/id`, creating it when missing. Returns the id and whether it was created.
-    pub fn ensure_machine_id(&self) -> io::Result<(String, bool)> {
-        match fs::read_to_string(self.id_path()) {
+    fn ensure_machine_id(&self) -> io::Result<(String, bool)>;
+    /// The logged-in user, if `cache/user` exists and is valid.
+    fn read_user(&self) -> Option<UserInfo>;
+    fn write_user(&self, user: &UserInfo) -> io::Result<()>;
+    fn remove_user(&self) -> io::Result<()>;
+    fn read_endpoint(&self) -> Option<String>;
+    fn write_endpoint(&self, endpoint: &str) -> io::Result<()>;
+    /// `--copyDataDir SRC`: copies SRC into this work dir, except `cache/user` (the real binary
+    /// does not carry the login over to a copied data dir).
+    fn copy_from(&self, src: &Path) -> io::Result<()>;
+}
+
+impl SimFiles for WorkDir {
+    fn ensure_machine_id(&self) -> io::Result<(String, bool)> {
+        match fs::read_to_string(self.machine_id()) {
             Ok(s) if !s.trim().is_empty() => Ok((s.trim().to_string(), false)),
             Ok(_) | Err(_) => {
                 let id = uuid::Uuid::new_v4().to_string();
-                write_atomic(&self.id_path(), id.as_bytes())?;
+                write_atomic(&self.machine_id(), id.as_bytes())?;
                 Ok((id, true))
             }
         }
     }
 
-    /// The logged-in user, if `cache/user` exists and is valid.
-    pub fn read_user(&self) -> Option<UserInfo> {
-        let text = fs::read(self.user_path()).ok()?;
+    fn read_user(&self) -> Option<UserInfo> {
+        let text = fs::read(self.user()).ok()?;
         let user: UserInfo = serde_json::from_slice(&text).ok()?;
         user.is_valid().then_some(user)
     }
 
-    pub fn write_user(&self, user: &UserInfo) -> io::Result<()> {
+    fn write_user(&self, user: &UserInfo) -> io::Result<()> {
         let data = serde_json::to_vec_pretty(user).map_err(io::Error::other)?;
-        write_atomic(&self.user_path(), &data)
+        write_atomic(&self.user(), &data)
     }
 
-    pub fn remove_user(&self) -> io::Result<()> {
-        match fs::remove_file(self.user_path()) {
+    fn remove_user(&self) -> io::Result<()> {
+        match fs::remove_file(self.user()) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),
         }
     }
 
-    pub fn read_endpoint(&self) -> Option<String> {
-        let text = fs::read(self.endpoint_path()).ok()?;
+    fn read_endpoint(&self) -> Option<String> {
+        let text = fs::read(self.endpoint_config()).ok()?;
         let v: Value = serde_json::from_slice(&text).ok()?;
         v.get("endpoint")?.as_str().map(str::to_string)
     }
 
-    pub fn write_endpoint(&self, endpoint: &str) -> io::Result<()> {
+    fn write_endpoint(&self, endpoint: &str) -> io::Result<()> {
         let data = serde_json::to_vec_pretty(&serde_json::json!({ "endpoint": endpoint }))
             .map_err(io::Error::other)?;
-        write_atomic(&self.endpoint_path(), &data)
+        write_atomic(&self.endpoint_config(), &data)
     }
 
-    /// `--copyDataDir SRC`: copies SRC into this work dir, except `cache/user` (the real binary
-    /// does not carry the login over, protocol §6.5).
-    pub fn copy_from(&self, src: &Path) -> io::Result<()> {
-        fs::create_dir_all(&self.root)?;
-        let (from, to) = (src.canonicalize()?, self.root.canonicalize()?);
+    fn copy_from(&self, src: &Path) -> io::Result<()> {
+        fs::create_dir_all(self.root())?;
+        let (from, to) = (src.canonicalize()?, self.root().canonicalize()?);
         if to.starts_with(&from) {
             // Copying a tree into itself would never end.
             return Err(io::Error::other(
                 "the work dir is inside the directory to copy",
             ));
         }
-        copy_tree(src, &self.root, &src.join("cache").join("user"))
+        copy_tree(src, self.root(), &WorkDir::new(src).user())
     }
 }
 
@@ -207,7 +179,7 @@ fn copy_tree(src: &Path, dst: &Path, skip: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// One turn of a conversation (ChatRecord, protocol §3.9).
+/// One turn of a conversation (Lingma's ChatRecord).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase", default)]
 pub struct ChatRecord {
@@ -244,7 +216,7 @@ impl Default for ChatRecord {
     }
 }
 
-/// One conversation (ChatSession, protocol §3.9).
+/// One conversation (Lingma's ChatSession).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 #[serde(rename_all = "camelCase", default)]
 pub struct ChatSession {
@@ -381,7 +353,7 @@ impl SessionStore {
         self.sessions
             .entry(session_id.to_string())
             .or_insert_with(|| {
-                let now = now_ms();
+                let now = unix_millis();
                 ChatSession {
                     session_id: session_id.to_string(),
                     session_type: session_type.to_string(),
