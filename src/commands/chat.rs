@@ -87,6 +87,8 @@ async fn ask(
         Resolution::Default(k) => Some(k),
         Resolution::Unspecified => None,
     };
+    // Listened for from here on, not per event: a Ctrl-C between two events must not be lost.
+    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
     let started = Instant::now();
     let mut stream = client
         .chat(ChatRequest {
@@ -105,13 +107,13 @@ async fn ask(
     loop {
         let ev = tokio::select! {
             ev = stream.next() => ev,
-            _ = tokio::signal::ctrl_c() => {
+            _ = interrupt.recv() => {
                 // Tell Lingma, but do not keep a user who pressed Ctrl-C waiting on it.
                 let _ = tokio::time::timeout(Duration::from_secs(2), stream.stop()).await;
                 if !args.json && !ended_with_newline {
                     let _ = writeln!(stdout);
                 }
-                eprintln!("interrupted");
+                let _ = writeln!(std::io::stderr(), "interrupted");
                 return Ok(ExitCode::from(INTERRUPTED));
             }
         };
