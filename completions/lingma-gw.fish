@@ -70,6 +70,8 @@ qwen3-coder\t'`<tool_call><function=NAME><parameter=K>v</parameter></function></
 json\t'A fenced ```json block with name and arguments'"
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand serve" -l tool-description-limit -d 'Characters of a tool\'s description put in the question [env: TOOL_DESCRIPTION_LIMIT] [default: 512]' -r
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand serve" -l model-map -d 'Lingma model for client model names matching a glob, e.g. \'claude-*=dashscope_qwen3_coder\' (repeat; first match wins) [env: MODEL_MAP, comma-separated]' -r
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand serve" -l response-store-entries -d 'Responses kept for previous_response_id (store: true); 0 keeps none [env: RESPONSE_STORE_MAX_ENTRIES] [default: 1000]' -r
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand serve" -l response-store-ttl -d 'Seconds a stored response is kept [env: RESPONSE_STORE_TTL_SEC] [default: 3600]' -r
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand serve" -l config -d 'Config file (TOML); default: lingma-gw/config.toml in the user\'s config dir [env: LINGMA_GW_CONFIG]' -r -F
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand serve" -l log-format -d 'Log format on stderr [env: LOG_FORMAT] [default: text]' -r -f -a "text\t''
 json\t''"

@@ -74,7 +74,7 @@ pub enum GatewayError {
     #[error("The model `{0}` does not exist or you do not have access to it.")]
     ModelNotFound(String),
     #[error(
-        "The gateway is at capacity: every Lingma instance is busy. Please retry after {retry_after_secs} s."
+        "The gateway is at capacity: every Lingma instance is busy. Please try again in {retry_after_secs}s."
     )]
     RateLimited { retry_after_secs: u64 },
     #[error(

@@ -78,6 +78,8 @@ pub struct ConfigFile {
     pub tool_syntax: Option<String>,
     pub tool_description_limit: Option<usize>,
     pub model_map: Option<Vec<String>>,
+    pub response_store_entries: Option<usize>,
+    pub response_store_ttl: Option<f64>,
     // Login and session bundles (see `LoginBrowserSettings`, `AutoLoginSettings`).
     pub auto_login_enabled: Option<bool>,
     pub auto_login_timeout: Option<f64>,
@@ -403,6 +405,8 @@ pub struct ServeSettings {
     pub tool_syntax: CallSyntax,
     pub tool_description_limit: usize,
     pub model_map: ModelMap,
+    pub response_store_entries: usize,
+    pub response_store_ttl: Duration,
 }
 
 impl ServeSettings {
@@ -618,6 +622,20 @@ impl ServeSettings {
         };
         let model_map = ModelMap::parse(model_map_rules.iter().map(String::as_str))
             .map_err(|e| SettingsError::Invalid(e.to_string()))?;
+        let response_store_entries = match a.response_store_entries {
+            Some(n) => n,
+            None => src
+                .env("RESPONSE_STORE_MAX_ENTRIES")?
+                .or(f.response_store_entries)
+                .unwrap_or(1000),
+        };
+        let response_store_ttl = secs_setting(
+            a.response_store_ttl,
+            src,
+            "RESPONSE_STORE_TTL_SEC",
+            f.response_store_ttl,
+            3600.0,
+        )?;
         for (flag, d) in [
             ("--header-timeout", header_timeout),
             ("--body-timeout", body_timeout),
@@ -661,6 +679,8 @@ impl ServeSettings {
             tool_syntax,
             tool_description_limit,
             model_map,
+            response_store_entries,
+            response_store_ttl,
         };
         settings.check_exposure()?;
         Ok(settings)

@@ -190,6 +190,12 @@ pub struct ServeArgs {
     /// Lingma model for client model names matching a glob, e.g. 'claude-*=dashscope_qwen3_coder' (repeat; first match wins) [env: MODEL_MAP, comma-separated]
     #[arg(long = "model-map", value_name = "PATTERN=MODEL")]
     pub model_map: Vec<String>,
+    /// Responses kept for previous_response_id (store: true); 0 keeps none [env: RESPONSE_STORE_MAX_ENTRIES] [default: 1000]
+    #[arg(long, value_name = "N")]
+    pub response_store_entries: Option<usize>,
+    /// Seconds a stored response is kept [env: RESPONSE_STORE_TTL_SEC] [default: 3600]
+    #[arg(long, value_name = "SECS")]
+    pub response_store_ttl: Option<f64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use crate::accounts::{instance_specs, parse_accounts};
 use crate::cli::ServeArgs;
 use crate::gateway::auth::AuthConfig;
+use crate::gateway::responses::store::ResponseStore;
 use crate::gateway::router;
 use crate::gateway::server::{self, ConnLimits};
 use crate::gateway::state::{AppState, HttpConfig};
@@ -135,6 +136,10 @@ pub async fn run(args: ServeArgs, sources: &Sources<'_>) -> anyhow::Result<ExitC
             body_limit: s.body_limit,
             body_timeout: s.body_timeout,
         }),
+        responses: Arc::new(ResponseStore::new(
+            s.response_store_entries,
+            s.response_store_ttl,
+        )),
     };
     let app = router::build(state.clone());
     crate::logging::stdout_line(&format!("listening on http://{local}"));

@@ -11,7 +11,7 @@ use axum::routing::{get, post};
 
 use super::anthropic::{self, AnthropicShape};
 use super::state::AppState;
-use super::{admin, auth, health, login, openai};
+use super::{admin, auth, health, login, openai, responses};
 use crate::error::{self, OpenAiShape};
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -32,6 +32,11 @@ pub fn build(state: AppState) -> Router {
     // refused is refused before any byte of its body is read.
     let client = Router::new()
         .route("/v1/chat/completions", post(openai::chat_completions))
+        .route("/v1/responses", post(responses::create))
+        .route(
+            "/v1/responses/{id}",
+            get(responses::get).delete(responses::delete),
+        )
         .route("/v1/models", get(openai::models::list))
         .route("/v1/models/{*id}", get(openai::models::get_one))
         .route_layer(middleware::from_fn_with_state(

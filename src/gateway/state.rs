@@ -8,6 +8,7 @@ use std::time::Duration;
 use crate::turn::Engine;
 
 use super::auth::AuthConfig;
+use super::responses::store::ResponseStore;
 
 /// How request bodies are read.
 #[derive(Debug, Clone)]
@@ -22,4 +23,6 @@ pub struct AppState {
     pub engine: Arc<Engine>,
     pub auth: Arc<AuthConfig>,
     pub config: Arc<HttpConfig>,
+    /// Stored `/v1/responses` objects (`previous_response_id`).
+    pub responses: Arc<ResponseStore>,
 }
