@@ -188,9 +188,12 @@ fn str_field<'a>(v: &'a Value, k: &str) -> Option<&'a str> {
     v.get(k).and_then(Value::as_str)
 }
 
+/// The offered tools: specs, the hosted tools left out, the free-form tools' names.
+type Tools = (Vec<ToolSpec>, Vec<String>, Vec<String>);
+
 /// `function` tools, `namespace`d functions (named `NAMESPACE.NAME`) and `custom` tools as specs;
 /// hosted tools are left out and named.
-fn tools_of(tools: &[Value]) -> Result<(Vec<ToolSpec>, Vec<String>, Vec<String>), GatewayError> {
+fn tools_of(tools: &[Value]) -> Result<Tools, GatewayError> {
     let mut specs = Vec::new();
     let mut ignored = Vec::new();
     let mut custom = Vec::new();
