@@ -9,9 +9,9 @@ use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{BIN, Gateway, fast_sim_env, output_within, wait_until};
+use common::{BIN, Gateway, fast_sim_env, output_within, wait_for_async, wait_until_async};
 use serde_json::{Value, json};
 
 /// Runs the binary to completion (killed after 120 s), with `stdin` written first.
@@ -605,20 +605,17 @@ async fn instances(g: &Gateway) -> Value {
 }
 
 async fn wait_ready(g: &Gateway, user: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
+    wait_for_async(Duration::from_secs(30), || async {
         let v = instances(g).await;
-        if v["instances"]
+        let ready = v["instances"]
             .as_array()
             .unwrap()
             .iter()
-            .all(|i| i["state"] == "ready" && i["user"] == user)
-        {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "not ready as {user}: {v}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+            .all(|i| i["state"] == "ready" && i["user"] == user);
+        if ready { Ok(v) } else { Err(v) }
+    })
+    .await
+    .unwrap_or_else(|v| panic!("not ready as {user}: {v}"))
 }
 
 async fn chat_status(g: &Gateway) -> (u16, Value) {
@@ -637,9 +634,12 @@ async fn import_restarts_the_running_instance() {
     let bundle = exported(dir.path(), &[], &[], None);
     let root = dir.path().join("gw");
     let g = Gateway::start_in(&root, &[], &[("LINGMA_SIM_LOGGED_OUT", "1")]);
-    assert!(wait_until(Duration::from_secs(20), || {
-        std::fs::read_to_string(root.join("inst-0/lingma-gw.instance.json")).is_ok()
-    }));
+    assert!(
+        wait_until_async(Duration::from_secs(20), || async {
+            std::fs::read_to_string(root.join("inst-0/lingma-gw.instance.json")).is_ok()
+        })
+        .await
+    );
     let (status, body) = chat_status(&g).await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["error"]["code"], "not_logged_in");
@@ -728,8 +728,7 @@ async fn serve_applies_session_bundles_and_internal_export_returns_one() {
     ])
     .to_string();
     let g = Gateway::start(&["--accounts", &accounts], &[logged_out]);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
+    wait_for_async(Duration::from_secs(30), || async {
         let v = instances(&g).await;
         let state = |n: &str| {
             v["instances"]
@@ -741,11 +740,13 @@ async fn serve_applies_session_bundles_and_internal_export_returns_one() {
                 .clone()
         };
         if state("alice") == "ready" && state("bob") == "not_logged_in" {
-            break;
+            Ok(())
+        } else {
+            Err(v)
         }
-        assert!(Instant::now() < deadline, "{v}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await
+    .unwrap_or_else(|v| panic!("{v}"));
 
     // /internal/session/export of alice imports into a fresh work dir that is then logged in.
     let r = http()

@@ -5,10 +5,19 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Sim, asks};
+use common::{Sim, asks, fast_sim_env, wait_until_async};
 use lingma_gw::lingma::{
     ChatError, ChatEvent, ChatFinish, ChatRequest, ClientOptions, EndedBy, LingmaClient,
 };
+
+/// A simulator in a fresh temp dir that paces its answers a little (`fast_sim_env`).
+async fn start_sim(extra: &[&str]) -> Sim {
+    Sim::builder()
+        .args(extra)
+        .envs(&fast_sim_env())
+        .start()
+        .await
+}
 
 fn opts() -> ClientOptions {
     ClientOptions {
@@ -21,7 +30,7 @@ fn opts() -> ClientOptions {
 }
 
 async fn connect(sim: &Sim, o: ClientOptions) -> LingmaClient {
-    let ws = sim.work_dir.join("workspace");
+    let ws = sim.dir.join("workspace");
     std::fs::create_dir_all(&ws).unwrap();
     LingmaClient::connect(&sim.ws_url(), &ws, o).await.unwrap()
 }
@@ -55,7 +64,7 @@ async fn run(
 
 #[tokio::test]
 async fn full_session_initialize_status_models_chat_follow_up() {
-    let sim = Sim::start(&[]);
+    let sim = start_sim(&[]).await;
     let client = connect(&sim, opts()).await;
     assert_eq!(client.server_version(), "2.11.1");
     client.ping().await.unwrap();
@@ -95,7 +104,7 @@ async fn full_session_initialize_status_models_chat_follow_up() {
     let fin2 = fin2.unwrap();
     assert_eq!(fin2.session_id, fin.session_id);
     assert_eq!(fin2.answer, "echo: second turn");
-    let asks = asks(&sim.work_dir);
+    let asks = asks(&sim.dir);
     assert_eq!(asks.len(), 2);
     assert_eq!(asks[1]["sessionId"], fin.session_id.as_str());
     assert_eq!(asks[1]["questionText"], "second turn");
@@ -111,7 +120,7 @@ async fn full_session_initialize_status_models_chat_follow_up() {
 
 #[tokio::test]
 async fn strict_ack_mode_streams_because_we_ack() {
-    let sim = Sim::start(&["--strict-acks"]);
+    let sim = start_sim(&["--strict-acks"]).await;
     let client = connect(&sim, opts()).await;
     let (_, _, fin) = run(&client, ask("Reply with exactly: acked")).await;
     assert_eq!(fin.unwrap().answer, "acked");
@@ -119,7 +128,7 @@ async fn strict_ack_mode_streams_because_we_ack() {
 
 #[tokio::test]
 async fn logged_out_status_models_and_chat() {
-    let sim = Sim::start(&["--logged-out"]);
+    let sim = start_sim(&["--logged-out"]).await;
     let client = connect(&sim, opts()).await;
     let auth = client.auth_status().await.unwrap();
     assert_eq!(auth.status, 1);
@@ -131,7 +140,7 @@ async fn logged_out_status_models_and_chat() {
 
 #[tokio::test]
 async fn stop_mid_stream_ends_cancelled() {
-    let sim = Sim::start(&[]);
+    let sim = start_sim(&[]).await;
     let client = connect(&sim, opts()).await;
     let mut stream = client
         .chat(ask("[[sim:len=400,delay=20]] long"))
@@ -157,7 +166,7 @@ async fn stop_mid_stream_ends_cancelled() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn dropping_a_stream_sends_stop() {
-    let sim = Sim::start(&[]);
+    let sim = start_sim(&[]).await;
     let client = connect(&sim, opts()).await;
     let mut stream = client
         .chat(ask("[[sim:len=400,delay=20]] long"))
@@ -165,15 +174,17 @@ async fn dropping_a_stream_sends_stop() {
         .unwrap();
     let _ = stream.next().await;
     drop(stream);
-    assert!(common::wait_until(Duration::from_secs(5), || sim
-        .requests()
-        .iter()
-        .any(|r| r["method"] == "chat/stop")));
+    assert!(
+        wait_until_async(Duration::from_secs(5), || async {
+            sim.requests().iter().any(|r| r["method"] == "chat/stop")
+        })
+        .await
+    );
 }
 
 #[tokio::test]
 async fn crash_mid_stream_is_a_connection_error() {
-    let mut sim = Sim::start(&[]);
+    let mut sim = start_sim(&[]).await;
     let client = connect(&sim, opts()).await;
     let (deltas, _, out) = run(
         &client,
@@ -182,7 +193,10 @@ async fn crash_mid_stream_is_a_connection_error() {
     .await;
     assert!(matches!(out, Err(ChatError::ConnectionLost)), "{out:?}");
     assert!(!deltas.is_empty());
-    let status = sim.wait_exit(Duration::from_secs(5)).expect("sim exited");
+    let status = sim
+        .wait_exit_within(Duration::from_secs(5))
+        .await
+        .expect("sim exited");
     assert_eq!(status.code(), Some(101));
     // Later calls fail at once with a typed error rather than hanging.
     assert!(client.ping().await.is_err());
@@ -190,7 +204,7 @@ async fn crash_mid_stream_is_a_connection_error() {
 
 #[tokio::test]
 async fn close_mid_stream_is_a_connection_error() {
-    let sim = Sim::start(&[]);
+    let sim = start_sim(&[]).await;
     let client = connect(&sim, opts()).await;
     let (_, _, out) = run(
         &client,
@@ -202,7 +216,7 @@ async fn close_mid_stream_is_a_connection_error() {
 
 #[tokio::test]
 async fn error_finish_carries_the_status() {
-    let sim = Sim::start(&[]);
+    let sim = start_sim(&[]).await;
     let client = connect(&sim, opts()).await;
     for code in [500, 408] {
         let (_, _, out) = run(&client, ask(&format!("[[sim:error={code}]] hi"))).await;
@@ -222,7 +236,7 @@ async fn error_finish_carries_the_status() {
 
 #[tokio::test]
 async fn unknown_model_finishes_with_an_error() {
-    let sim = Sim::start(&[]);
+    let sim = start_sim(&[]).await;
     let client = connect(&sim, opts()).await;
     let (_, _, out) = run(
         &client,
@@ -247,7 +261,7 @@ async fn unknown_model_finishes_with_an_error() {
 
 #[tokio::test]
 async fn never_finish_ends_on_the_idle_gap() {
-    let sim = Sim::start(&[]);
+    let sim = start_sim(&[]).await;
     let client = connect(&sim, opts()).await;
     let (deltas, _, out) = run(
         &client,
@@ -262,7 +276,7 @@ async fn never_finish_ends_on_the_idle_gap() {
 #[tokio::test]
 async fn step_end_before_a_slow_answer_is_not_an_empty_turn() {
     // The order captured from Lingma 2.11: step_end first, then the deltas, then nothing.
-    let sim = Sim::start(&[]);
+    let sim = start_sim(&[]).await;
     let client = connect(&sim, opts()).await;
     let (deltas, _, out) = run(
         &client,
@@ -276,7 +290,7 @@ async fn step_end_before_a_slow_answer_is_not_an_empty_turn() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn hang_times_out() {
-    let sim = Sim::start(&[]);
+    let sim = start_sim(&[]).await;
     let client = connect(
         &sim,
         ClientOptions {
@@ -288,15 +302,17 @@ async fn hang_times_out() {
     let (_, _, out) = run(&client, ask("[[sim:hang]] hi")).await;
     assert!(matches!(out, Err(ChatError::Timeout { .. })), "{out:?}");
     // Lingma may still be working on it: the abandoned ask is stopped.
-    assert!(common::wait_until(Duration::from_secs(5), || sim
-        .requests()
-        .iter()
-        .any(|r| r["method"] == "chat/stop")));
+    assert!(
+        wait_until_async(Duration::from_secs(5), || async {
+            sim.requests().iter().any(|r| r["method"] == "chat/stop")
+        })
+        .await
+    );
 }
 
 #[tokio::test]
 async fn slow_first_token_still_answers() {
-    let sim = Sim::start(&[]);
+    let sim = start_sim(&[]).await;
     let client = connect(&sim, opts()).await;
     let started = std::time::Instant::now();
     let (_, _, out) = run(&client, ask("[[sim:slow=300]] Reply with exactly: late")).await;
@@ -306,7 +322,7 @@ async fn slow_first_token_still_answers() {
 
 #[tokio::test]
 async fn overwrite_and_retry_give_the_right_text_once() {
-    let sim = Sim::start(&[]);
+    let sim = start_sim(&[]).await;
     let client = connect(&sim, opts()).await;
     for fault in ["overwrite", "retry"] {
         let text = "alpha beta gamma delta epsilon zeta eta theta";
@@ -339,7 +355,7 @@ async fn overwrite_and_retry_give_the_right_text_once() {
 
 #[tokio::test]
 async fn split_and_batched_frames_are_decoded() {
-    let sim = Sim::start(&[]);
+    let sim = start_sim(&[]).await;
     let client = connect(&sim, opts()).await;
     for fault in ["split", "batch"] {
         let (_, _, out) = run(
@@ -355,7 +371,7 @@ async fn split_and_batched_frames_are_decoded() {
 
 #[tokio::test]
 async fn reasoning_is_split_from_the_answer() {
-    let sim = Sim::start(&[]);
+    let sim = start_sim(&[]).await;
     let client = connect(&sim, opts()).await;
     for style in ["", "[[sim:think=callback]] "] {
         let (deltas, reasoning, out) = run(
@@ -377,7 +393,7 @@ async fn reasoning_is_split_from_the_answer() {
 
 #[tokio::test]
 async fn off_by_one_quirk_and_its_workaround() {
-    let sim = Sim::start(&["--off-by-one"]);
+    let sim = start_sim(&["--off-by-one"]).await;
     // Without the workaround the first answer is the (empty) previous one.
     let plain = connect(&sim, opts()).await;
     let (_, _, out) = run(&plain, ask("Reply with exactly: first")).await;
@@ -393,7 +409,7 @@ async fn off_by_one_quirk_and_its_workaround() {
     .await;
     let (_, _, out) = run(&fixed, ask("Reply with exactly: second")).await;
     assert_eq!(out.unwrap().answer, "second");
-    let asks = asks(&sim.work_dir);
+    let asks = asks(&sim.dir);
     let trigger = asks.last().unwrap();
     assert_eq!(trigger["isReply"], true);
     assert_eq!(trigger["questionText"], "OK");
@@ -401,7 +417,7 @@ async fn off_by_one_quirk_and_its_workaround() {
 
 #[tokio::test]
 async fn busy_connection_is_a_typed_error() {
-    let sim = Sim::start(&[]);
+    let sim = start_sim(&[]).await;
     let client = connect(&sim, opts()).await;
     let _first = client
         .chat(ask("[[sim:len=200,delay=20]] long"))
@@ -413,11 +429,11 @@ async fn busy_connection_is_a_typed_error() {
 
 #[tokio::test]
 async fn login_flow_over_rpc() {
-    let sim = Sim::start(&["--logged-out"]);
+    let sim = start_sim(&["--logged-out"]).await;
     let client = connect(&sim, opts()).await;
     let login = client.login_url().await.unwrap();
     assert!(
-        login.url.contains(&format!("port={}", sim.http)),
+        login.url.contains(&format!("port={}", sim.http_port)),
         "{}",
         login.url
     );
@@ -448,7 +464,7 @@ async fn login_flow_over_rpc() {
 
 #[tokio::test]
 async fn endpoint_get_and_update() {
-    let sim = Sim::start(&[]);
+    let sim = start_sim(&[]).await;
     let client = connect(&sim, opts()).await;
     client
         .update_endpoint("https://lingma.example.com")
@@ -462,8 +478,8 @@ async fn endpoint_get_and_update() {
 
 #[tokio::test]
 async fn machine_token_header() {
-    let sim = Sim::start(&["--machine-token", "tok-1"]);
-    let ws = sim.work_dir.join("workspace");
+    let sim = start_sim(&["--machine-token", "tok-1"]).await;
+    let ws = sim.dir.join("workspace");
     assert!(
         LingmaClient::connect(&sim.ws_url(), &ws, opts())
             .await

@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Gateway, asks, processes_matching, signal, wait_until};
+use common::{Gateway, asks, processes_matching, read_requests, signal, wait_until_async};
 use serde_json::{Value, json};
 
 fn client() -> reqwest::Client {
@@ -42,7 +42,11 @@ fn user(text: &str) -> Value {
 
 /// Reads an SSE body into its `data:` payloads.
 async fn sse_events(resp: reqwest::Response) -> Vec<String> {
-    let text = resp.text().await.unwrap();
+    parse_sse(&resp.text().await.unwrap())
+}
+
+/// The `data:` payloads of an SSE text.
+fn parse_sse(text: &str) -> Vec<String> {
     text.split("\n\n")
         .filter_map(|e| e.strip_prefix("data: "))
         .map(str::to_string)
@@ -266,11 +270,14 @@ async fn stop_sequences_and_max_tokens_are_enforced() {
     assert_eq!(v["choices"][0]["finish_reason"], "length");
     assert!(v["usage"]["completion_tokens"].as_u64().unwrap() <= 10);
     // The truncated answer was stopped upstream.
-    assert!(wait_until(Duration::from_secs(5), || {
-        common::read_requests(&g.instance_dir("inst-0"))
-            .iter()
-            .any(|r| r["method"] == "chat/stop")
-    }));
+    assert!(
+        wait_until_async(Duration::from_secs(5), || async {
+            read_requests(&g.instance_dir("inst-0"))
+                .iter()
+                .any(|r| r["method"] == "chat/stop")
+        })
+        .await
+    );
 }
 
 #[tokio::test]
@@ -554,7 +561,17 @@ async fn affinity_keeps_a_user_on_one_instance() {
 
 #[tokio::test]
 async fn backpressure_is_429_with_retry_after() {
-    let g = Gateway::start(&["--max-in-flight", "1", "--queue-timeout", "0.2"], &[]);
+    let g = Gateway::start(
+        &[
+            "--max-in-flight",
+            "1",
+            "--queue-timeout",
+            "0.2",
+            "--admin-token",
+            "a",
+        ],
+        &[],
+    );
     let base = g.url("/v1/chat/completions");
     let slow = tokio::spawn(async move {
         client()
@@ -565,7 +582,14 @@ async fn backpressure_is_429_with_retry_after() {
             .unwrap()
             .status()
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The slow chat holds the only slot.
+    assert!(
+        wait_until_async(Duration::from_secs(10), || async {
+            admin_get(&g, "/internal/stats").await["admission"]["in_flight"] == 1
+        })
+        .await,
+        "the slow chat was not admitted"
+    );
     let (s, v, h) = post(&g, user("hi")).await;
     assert_eq!(s, 429, "{v}");
     assert_openai_error(&v, "rate_limit_error");
@@ -645,19 +669,18 @@ async fn client_disconnect_stops_upstream_and_frees_the_slot() {
     let _ = r.chunk().await.unwrap();
     let _ = r.chunk().await.unwrap();
     drop(r);
-    assert!(wait_until(Duration::from_secs(5), || {
-        common::read_requests(&g.instance_dir("inst-0"))
-            .iter()
-            .any(|r| r["method"] == "chat/stop")
-    }));
-    let mut freed = false;
-    for _ in 0..100 {
-        if admin_get(&g, "/internal/stats").await["admission"]["in_flight"] == 0 {
-            freed = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    assert!(
+        wait_until_async(Duration::from_secs(5), || async {
+            read_requests(&g.instance_dir("inst-0"))
+                .iter()
+                .any(|r| r["method"] == "chat/stop")
+        })
+        .await
+    );
+    let freed = wait_until_async(Duration::from_secs(5), || async {
+        admin_get(&g, "/internal/stats").await["admission"]["in_flight"] == 0
+    })
+    .await;
     assert!(freed, "slot released after disconnect");
     assert_eq!(post(&g, user("hi")).await.0, 200);
 }
@@ -751,16 +774,12 @@ async fn admin_instances_restart_and_drain() {
         .await
         .unwrap();
     assert_eq!(r.status(), 404);
-    let mut restarted = false;
-    for _ in 0..200 {
+    let restarted = wait_until_async(Duration::from_secs(10), || async {
         let v = admin_get(&g, "/internal/instances").await;
         let i = &v["instances"][0];
-        if i["state"] == "ready" && i["pid"].as_u64() != Some(pid) {
-            restarted = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        i["state"] == "ready" && i["pid"].as_u64() != Some(pid)
+    })
+    .await;
     assert!(restarted);
     let r = c
         .post(g.url("/internal/instances/inst-1/drain"))
@@ -798,9 +817,12 @@ async fn request_ids_pass_through() {
             .unwrap()
             .starts_with("req_")
     );
-    assert!(wait_until(Duration::from_secs(2), || g
-        .stderr()
-        .contains("abc-123")));
+    assert!(
+        wait_until_async(Duration::from_secs(2), || async {
+            g.stderr().contains("abc-123")
+        })
+        .await
+    );
 }
 
 /// A GET on an admin endpoint with the token `a`, as JSON.
@@ -816,19 +838,26 @@ async fn admin_get(g: &Gateway, path: &str) -> Value {
         .unwrap()
 }
 
-/// Starts a stream, sends the gateway SIGTERM while it runs, and reads the stream to its end.
+/// Starts a stream, sends the gateway SIGTERM while it runs (its first event has arrived), and
+/// reads the stream to its end.
 async fn stream_through_sigterm(g: &Gateway, prompt: &str) -> Vec<String> {
     let mut body = user(prompt);
     body["stream"] = json!(true);
-    let r = client()
+    let mut r = client()
         .post(g.url("/v1/chat/completions"))
         .json(&body)
         .send()
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut raw = r
+        .chunk()
+        .await
+        .unwrap()
+        .expect("the stream's first event")
+        .to_vec();
     signal(g.child.id(), "TERM");
-    sse_events(r).await
+    raw.extend_from_slice(&r.bytes().await.unwrap());
+    parse_sse(&String::from_utf8(raw).unwrap())
 }
 
 #[tokio::test]

@@ -9,7 +9,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use common::Gateway;
+use common::{Gateway, wait_until};
 use serde_json::Value;
 
 const KEY: &str = "k-hostile";
@@ -364,11 +364,6 @@ fn stats(addr: &str) -> Value {
     get_json(addr, "/internal/stats", ADMIN)
 }
 
-/// Polls `f` every 20 ms until it holds or `limit` passes.
-fn eventually(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
-    common::wait_until(limit, &mut f)
-}
-
 #[test]
 fn slowloris_connections_are_closed_and_normal_traffic_is_served() {
     let g = Gateway::start(
@@ -533,7 +528,7 @@ fn a_client_that_stops_reading_holds_little_memory_and_is_cut_after_the_stall_ti
     assert_eq!(&first, b"HTTP/1.1 200");
     // The gateway gives up on it: the slot is free again while the client still holds the socket.
     assert!(
-        eventually(
+        wait_until(
             Duration::from_secs(60),
             || stats(&addr)["admission"]["in_flight"] == 0
         ),
@@ -541,7 +536,7 @@ fn a_client_that_stops_reading_holds_little_memory_and_is_cut_after_the_stall_ti
         stats(&addr)
     );
     // Lingma was told to stop the answer.
-    assert!(eventually(Duration::from_secs(10), || {
+    assert!(wait_until(Duration::from_secs(10), || {
         common::read_requests(&g.instance_dir("inst-0"))
             .iter()
             .any(|r| r["method"] == "chat/stop")
@@ -641,7 +636,7 @@ fn the_queue_is_bounded_by_count_and_by_body_memory() {
         .unwrap();
     let mut first = [0u8; 12];
     holder.read_exact(&mut first).unwrap();
-    assert!(eventually(
+    assert!(wait_until(
         Duration::from_secs(30),
         || stats(&addr)["admission"]["in_flight"] == 1
     ));
@@ -656,7 +651,7 @@ fn the_queue_is_bounded_by_count_and_by_body_memory() {
         let (addr, body) = (addr.clone(), big("big"));
         std::thread::spawn(move || exchange(&addr, &chat_request(body.as_bytes())))
     };
-    assert!(eventually(
+    assert!(wait_until(
         Duration::from_secs(30),
         || stats(&addr)["admission"]["waiting"] == 1
     ));
@@ -678,7 +673,7 @@ fn the_queue_is_bounded_by_count_and_by_body_memory() {
             )
         })
     };
-    assert!(eventually(
+    assert!(wait_until(
         Duration::from_secs(30),
         || stats(&addr)["admission"]["waiting"] == 2
     ));
@@ -719,14 +714,14 @@ fn a_chat_waits_for_an_instance_that_is_restarting() {
             .unwrap_or("")
             .to_string()
     };
-    assert!(eventually(Duration::from_secs(30), || state() == "ready"));
+    assert!(wait_until(Duration::from_secs(30), || state() == "ready"));
     let r = exchange(
         &addr,
         &request("POST", "/internal/instances/inst-0/restart", &[ADMIN], b""),
     )
     .unwrap();
     assert_eq!(r.status, 202);
-    assert!(eventually(Duration::from_secs(30), || state() != "ready"));
+    assert!(wait_until(Duration::from_secs(30), || state() != "ready"));
     let r = exchange(
         &addr,
         &request(
@@ -754,7 +749,7 @@ fn healthz_names_instances_and_accounts_only_to_admin_or_metrics_credentials() {
         &[],
     );
     let addr = g.addr();
-    assert!(eventually(Duration::from_secs(30), || {
+    assert!(wait_until(Duration::from_secs(30), || {
         exchange(&addr, &request("GET", "/healthz", &[], b"")).is_ok_and(|r| r.status == 200)
     }));
     for (who, auth) in [
@@ -789,7 +784,7 @@ fn failed_chats_name_their_instance_in_the_request_log() {
     .unwrap();
     assert_eq!(r.status, 502);
     assert!(
-        eventually(Duration::from_secs(10), || g.stderr().lines().any(|l| {
+        wait_until(Duration::from_secs(10), || g.stderr().lines().any(|l| {
             l.contains("request")
                 && l.contains("status=502")
                 && l.contains("instance=inst-0")

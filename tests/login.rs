@@ -10,10 +10,11 @@ mod common;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{
-    BIN, Gateway, fast_sim_env, output_within, processes_matching, read_requests, wait_until,
+    BIN, Gateway, fast_sim_env, output_within, processes_matching, read_requests, wait_for_async,
+    wait_until, wait_until_async,
 };
 use serde_json::{Value, json};
 
@@ -190,9 +191,12 @@ fn interactive_login_by_pasting_the_callback_url() {
 async fn callback_url_flag_finishes_a_login_of_the_gateway_instance() {
     let g = Gateway::start(&[], &[("LINGMA_SIM_LOGGED_OUT", "1")]);
     let root = g.work_dir.clone();
-    assert!(wait_until(Duration::from_secs(20), || root
-        .join("inst-0/lingma-gw.instance.json")
-        .exists()));
+    assert!(
+        wait_until_async(Duration::from_secs(20), || async {
+            root.join("inst-0/lingma-gw.instance.json").exists()
+        })
+        .await
+    );
     let r = root.clone();
     let (first, callback) = tokio::task::spawn_blocking(move || {
         let p = start_interactive(
@@ -237,8 +241,7 @@ async fn callback_url_flag_finishes_a_login_of_the_gateway_instance() {
     .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     // And the gateway's instance is ready without a restart.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
+    let v = wait_for_async(Duration::from_secs(20), || async {
         let v: Value = reqwest::get(g.url("/internal/instances"))
             .await
             .unwrap()
@@ -246,13 +249,15 @@ async fn callback_url_flag_finishes_a_login_of_the_gateway_instance() {
             .await
             .unwrap();
         if v["instances"][0]["state"] == "ready" {
-            assert_eq!(v["instances"][0]["user"], "demo");
-            assert_eq!(v["instances"][0]["restarts"], 0);
-            break;
+            Ok(v)
+        } else {
+            Err(v)
         }
-        assert!(Instant::now() < deadline, "{v}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await
+    .unwrap_or_else(|v| panic!("{v}"));
+    assert_eq!(v["instances"][0]["user"], "demo");
+    assert_eq!(v["instances"][0]["restarts"], 0);
 }
 
 fn diagnostics(work_dir: &Path) -> Vec<PathBuf> {
@@ -461,16 +466,17 @@ async fn chat(g: &Gateway) -> (u16, Value, Option<String>) {
 
 /// Polls `/internal/auto-login/status` until inst-0's run is no longer running.
 async fn settled_run(g: &Gateway) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
+    wait_for_async(Duration::from_secs(120), || async {
         let v = get(g, "/internal/auto-login/status?instance=inst-0").await;
         let s = v["instances"][0].clone();
         if s["state"] != "running" {
-            return s;
+            Ok(s)
+        } else {
+            Err(v)
         }
-        assert!(Instant::now() < deadline, "{v}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    })
+    .await
+    .unwrap_or_else(|v| panic!("{v}"))
 }
 
 #[tokio::test]
@@ -515,16 +521,15 @@ async fn gateway_auto_login_when_a_chat_hits_a_logged_out_instance() {
     assert_eq!(run["attempts"], 1);
     assert_eq!(run["runs"], 1);
     // A later chat succeeds.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let (status, body, _) = chat(&g).await;
-        if status == 200 {
-            assert_eq!(body["choices"][0]["message"]["content"], "pong");
-            break;
+    let body = wait_for_async(Duration::from_secs(20), || async {
+        match chat(&g).await {
+            (200, body, _) => Ok(body),
+            (status, body, _) => Err(format!("{status} {body}")),
         }
-        assert!(Instant::now() < deadline, "{status} {body}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(body["choices"][0]["message"]["content"], "pong");
     // DEDICATED_DOMAIN_URL was applied before the login started.
     let wd = g.instance_dir("inst-0");
     let methods: Vec<String> = read_requests(&wd)
@@ -586,7 +591,9 @@ async fn gateway_auto_login_stops_at_a_captcha_without_retrying() {
     let (status, body, _) = chat(&g).await;
     assert_eq!(status, 503);
     assert_eq!(body["error"]["code"], "not_logged_in", "{body}");
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // `not_logged_in` rather than `login_in_progress` is the gateway saying that it started no
+    // run: a run is counted in the same call that starts it, before the answer, so nothing needs
+    // to settle before the count is read.
     let run = settled_run(&g).await;
     assert_eq!(run["runs"], 1, "{run}");
     let log = lingma_log(&g.instance_dir("inst-0"));
@@ -630,10 +637,14 @@ async fn auto_login_endpoints_when_disabled() {
             .contains("AUTO_LOGIN_ENABLED"),
         "{v}"
     );
-    assert!(wait_until(Duration::from_secs(20), || g
-        .instance_dir("inst-0")
-        .join("lingma-gw.instance.json")
-        .exists()));
+    assert!(
+        wait_until_async(Duration::from_secs(20), || async {
+            g.instance_dir("inst-0")
+                .join("lingma-gw.instance.json")
+                .exists()
+        })
+        .await
+    );
     let (status, body, _) = chat(&g).await;
     assert_eq!(status, 503);
     assert_eq!(body["error"]["code"], "not_logged_in", "{body}");
@@ -643,11 +654,14 @@ async fn auto_login_endpoints_when_disabled() {
 async fn several_running_instances_need_instance_when_not_interactive() {
     let g = Gateway::start(&["--instances", "2"], &[("LINGMA_SIM_LOGGED_OUT", "1")]);
     let root = g.work_dir.clone();
-    assert!(wait_until(Duration::from_secs(20), || {
-        ["inst-0", "inst-1"]
-            .iter()
-            .all(|n| root.join(n).join("lingma-gw.instance.json").exists())
-    }));
+    assert!(
+        wait_until_async(Duration::from_secs(20), || async {
+            ["inst-0", "inst-1"]
+                .iter()
+                .all(|n| root.join(n).join("lingma-gw.instance.json").exists())
+        })
+        .await
+    );
     let r = root.clone();
     let out = tokio::task::spawn_blocking(move || {
         cli(

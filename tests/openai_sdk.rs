@@ -65,18 +65,12 @@ fn run_with_timeout(mut cmd: Command, timeout: Duration) -> (Output, bool) {
         let _ = stderr.read_to_end(&mut b);
         b
     });
-    let deadline = std::time::Instant::now() + timeout;
-    let mut timed_out = false;
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if std::time::Instant::now() > deadline {
-            timed_out = true;
+    let (status, timed_out) = match common::wait_child(&mut child, timeout) {
+        Some(status) => (status, false),
+        None => {
             let _ = child.kill();
-            break child.wait().unwrap();
+            (child.wait().unwrap(), true)
         }
-        std::thread::sleep(Duration::from_millis(50));
     };
     let output = Output {
         status,

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{BIN, processes_matching, signal};
+use common::{BIN, processes_matching, signal, wait_for_async};
 use lingma_gw::bundle::Seed;
 use lingma_gw::lingma::WorkDir;
 use lingma_gw::lingma::discovery::{InstanceFile, LingmaBinary};
@@ -97,18 +97,16 @@ async fn three_instances_start_concurrently_and_stop_cleanly() {
         3,
     ))
     .unwrap();
-    let first = pool.clone();
-    let pids_at_first_ready = tokio::spawn(async move {
-        loop {
-            let snaps = first.snapshots();
-            if snaps.iter().any(|s| s.state == InstanceState::Ready) {
-                return snaps.iter().filter(|s| s.pid.is_some()).count();
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
+    let pids_at_first_ready = wait_for_async(Duration::from_secs(20), || async {
+        let snaps = pool.snapshots();
+        if snaps.iter().any(|s| s.state == InstanceState::Ready) {
+            Ok(snaps.iter().filter(|s| s.pid.is_some()).count())
+        } else {
+            Err(snaps)
         }
     })
     .await
-    .unwrap();
+    .unwrap_or_else(|snaps| panic!("no instance became ready: {snaps:?}"));
     assert_eq!(pids_at_first_ready, 3, "instances must start concurrently");
     pool.wait_settled(Duration::from_secs(20)).await;
     let snaps = pool.snapshots();
@@ -203,6 +201,7 @@ async fn a_binary_that_exits_at_once_lands_in_failed_without_spinning() {
         .unwrap();
     assert_eq!(st, InstanceState::Failed);
     let restarts = pool.snapshots()[0].restarts;
+    // The observation window of a rate (attempts per second), not a synchronisation.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let later = pool.snapshots()[0].restarts;
     // Failed backs off to the 2 s ceiling: at most one more attempt in that second.
@@ -249,7 +248,7 @@ async fn a_logged_out_instance_is_not_ready() {
 async fn two_pools_on_one_machine_never_collide() {
     let dir = tempfile::tempdir().unwrap();
     // Both pools start from the same first port: the second must skip the first's ports.
-    let base = common::free_port().saturating_add(0);
+    let base = common::port_hint();
     let mut a = config(sim_binary(&[]), &dir.path().join("a"), 2);
     let mut b = config(sim_binary(&[]), &dir.path().join("b"), 2);
     a.socket_port = Some(base);
@@ -415,9 +414,12 @@ async fn a_seed_dir_logs_in_a_logged_out_work_dir() {
     let dir = tempfile::tempdir().unwrap();
     // A logged-in work dir made by one simulator run serves as the seed.
     let seed = dir.path().join("seed");
-    {
-        let _sim = common::Sim::start_in(&seed, &[], &[]);
-    }
+    let sim = common::Sim::builder()
+        .dir(&seed)
+        .envs(&common::fast_sim_env())
+        .start()
+        .await;
+    sim.stop().await;
     let mut cfg = config(
         sim_binary(&[("LINGMA_SIM_LOGGED_OUT", "true")]),
         &dir.path().join("w"),

@@ -2,12 +2,12 @@
 //! crate's test would embed it: start on port 0, chat, crash without killing the host process,
 //! stop cleanly.
 
-mod sim_support;
+mod common;
 
 use std::time::Duration;
 
+use common::*;
 use lingma_gw::sim::{CrashAction, SimConfig, SimExit, Simulator};
-use sim_support::*;
 
 fn config(dir: &std::path::Path) -> SimConfig {
     let mut cfg = SimConfig::new(dir, 0, 0).with_no_delay();

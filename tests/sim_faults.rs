@@ -1,12 +1,12 @@
 //! Every fault mode of the simulator, observed on the wire: per request through `[[sim:...]]`
 //! directives, and per process through flags and `LINGMA_SIM_*` environment variables.
 
-mod sim_support;
+mod common;
 
 use std::time::{Duration, Instant};
 
+use common::*;
 use serde_json::{Value, json};
-use sim_support::*;
 
 const LONG: &str = "Reply with exactly: abcdefghijklmnopqrstuvwxyz0123456789";
 const LONG_ANSWER: &str = "abcdefghijklmnopqrstuvwxyz0123456789";
@@ -36,24 +36,12 @@ async fn crash_exits_101_after_some_deltas() {
 
 #[tokio::test]
 async fn process_wide_crash_from_the_environment_after_n_deltas() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (ws, http) = (free_port(), free_port());
-    let mut cmd = sim_command(tmp.path(), ws, http, &["--no-delay"]);
-    cmd.env("LINGMA_SIM_CRASH", "1")
-        .env("LINGMA_SIM_FAULT_AFTER", "3");
-    let mut child = cmd.spawn().unwrap();
-    let mut c = loop {
-        // Readiness: the WebSocket accepts.
-        if let Ok((ws, _)) = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{ws}/")).await
-        {
-            break Client::from_ws(ws);
-        }
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "simulator exited early"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let mut sim = Sim::builder()
+        .args(&["--no-delay"])
+        .envs(&[("LINGMA_SIM_CRASH", "1"), ("LINGMA_SIM_FAULT_AFTER", "3")])
+        .start()
+        .await;
+    let mut c = sim.connect().await;
     c.initialize().await;
     c.call("chat/ask", ask_params("c1", "", LONG)).await;
     let stream = c.collect(Duration::from_secs(10), |_| false).await;
@@ -62,10 +50,10 @@ async fn process_wide_crash_from_the_environment_after_n_deltas() {
         .filter(|m| m["method"] == "chat/answer" && m["params"]["text"] != "")
         .count();
     assert_eq!(deltas, 3);
-    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+    let status = sim
+        .wait_exit_within(Duration::from_secs(10))
         .await
-        .unwrap()
-        .unwrap();
+        .expect("the simulator exits");
     assert_eq!(status.code(), Some(101));
 }
 
@@ -285,18 +273,12 @@ async fn expired_token_flips_status_to_3_until_refresh() {
 
 #[tokio::test]
 async fn expired_from_the_environment_at_start() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (ws, http) = (free_port(), free_port());
-    let mut cmd = sim_command(tmp.path(), ws, http, &["--no-delay"]);
-    cmd.env("LINGMA_SIM_EXPIRED", "true");
-    let _child = cmd.spawn().unwrap();
-    let mut c = loop {
-        if let Ok((w, _)) = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{ws}/")).await
-        {
-            break Client::from_ws(w);
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let sim = Sim::builder()
+        .args(&["--no-delay"])
+        .env("LINGMA_SIM_EXPIRED", "true")
+        .start()
+        .await;
+    let mut c = sim.connect().await;
     c.initialize().await;
     assert_eq!(
         c.call("auth/status", json!({})).await["result"]["status"],

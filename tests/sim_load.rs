@@ -1,11 +1,11 @@
 //! The simulator under the load the benchmark puts on it, scaled to a test: many concurrent
 //! connections with streams open at once in no-delay mode, every answer correct and complete.
 
-mod sim_support;
+mod common;
 
 use std::time::{Duration, Instant};
 
-use sim_support::*;
+use common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_concurrent_streams_all_complete_correctly() {

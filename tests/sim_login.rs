@@ -2,13 +2,13 @@
 //! callback (HTTP and RPC) with one-shot nonces and the `auth/report` push, the test login page
 //! with its captcha and verification modes, logout across restarts and `--copyDataDir`.
 
-mod sim_support;
+mod common;
 
 use std::time::Duration;
 
 use base64::Engine;
+use common::*;
 use serde_json::{Value, json};
-use sim_support::*;
 
 fn b64(s: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(s)

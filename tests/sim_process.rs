@@ -1,13 +1,13 @@
 //! The simulator as a process: start-up log lines and delay, a taken port, clean exits on SIGTERM
 //! and SIGINT (also during the start-up delay), and the request log.
 
-mod sim_support;
+mod common;
 
 use std::time::{Duration, Instant};
 
+use common::*;
 use nix::sys::signal::Signal;
 use serde_json::json;
-use sim_support::*;
 
 #[tokio::test]
 async fn startup_log_lines_in_order() {
@@ -26,12 +26,12 @@ async fn startup_log_lines_in_order() {
     assert!(pos("Using http server: ") < pos(&ready));
     assert!(log.contains("transport type: websocket"));
     assert!(sim.dir.join("cache").is_dir());
-    // The readiness line goes to stderr too.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !sim.stderr.lock().unwrap().contains(READY) {
-        assert!(Instant::now() < deadline, "stderr lacks the readiness line");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    // The readiness line goes to stderr too (the harness found the ports there).
+    assert!(
+        sim.stderr().contains(&ready),
+        "stderr lacks the readiness line:\n{}",
+        sim.stderr()
+    );
 }
 
 #[tokio::test]
@@ -47,8 +47,9 @@ async fn taken_port_exits_1_without_half_starting() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();
     let tmp = tempfile::tempdir().unwrap();
-    // The HTTP port is the taken one: the WebSocket port must not be left listening either.
-    let ws = free_port();
+    // The HTTP port is the taken one: the WebSocket port must not be left listening either (a
+    // concrete number, to look at afterwards).
+    let ws = port_hint();
     let out = sim_command(tmp.path(), ws, port, &["--no-delay"])
         .output()
         .await
@@ -63,7 +64,7 @@ async fn taken_port_exits_1_without_half_starting() {
     assert!(!log.contains(READY));
     assert!(std::net::TcpListener::bind(("127.0.0.1", ws)).is_ok());
 
-    let out = sim_command(tmp.path(), port, free_port(), &["--no-delay"])
+    let out = sim_command(tmp.path(), port, 0, &["--no-delay"])
         .output()
         .await
         .unwrap();
@@ -89,24 +90,19 @@ async fn sigterm_and_sigint_exit_0_and_close_connections() {
 #[tokio::test]
 async fn sigterm_during_startup_delay_exits_0() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut child = sim_command(
-        tmp.path(),
-        free_port(),
-        free_port(),
-        &["--startup-delay-ms", "30000"],
-    )
-    .spawn()
-    .unwrap();
+    let mut child = sim_command(tmp.path(), 0, 0, &["--startup-delay-ms", "30000"])
+        .spawn()
+        .unwrap();
     // The work dir is prepared before the delay: wait for the log file, then signal.
     let log = tmp.path().join("logs/lingma.log");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !std::fs::read_to_string(&log)
-        .unwrap_or_default()
-        .contains("endpoint config")
-    {
-        assert!(Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    assert!(
+        wait_until_async(Duration::from_secs(10), || async {
+            std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .contains("endpoint config")
+        })
+        .await
+    );
     let pid = nix::unistd::Pid::from_raw(child.id().unwrap() as i32);
     nix::sys::signal::kill(pid, Signal::SIGTERM).unwrap();
     let status = tokio::time::timeout(Duration::from_secs(5), child.wait())
@@ -146,14 +142,9 @@ async fn bad_arguments_are_usage_errors() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let tmp = tempfile::tempdir().unwrap();
-    let out = sim_command(
-        tmp.path(),
-        free_port(),
-        free_port(),
-        &["--accounts", "nopassword"],
-    )
-    .output()
-    .await
-    .unwrap();
+    let out = sim_command(tmp.path(), 0, 0, &["--accounts", "nopassword"])
+        .output()
+        .await
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }

@@ -2,11 +2,11 @@
 //! protocol) against a spawned simulator. python3 and the `websockets` package are required:
 //! a missing one fails this test with the fix in the message, it is never skipped.
 
-mod sim_support;
+mod common;
 
 use std::path::Path;
 
-use sim_support::*;
+use common::*;
 
 fn python_ready() -> Result<(), String> {
     let out = std::process::Command::new("python3")

@@ -2,14 +2,14 @@
 //! exact callback order and acks, follow-up turns, chat/stop, sessions and the other methods.
 //! Every test spawns the real binary (`lingma-gw sim start`) in its own work dir on free ports.
 
-mod sim_support;
+mod common;
 
 use std::collections::HashSet;
 use std::time::Duration;
 
+use common::*;
 use futures_util::SinkExt;
 use serde_json::{Value, json};
-use sim_support::*;
 use tokio_tungstenite::tungstenite::Message;
 
 #[tokio::test]

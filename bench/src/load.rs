@@ -1,6 +1,6 @@
 //! The load generators: the same chat sent directly over Lingma's WebSocket protocol with the
 //! crate's own [`LingmaClient`] (as the gateway's pool does), or through the gateway over HTTP/1.1
-//! keep-alive with hyper. Each worker owns one connection and sends its requests one after the
+//! keep-alive with reqwest. Each worker owns one connection and sends its requests one after the
 //! other (a closed loop); a run is a fixed number of requests shared by its workers.
 //!
 //! Every answer is checked against the text the simulator must produce, so a fast wrong answer
@@ -14,12 +14,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1::SendRequest;
-use hyper_util::rt::TokioIo;
 use lingma_gw::lingma::{ChatEvent, ChatRequest, ClientOptions, LingmaClient};
 use serde::Deserialize;
-use tokio::net::TcpStream;
 
 /// Which way a request goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,78 +90,58 @@ impl Workload {
     }
 }
 
-/// One HTTP/1.1 keep-alive connection to the gateway.
+/// One HTTP/1.1 keep-alive connection to the gateway: a reqwest client of its own whose pool keeps
+/// at most one idle connection, used by one worker at a time (so it never needs a second).
 pub struct HttpConn {
-    addr: SocketAddr,
-    sender: Option<SendRequest<Full<Bytes>>>,
-    task: Option<tokio::task::JoinHandle<()>>,
+    client: reqwest::Client,
+    base: String,
 }
 
 impl HttpConn {
+    /// A client for the gateway at `addr`, connected by a first request (`GET /healthz`), so that
+    /// no measured request pays for the connection.
     pub async fn connect(addr: SocketAddr) -> Result<Self> {
-        let mut c = HttpConn {
-            addr,
-            sender: None,
-            task: None,
+        let client = reqwest::Client::builder()
+            .http1_only()
+            .tcp_nodelay(true)
+            .pool_max_idle_per_host(1)
+            .pool_idle_timeout(None)
+            .no_proxy()
+            .build()
+            .context("cannot build the HTTP client")?;
+        let c = HttpConn {
+            client,
+            base: format!("http://{addr}"),
         };
-        c.reconnect().await?;
+        c.get("/healthz")
+            .await
+            .with_context(|| format!("cannot connect to the gateway at {addr}"))?;
         Ok(c)
     }
 
-    async fn reconnect(&mut self) -> Result<()> {
-        if let Some(t) = self.task.take() {
-            t.abort();
-        }
-        let tcp = TcpStream::connect(self.addr)
-            .await
-            .with_context(|| format!("cannot connect to the gateway at {}", self.addr))?;
-        tcp.set_nodelay(true)?;
-        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
-        self.task = Some(tokio::spawn(async move {
-            let _ = conn.await;
-        }));
-        self.sender = Some(sender);
-        Ok(())
+    /// Sends one POST with a JSON body and returns the response with its body still to be read.
+    pub async fn post(&self, path: &str, body: Bytes) -> Result<reqwest::Response> {
+        Ok(self
+            .client
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await?)
     }
 
-    /// Sends one request and returns the response with its body still to be read.
-    pub async fn send(
-        &mut self,
-        method: &str,
-        path: &str,
-        body: Bytes,
-    ) -> Result<hyper::Response<hyper::body::Incoming>> {
-        let needs_new = match &self.sender {
-            Some(s) => s.is_closed(),
-            None => true,
-        };
-        if needs_new {
-            self.reconnect().await?;
-        }
-        let sender = self.sender.as_mut().context("no connection")?;
-        sender.ready().await?;
-        let req = hyper::Request::builder()
-            .method(method)
-            .uri(path)
-            .header("host", self.addr.to_string())
-            .header("content-type", "application/json")
-            .body(Full::new(body))?;
-        Ok(sender.send_request(req).await?)
+    async fn get(&self, path: &str) -> Result<reqwest::Response> {
+        Ok(self
+            .client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await?)
     }
 
     /// A GET whose JSON body is returned.
-    pub async fn get_json(&mut self, path: &str) -> Result<serde_json::Value> {
-        let resp = self.send("GET", path, Bytes::new()).await?;
-        let body = resp.into_body().collect().await?.to_bytes();
+    pub async fn get_json(&self, path: &str) -> Result<serde_json::Value> {
+        let body = self.get(path).await?.bytes().await?;
         Ok(serde_json::from_slice(&body)?)
-    }
-}
-
-impl Drop for HttpConn {
-    fn drop(&mut self) {
-        if let Some(t) = self.task.take() {
-            t.abort();
-        }
     }
 }
 
@@ -291,16 +267,15 @@ struct ChunkDelta<'a> {
     content: Option<std::borrow::Cow<'a, str>>,
 }
 
-async fn gateway(conn: &mut HttpConn, w: &Workload, mode: Mode) -> Result<Sample> {
+async fn gateway(conn: &HttpConn, w: &Workload, mode: Mode) -> Result<Sample> {
     let stream = mode == Mode::Stream;
     let started = Instant::now();
-    let resp = conn
-        .send("POST", "/v1/chat/completions", w.http_body(stream))
+    let mut resp = conn
+        .post("/v1/chat/completions", w.http_body(stream))
         .await?;
     let status = resp.status();
-    let mut body = resp.into_body();
     if !stream {
-        let bytes = body.collect().await?.to_bytes();
+        let bytes = resp.bytes().await?;
         let total = started.elapsed();
         if status != 200 {
             bail!("status {status}: {}", String::from_utf8_lossy(&bytes));
@@ -316,7 +291,7 @@ async fn gateway(conn: &mut HttpConn, w: &Workload, mode: Mode) -> Result<Sample
         return Ok(total);
     }
     if status != 200 {
-        let bytes = body.collect().await?.to_bytes();
+        let bytes = resp.bytes().await?;
         bail!("status {status}: {}", String::from_utf8_lossy(&bytes));
     }
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
@@ -324,11 +299,7 @@ async fn gateway(conn: &mut HttpConn, w: &Workload, mode: Mode) -> Result<Sample
     let mut answer = String::new();
     let mut finished = false;
     let mut done = false;
-    while let Some(frame) = body.frame().await {
-        let frame = frame?;
-        let Ok(data) = frame.into_data() else {
-            continue;
-        };
+    while let Some(data) = resp.chunk().await? {
         buf.extend_from_slice(&data);
         // Events are parsed where they lie; the consumed prefix is dropped once per frame.
         let mut start = 0;
@@ -453,5 +424,5 @@ pub async fn connect_all(endpoint: &Endpoint, n: usize) -> Result<Vec<Conn>> {
 
 /// The work dir's workspace, as the gateway's pool passes it to `initialize`.
 pub fn workspace(dir: &Path) -> std::path::PathBuf {
-    dir.join("workspace")
+    lingma_gw::lingma::WorkDir::new(dir).workspace()
 }

@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use bytes::Bytes;
-use http_body_util::BodyExt;
 use serde::Serialize;
 use tokio::sync::Semaphore;
 
@@ -37,7 +36,7 @@ pub struct HoldResult {
     pub release_seconds: f64,
 }
 
-async fn in_flight(ctl: &mut HttpConn) -> Result<u64> {
+async fn in_flight(ctl: &HttpConn) -> Result<u64> {
     let v = ctl.get_json("/internal/stats").await?;
     v.pointer("/admission/in_flight")
         .and_then(serde_json::Value::as_u64)
@@ -48,7 +47,7 @@ async fn in_flight(ctl: &mut HttpConn) -> Result<u64> {
 /// the gateway has released every slot.
 pub async fn run(gw: &Gateway, streams: usize) -> Result<HoldResult> {
     let pid = gw.child.pid();
-    let mut ctl = HttpConn::connect(gw.addr).await?;
+    let ctl = HttpConn::connect(gw.addr).await?;
     // Let the start-up settle so "idle" is idle.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let gateway_idle = procs::memory(pid)?;
@@ -71,17 +70,15 @@ pub async fn run(gw: &Gateway, streams: usize) -> Result<HoldResult> {
         let addr = gw.addr;
         tasks.push(tokio::spawn(async move {
             let _permit = gate.acquire_owned().await?;
-            let mut conn = HttpConn::connect(addr).await?;
-            let resp = conn.send("POST", "/v1/chat/completions", body).await?;
+            let conn = HttpConn::connect(addr).await?;
+            let mut resp = conn.post("/v1/chat/completions", body).await?;
             if resp.status() != 200 {
-                let b = resp.into_body().collect().await?.to_bytes();
+                let b = resp.bytes().await?;
                 bail!("status: {}", String::from_utf8_lossy(&b));
             }
-            let mut body = resp.into_body();
             // The role chunk: the response is open and streaming.
-            match body.frame().await {
-                Some(Ok(_)) => Ok((conn, body)),
-                Some(Err(e)) => Err(e.into()),
+            match resp.chunk().await? {
+                Some(_) => Ok((conn, resp)),
                 None => bail!("the stream ended at once"),
             }
         }));
@@ -97,7 +94,7 @@ pub async fn run(gw: &Gateway, streams: usize) -> Result<HoldResult> {
     }
     let open_seconds = started.elapsed().as_secs_f64();
     let opened = held.len();
-    let in_flight_reported = in_flight(&mut ctl).await?;
+    let in_flight_reported = in_flight(&ctl).await?;
     let gateway_held = procs::memory(pid)?;
     let kids = procs::children(pid);
     let mut children_held = Memory::default();
@@ -111,7 +108,7 @@ pub async fn run(gw: &Gateway, streams: usize) -> Result<HoldResult> {
     drop(held);
     let deadline = released + Duration::from_secs(60);
     loop {
-        if in_flight(&mut ctl).await? == 0 {
+        if in_flight(&ctl).await? == 0 {
             break;
         }
         if Instant::now() > deadline {

@@ -1,4 +1,6 @@
-//! `cargo run --release --bin bench`: the gateway's load benchmark (docs/benchmark.md).
+//! `cargo run --release -p lingma-gw-bench`: the gateway's load benchmark (docs/benchmark.md), a
+//! development tool in its own workspace member, built against the `lingma-gw` library and driving
+//! the `lingma-gw` binary of the same target directory (`cargo build --release` first).
 //!
 //! In one run it starts the simulator twice in its no-delay mode (once on its own, once as the
 //! child of `lingma-gw serve --sim`) and sends the same load both ways: directly over Lingma's
@@ -10,14 +12,9 @@
 //! Runs are interleaved (direct, gateway, then gateway, direct, ...) so that a change in the load
 //! of a shared machine hits both sides alike; numbers are ratios and percentiles, not one time.
 
-// A crate root looks for its modules beside itself (src/bin/); these live in src/bin/bench/.
-#[path = "bench/hold.rs"]
 mod hold;
-#[path = "bench/load.rs"]
 mod load;
-#[path = "bench/procs.rs"]
 mod procs;
-#[path = "bench/stats.rs"]
 mod stats;
 
 use std::path::PathBuf;
@@ -364,7 +361,7 @@ async fn measure(
     }
 
     // After the load: nothing left in flight, and what the load cost in memory.
-    let mut ctl = load::HttpConn::connect(gw.addr).await?;
+    let ctl = load::HttpConn::connect(gw.addr).await?;
     let stats = ctl.get_json("/internal/stats").await?;
     let in_flight = stats
         .pointer("/admission/in_flight")

@@ -31,23 +31,51 @@ pub fn lingma_gw_binary() -> Result<PathBuf> {
     if !bin.is_file() {
         bail!(
             "{} is missing: the benchmark drives the release binary. Build it first with \
-             `cargo build --release` (then run `cargo run --release --bin bench`).",
+             `cargo build --release` (then run `cargo run --release -p lingma-gw-bench`).",
             bin.display()
         );
     }
-    // `cargo run --bin bench` rebuilds the library and this binary, not lingma-gw: a lingma-gw
-    // older than the library would measure code that has changed since.
-    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-    if let (Some(gw), Some(lib)) = (modified(&bin), modified(&dir.join("liblingma_gw.rlib")))
-        && gw < lib
+    // `cargo run -p lingma-gw-bench` rebuilds the library and this binary, not lingma-gw: a
+    // lingma-gw older than the product's sources would measure code that has changed since. (The
+    // library's own build is no guide: the bench builds it with other dependency features, so it
+    // is always newer than the binary `cargo build --release` made.)
+    let bench_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let product = bench_dir.parent().unwrap_or(bench_dir);
+    if let (Some(gw), Some(src)) = (modified(&bin), newest_source(product))
+        && gw < src
     {
         eprintln!(
-            "bench: warning: {} is older than the library it is built from; run `cargo build \
-             --release` first",
-            bin.display()
+            "bench: warning: {} is older than the sources in {}; run `cargo build --release` \
+             first (then `cargo run --release -p lingma-gw-bench`)",
+            bin.display(),
+            product.join("src").display()
         );
     }
     Ok(bin)
+}
+
+fn modified(p: &Path) -> Option<std::time::SystemTime> {
+    std::fs::metadata(p).and_then(|m| m.modified()).ok()
+}
+
+/// When a source file of the `lingma-gw` binary (anything under `src/`) was last changed.
+fn newest_source(product: &Path) -> Option<std::time::SystemTime> {
+    fn walk(dir: &Path, newest: &mut Option<std::time::SystemTime>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                walk(&path, newest);
+            } else if let Some(t) = modified(&path) {
+                *newest = (*newest).max(Some(t));
+            }
+        }
+    }
+    let mut newest = None;
+    walk(&product.join("src"), &mut newest);
+    newest
 }
 
 /// Raises the open-files soft limit to the hard limit: 1,000 open streams need ~3,000 sockets
@@ -65,12 +93,6 @@ pub fn open_files_limit() -> u64 {
     nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
         .map(|(soft, _)| soft)
         .unwrap_or(0)
-}
-
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind(("127.0.0.1", 0))?
-        .local_addr()?
-        .port())
 }
 
 /// A child process that is always terminated and reaped.
@@ -120,46 +142,56 @@ pub struct Sim {
 }
 
 impl Sim {
+    /// Starts it in the fresh `work_dir` on port 0 for both servers, and reads the WebSocket port
+    /// it got from its readiness line in `logs/lingma.log`.
     pub fn start(bin: &Path, work_dir: &Path) -> Result<Sim> {
-        for _ in 0..5 {
-            let socket = free_port()?;
-            let http = free_port()?;
-            let log = std::fs::File::create(work_dir.with_extension("log"))?;
-            let inner = Command::new(bin)
-                .args(["sim", "start"])
-                .arg(format!("--workDir={}", work_dir.display()))
-                .arg(format!("--socketPort={socket}"))
-                .arg(format!("--httpPort={http}"))
-                .envs(SIM_ENV)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
-                .with_context(|| format!("cannot start {}", bin.display()))?;
-            let mut child = Child {
-                inner,
-                name: "simulator",
-            };
-            let deadline = Instant::now() + Duration::from_secs(20);
-            loop {
-                if let Ok(Some(_)) = child.inner.try_wait() {
-                    break; // lost a port race: try two other ports
-                }
-                if std::net::TcpStream::connect(("127.0.0.1", socket)).is_ok() {
-                    return Ok(Sim { child, socket });
-                }
-                if Instant::now() > deadline {
-                    bail!("the simulator did not listen within 20 s");
-                }
-                std::thread::sleep(Duration::from_millis(10));
+        let log = std::fs::File::create(work_dir.with_extension("log"))?;
+        let inner = Command::new(bin)
+            .args(["sim", "start"])
+            .arg(format!("--workDir={}", work_dir.display()))
+            .args(["--socketPort=0", "--httpPort=0"])
+            .envs(SIM_ENV)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("cannot start {}", bin.display()))?;
+        let mut child = Child {
+            inner,
+            name: "simulator",
+        };
+        let lingma_log = lingma_gw::lingma::WorkDir::new(work_dir).lingma_log();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(socket) = std::fs::read_to_string(&lingma_log)
+                .ok()
+                .and_then(|t| ready_socket_port(&t))
+            {
+                return Ok(Sim { child, socket });
             }
+            if let Ok(Some(status)) = child.inner.try_wait() {
+                bail!(
+                    "the simulator exited ({status}) before it was ready; see {}",
+                    work_dir.with_extension("log").display()
+                );
+            }
+            if Instant::now() > deadline {
+                bail!("the simulator was not ready within 20 s");
+            }
+            std::thread::sleep(Duration::from_millis(10));
         }
-        bail!("the simulator could not start on free ports")
     }
 
     pub fn ws_url(&self) -> String {
         format!("ws://127.0.0.1:{}/", self.socket)
     }
+}
+
+/// The WebSocket port of the readiness line (`... ready - WebSocket: <port>, HTTP: ...`).
+fn ready_socket_port(log: &str) -> Option<u16> {
+    let prefix = lingma_gw::sim::READY_PREFIX;
+    let rest = &log[log.find(prefix)? + prefix.len()..];
+    rest.split(',').next()?.trim().parse().ok()
 }
 
 /// `lingma-gw serve --sim --port 0` with one instance of `connections` WebSocket connections and
