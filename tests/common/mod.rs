@@ -7,10 +7,12 @@
 //! - `ws`: a raw Lingma client (frames over WebSocket, JSON-RPC, acks) and `chat/ask` helpers.
 //! - `wait`: the one polling helper (sync and async), child exits and outputs with deadlines.
 //! - `procs`: signals and what `/proc` says (processes, descriptors, connections, memory).
+//! - `clients`: real clients: the Python SDK scripts and the npm-installed coding-agent CLIs.
 //!
 //! Each test binary uses a part of it.
 #![allow(dead_code, unused_imports)]
 
+pub mod clients;
 pub mod gateway;
 pub mod procs;
 pub mod sim;
