@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs beyond cargo: Debian packages (promtool from `prometheus`,
-# `chromium` for the headless-login tests) and the Python packages in tests/requirements.txt.
+# `chromium` for the headless-login tests), the Python packages in tests/requirements.txt, and the
+# coding-agent CLIs (Claude Code, Codex, Qwen Code) from npm into .agent-clients/.
 # Idempotent and quick when everything is already there. Needs root (or sudo) for apt-get.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -30,3 +31,22 @@ fi
 echo "==> python3 -m pip install -r tests/requirements.txt"
 PIP_ROOT_USER_ACTION=ignore PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_PROGRESS_BAR=off \
     python3 -m pip install -q -r tests/requirements.txt
+
+# The coding-agent CLIs that tests/agents.rs runs for real, pinned (their request shapes and event
+# expectations are what the tests were written against), into .agent-clients/ beside the repo.
+AGENT_CLIENTS=(@anthropic-ai/claude-code@2.1.332 @openai/codex@0.171.0 @qwen-code/qwen-code@0.24.4)
+stamp=.agent-clients/installed.txt
+if [ "$(cat "$stamp" 2>/dev/null)" != "${AGENT_CLIENTS[*]}" ]; then
+    echo "==> npm install ${AGENT_CLIENTS[*]} (into .agent-clients/)"
+    mkdir -p .agent-clients
+    npm install --prefix .agent-clients --no-audit --no-fund --loglevel=error "${AGENT_CLIENTS[@]}" >/dev/null
+    # Claude Code links its native binary in a postinstall step; run it if npm skipped it.
+    if ! .agent-clients/node_modules/.bin/claude --version >/dev/null 2>&1 && [ -f .agent-clients/node_modules/@anthropic-ai/claude-code/install.cjs ]; then
+        node .agent-clients/node_modules/@anthropic-ai/claude-code/install.cjs >/dev/null
+    fi
+    for cli in claude codex qwen; do
+        ".agent-clients/node_modules/.bin/$cli" --version >/dev/null 2>&1 \
+            || { echo "error: $cli does not run after npm install (see .agent-clients/)" >&2; exit 1; }
+    done
+    echo "${AGENT_CLIENTS[*]}" > "$stamp"
+fi

@@ -59,7 +59,8 @@ fn openai_python_sdk_against_the_gateway() {
         work_dir.display()
     );
 
-    let stdout = common::clients::run_python_checks("openai_client.py", &gw, API_KEY, SCRIPT_TIMEOUT);
+    let stdout =
+        common::clients::run_python_checks("openai_client.py", &gw, API_KEY, SCRIPT_TIMEOUT);
     assert!(
         stdout.contains("6/6 checks passed"),
         "openai_client.py exited 0 without reporting all checks passed:\n{stdout}"

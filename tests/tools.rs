@@ -46,12 +46,27 @@ fn openai_sdk_and_langchain_tool_calls() {
             .unwrap_or(0.0)
     };
     for (labels, what) in [
-        ("outcome=\"parsed\",syntax=\"hermes\"", "parsed hermes calls"),
-        ("outcome=\"repaired\",syntax=\"qwen3_coder\"", "repaired qwen3-coder calls"),
-        ("outcome=\"parsed\",syntax=\"fenced_json\"", "parsed fenced calls"),
+        (
+            "outcome=\"parsed\",syntax=\"hermes\"",
+            "parsed hermes calls",
+        ),
+        (
+            "outcome=\"repaired\",syntax=\"qwen3_coder\"",
+            "repaired qwen3-coder calls",
+        ),
+        (
+            "outcome=\"parsed\",syntax=\"fenced_json\"",
+            "parsed fenced calls",
+        ),
         ("outcome=\"invalid\",syntax=\"hermes\"", "invalid calls"),
-        ("outcome=\"reasked\",syntax=\"hermes\"", "calls fixed by a re-ask"),
-        ("outcome=\"failed\",syntax=\"any\"", "calls still broken after the re-ask"),
+        (
+            "outcome=\"reasked\",syntax=\"hermes\"",
+            "calls fixed by a re-ask",
+        ),
+        (
+            "outcome=\"failed\",syntax=\"any\"",
+            "calls still broken after the re-ask",
+        ),
     ] {
         assert!(count(labels) >= 1.0, "no {what} in the metrics:\n{text}");
     }
@@ -96,7 +111,12 @@ async fn keepalives_while_the_first_token_is_slow() {
         let at_keepalive = text
             .find(keepalive)
             .unwrap_or_else(|| panic!("{path}: no keep-alive in\n{text}"));
-        let at_answer = text.find("late").unwrap_or_else(|| panic!("{path}: {text}"));
-        assert!(at_keepalive < at_answer, "{path}: keep-alive after the answer:\n{text}");
+        let at_answer = text
+            .find("late")
+            .unwrap_or_else(|| panic!("{path}: {text}"));
+        assert!(
+            at_keepalive < at_answer,
+            "{path}: keep-alive after the answer:\n{text}"
+        );
     }
 }

@@ -128,7 +128,9 @@ pub fn run_python_checks(script: &str, gw: &Gateway, api_key: &str, timeout: Dur
 
 /// The path of an agent CLI installed by the setup script (`claude`, `codex`, `qwen`).
 pub fn agent_cli(name: &str) -> PathBuf {
-    let path = Path::new(AGENT_CLIENTS).join("node_modules/.bin").join(name);
+    let path = Path::new(AGENT_CLIENTS)
+        .join("node_modules/.bin")
+        .join(name);
     assert!(
         path.exists(),
         "{} is not installed: run scripts/setup-test-deps.sh (it installs the agent CLIs from npm \
@@ -183,7 +185,11 @@ pub fn conversation_questions(gw: &Gateway, marker: &str) -> (String, Vec<String
     let asks = super::asks(&gw.instance_dir("inst-0"));
     let first = asks
         .iter()
-        .find(|a| a["questionText"].as_str().is_some_and(|q| q.contains(marker)))
+        .find(|a| {
+            a["questionText"]
+                .as_str()
+                .is_some_and(|q| q.contains(marker))
+        })
         .unwrap_or_else(|| panic!("no question contains {marker:?}"));
     let session = first["sessionId"].as_str().unwrap_or_default().to_string();
     let questions = asks

@@ -255,9 +255,11 @@ impl Builder {
         }
     }
 
-    /// The response failed after it started: `response.failed` with the error.
+    /// The response failed after it started: `response.failed` with the error. The item being
+    /// built is not finished (no `output_item.done`): a client that retries must not keep half an
+    /// answer in its history.
     pub fn fail(&mut self, out: &mut Vec<u8>, e: &GatewayError) {
-        self.close(out);
+        self.open = None;
         self.status = "failed";
         self.error = Some(json!({
             "code": e.code().unwrap_or("server_error"),
