@@ -138,6 +138,11 @@ impl HttpConn {
             .await?)
     }
 
+    /// A GET whose text body is returned.
+    pub async fn get_text(&self, path: &str) -> Result<String> {
+        Ok(self.get(path).await?.text().await?)
+    }
+
     /// A GET whose JSON body is returned.
     pub async fn get_json(&self, path: &str) -> Result<serde_json::Value> {
         let body = self.get(path).await?.bytes().await?;

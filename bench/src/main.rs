@@ -12,6 +12,7 @@
 //! Runs are interleaved (direct, gateway, then gateway, direct, ...) so that a change in the load
 //! of a shared machine hits both sides alike; numbers are ratios and percentiles, not one time.
 
+mod agent;
 mod hold;
 mod load;
 mod procs;
@@ -65,6 +66,10 @@ struct Args {
     /// Streams held open at once for the memory measurement (0 skips it).
     #[arg(long, default_value_t = 1000)]
     streams: usize,
+    /// Tool steps of the agent-loop run (question bytes per step, with and without reuse, on each
+    /// API surface); 0 skips it.
+    #[arg(long, default_value_t = 20)]
+    agent_steps: usize,
     /// Where to write the JSON results (default: target/bench/results.json next to the binary).
     #[arg(long, value_name = "FILE")]
     out: Option<PathBuf>,
@@ -205,6 +210,15 @@ async fn run(args: Args) -> Result<ExitCode> {
     } else {
         None
     };
+    let agent = if args.agent_steps > 0 {
+        println!(
+            "bench: agent loop: {} tool steps on each surface, with and without reuse ...",
+            args.agent_steps
+        );
+        Some(agent_loops(&bin, &work, args.agent_steps).await?)
+    } else {
+        None
+    };
     let elapsed = started.elapsed();
 
     print_table(&comparisons);
@@ -212,6 +226,9 @@ async fn run(args: Args) -> Result<ExitCode> {
     if let Some(h) = &hold {
         print_hold(h);
         all_errors.extend(h.errors.iter().map(|e| format!("hold: {e}")));
+    }
+    if let Some(a) = &agent {
+        print_agent(a);
     }
     let verdicts = verdicts(&comparisons, hold.as_ref());
     println!();
@@ -244,6 +261,7 @@ async fn run(args: Args) -> Result<ExitCode> {
         "latency": comparisons,
         "gateway_after_load": gw_after,
         "memory": hold,
+        "agent_loop": agent,
         "targets": verdicts.iter().map(|(n, ok, t)| json!({"target": n, "met": ok, "measured": t})).collect::<Vec<_>>(),
         "errors": all_errors,
         "elapsed_seconds": elapsed.as_secs_f64(),
@@ -267,6 +285,61 @@ async fn run(args: Args) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Question bytes per step of one agent loop.
+#[derive(Debug, serde::Serialize)]
+struct AgentLoop {
+    surface: agent::Surface,
+    reuse: bool,
+    question_bytes: Vec<u64>,
+}
+
+/// The agent loop on each surface, through a gateway with reuse and one without.
+async fn agent_loops(
+    bin: &std::path::Path,
+    work: &std::path::Path,
+    steps: usize,
+) -> Result<Vec<AgentLoop>> {
+    let mut out = Vec::new();
+    for reuse in [true, false] {
+        let dir = work.join(if reuse { "agent-reuse" } else { "agent-replay" });
+        let extra: &[&str] = if reuse { &[] } else { &["--no-session-reuse"] };
+        let mut gw = procs::Gateway::start_with(bin, &dir, 4, extra)?;
+        let conn = load::HttpConn::connect(gw.addr).await?;
+        for surface in agent::Surface::ALL {
+            let question_bytes = agent::run(&conn, surface, steps).await?;
+            out.push(AgentLoop {
+                surface,
+                reuse,
+                question_bytes,
+            });
+        }
+        gw.child.stop(Duration::from_secs(30));
+    }
+    Ok(out)
+}
+
+fn print_agent(loops: &[AgentLoop]) {
+    println!();
+    println!("agent loop: bytes of the question sent to Lingma per step");
+    let steps = loops.first().map_or(0, |l| l.question_bytes.len());
+    let mut header = format!("{:<18} {:<6}", "surface", "reuse");
+    for i in 1..=steps {
+        header.push_str(&format!(" {:>7}", format!("s{i}")));
+    }
+    println!("{header} {:>9}", "total");
+    for l in loops {
+        let mut row = format!(
+            "{:<18} {:<6}",
+            l.surface.as_str(),
+            if l.reuse { "on" } else { "off" }
+        );
+        for b in &l.question_bytes {
+            row.push_str(&format!(" {b:>7}"));
+        }
+        println!("{row} {:>9}", l.question_bytes.iter().sum::<u64>());
+    }
 }
 
 /// The latency and throughput phase: both targets, every level, both modes, interleaved.

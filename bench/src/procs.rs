@@ -204,6 +204,16 @@ pub struct Gateway {
 
 impl Gateway {
     pub fn start(bin: &Path, work_dir: &Path, connections: usize) -> Result<Gateway> {
+        Self::start_with(bin, work_dir, connections, &[])
+    }
+
+    /// As [`Gateway::start`], with more `serve` arguments.
+    pub fn start_with(
+        bin: &Path,
+        work_dir: &Path,
+        connections: usize,
+        extra: &[&str],
+    ) -> Result<Gateway> {
         let log = work_dir.with_extension("log");
         let stderr = std::fs::File::create(&log)?;
         let conns = connections.to_string();
@@ -212,6 +222,7 @@ impl Gateway {
             .arg("--work-dir")
             .arg(work_dir)
             .args(["--max-in-flight", &conns, "--metrics-public"])
+            .args(extra)
             .envs(SIM_ENV)
             .env("LINGMA_CONNECTIONS_PER_INSTANCE", &conns)
             .env("LINGMA_SIM_STARTUP_DELAY_MS", "0")
