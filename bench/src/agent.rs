@@ -187,7 +187,7 @@ impl Agent {
                 if calls.is_empty() {
                     return Ok(false);
                 }
-                self.messages.extend(output.into_iter());
+                self.messages.extend(output);
                 for c in &calls {
                     self.messages.push(
                         json!({"type": "function_call_output", "call_id": c["call_id"],
