@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderName, HeaderValue};
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
@@ -12,9 +12,14 @@ use axum::routing::{get, post};
 use super::anthropic::{self, AnthropicShape};
 use super::state::AppState;
 use super::{admin, auth, health, login, openai, responses};
-use crate::error::{self, OpenAiShape};
+use crate::error::{self, ErrorShape, GatewayError, OpenAiShape};
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The request id [`observe`] gave the request (or the one the client sent).
+pub fn request_id(headers: &HeaderMap) -> Option<&str> {
+    headers.get(&REQUEST_ID).and_then(|v| v.to_str().ok())
+}
 
 /// What a handler tells the log line about a chat (set as a response extension).
 #[derive(Debug, Clone, Default)]
@@ -23,8 +28,39 @@ pub struct ChatLog {
     pub model: String,
     pub reuse: bool,
     pub stream: bool,
+    /// Tools the client offered (their count only: never their arguments).
+    pub tools: usize,
     /// The error code of a failed chat.
     pub error: Option<String>,
+}
+
+impl ChatLog {
+    /// What the turn says about itself: the instance, the Lingma model, whether it was reused,
+    /// how many tools were offered.
+    pub fn started(&mut self, turn: &crate::turn::Turn) {
+        self.instance = turn.instance().to_string();
+        self.model = turn.model().to_string();
+        self.reuse = turn.reused();
+        self.tools = turn.tools_offered();
+    }
+
+    /// A chat handler's response with this log attached; an error is rendered in the shape `S`
+    /// of the handler's API surface.
+    pub fn respond<S: ErrorShape>(
+        mut self,
+        result: Result<Response, GatewayError>,
+        headers: &HeaderMap,
+    ) -> Response {
+        let mut resp = match result {
+            Ok(resp) => resp,
+            Err(e) => {
+                self.error = e.code().map(str::to_string);
+                S::render(e, request_id(headers))
+            }
+        };
+        resp.extensions_mut().insert(self);
+        resp
+    }
 }
 
 pub fn build(state: AppState) -> Router {
@@ -119,12 +155,13 @@ async fn observe(State(state): State<AppState>, mut req: Request, next: Next) ->
         Some(c) => match &c.error {
             None => tracing::info!(
                 request_id = %id, method = %method, path = %path, status, ms = format_args!("{ms:.1}"),
-                instance = %c.instance, model = %c.model, reuse = c.reuse, stream = c.stream, "request"
+                instance = %c.instance, model = %c.model, reuse = c.reuse, stream = c.stream,
+                tools = c.tools, "request"
             ),
             Some(error) => tracing::info!(
                 request_id = %id, method = %method, path = %path, status, ms = format_args!("{ms:.1}"),
                 instance = %c.instance, model = %c.model, reuse = c.reuse, stream = c.stream,
-                error = %error, "request"
+                tools = c.tools, error = %error, "request"
             ),
         },
         None => tracing::info!(

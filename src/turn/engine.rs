@@ -530,6 +530,11 @@ impl Turn {
         self.reused
     }
 
+    /// How many tools the client offered.
+    pub fn tools_offered(&self) -> usize {
+        self.tools.len()
+    }
+
     /// Bytes of the question sent to Lingma.
     pub fn question_bytes(&self) -> usize {
         self.question_bytes

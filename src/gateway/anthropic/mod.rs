@@ -26,7 +26,7 @@ use crate::error::{ErrorShape, GatewayError};
 
 use super::extract::{ApiJson, Caller};
 use super::openai::{AFFINITY_HEADERS, affinity_header};
-use super::router::{ChatLog, REQUEST_ID};
+use super::router::{ChatLog, request_id};
 use super::state::AppState;
 pub use error::AnthropicShape;
 use request::MessagesRequest;
@@ -41,10 +41,6 @@ const CLAUDE_AFFINITY_HEADERS: [&str; 3] = [
 /// The response header naming the Lingma model that answered.
 pub const LINGMA_MODEL_HEADER: &str = "x-lingma-model";
 
-fn request_id(headers: &HeaderMap) -> Option<&str> {
-    headers.get(&REQUEST_ID).and_then(|v| v.to_str().ok())
-}
-
 pub async fn messages(
     State(st): State<AppState>,
     Caller(identity): Caller,
@@ -52,15 +48,8 @@ pub async fn messages(
     body: Result<ApiJson<MessagesRequest>, GatewayError>,
 ) -> Response {
     let mut log = ChatLog::default();
-    let mut resp = match answer(&st, identity.as_str(), &headers, body, &mut log).await {
-        Ok(resp) => resp,
-        Err(e) => {
-            log.error = e.code().map(str::to_string);
-            AnthropicShape::render(e, request_id(&headers))
-        }
-    };
-    resp.extensions_mut().insert(log);
-    resp
+    let result = answer(&st, identity.as_str(), &headers, body, &mut log).await;
+    log.respond::<AnthropicShape>(result, &headers)
 }
 
 async fn answer(
@@ -78,9 +67,7 @@ async fn answer(
         req.turn.affinity = Some(key);
     }
     let turn = st.engine.start(req.turn, Some(reservation)).await?;
-    log.instance = turn.instance().to_string();
-    log.model = turn.model().to_string();
-    log.reuse = turn.reused();
+    log.started(&turn);
     let lingma_model = HeaderValue::from_str(turn.model()).ok();
     let mut resp = if req.stream {
         stream::response(turn, req.model, req.thinking)

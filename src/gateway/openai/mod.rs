@@ -19,7 +19,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use crate::error::GatewayError;
+use crate::error::{GatewayError, OpenAiShape};
 use crate::turn::{Turn, TurnEvent};
 
 use super::extract::{ApiJson, Caller};
@@ -51,15 +51,8 @@ pub async fn chat_completions(
 ) -> Response {
     // The request's log line names the instance and model, for failures as well.
     let mut log = ChatLog::default();
-    let mut resp = match answer(&st, identity.as_str(), &headers, body, &mut log).await {
-        Ok(resp) => resp,
-        Err(e) => {
-            log.error = e.code().map(str::to_string);
-            e.into_response()
-        }
-    };
-    resp.extensions_mut().insert(log);
-    resp
+    let result = answer(&st, identity.as_str(), &headers, body, &mut log).await;
+    log.respond::<OpenAiShape>(result, &headers)
 }
 
 async fn answer(
@@ -77,9 +70,7 @@ async fn answer(
         chat.turn.affinity = Some(key);
     }
     let turn = st.engine.start(chat.turn, Some(reservation)).await?;
-    log.instance = turn.instance().to_string();
-    log.model = turn.model().to_string();
-    log.reuse = turn.reused();
+    log.started(&turn);
     let mut chunks = ChunkBuilder::new(new_completion_id(), crate::util::unix_secs(), turn.model());
     chunks.legacy = chat.legacy_functions;
     if chat.stream {

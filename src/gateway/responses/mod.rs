@@ -26,7 +26,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::error::GatewayError;
+use crate::error::{GatewayError, OpenAiShape};
 use crate::turn::{Message, Turn, TurnEvent};
 
 use super::anthropic::LINGMA_MODEL_HEADER;
@@ -55,15 +55,8 @@ pub async fn create(
     body: ApiJson<ResponsesRequest>,
 ) -> Response {
     let mut log = ChatLog::default();
-    let mut resp = match answer(&st, identity.as_str(), &headers, body, &mut log).await {
-        Ok(resp) => resp,
-        Err(e) => {
-            log.error = e.code().map(str::to_string);
-            e.into_response()
-        }
-    };
-    resp.extensions_mut().insert(log);
-    resp
+    let result = answer(&st, identity.as_str(), &headers, body, &mut log).await;
+    log.respond::<OpenAiShape>(result, &headers)
 }
 
 /// What a finished response leaves behind for `previous_response_id`.
@@ -104,9 +97,7 @@ async fn answer(
         conversation: req.turn.messages[req.conversation_from..].to_vec(),
     });
     let turn = st.engine.start(req.turn, Some(reservation)).await?;
-    log.instance = turn.instance().to_string();
-    log.model = turn.model().to_string();
-    log.reuse = turn.reused();
+    log.started(&turn);
     let lingma_model = HeaderValue::from_str(turn.model()).ok();
     let builder = Builder::new(
         req.model,
