@@ -15,6 +15,8 @@ use super::{admin, auth, health, login, openai, responses};
 use crate::error::{self, OpenAiShape};
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+/// Names the replica that answered (`--replica-id`), on every response.
+pub const REPLICA: HeaderName = HeaderName::from_static("x-lingma-gw-replica");
 
 /// What a handler tells the log line about a chat (set as a response extension).
 #[derive(Debug, Clone, Default)]
@@ -85,7 +87,8 @@ pub fn build(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Request id in and out, one log line per request, request counter by route and status.
+/// Request id in and out, the replica header, one log line per request, request counter by route
+/// and status.
 async fn observe(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let started = Instant::now();
     let id = req
@@ -109,6 +112,9 @@ async fn observe(State(state): State<AppState>, mut req: Request, next: Next) ->
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert(REQUEST_ID, v);
     }
+    resp.headers_mut()
+        .insert(REPLICA, state.config.replica_header.clone());
+    let replica = &*state.config.replica_id;
     let status = resp.status().as_u16();
     state
         .engine
@@ -118,17 +124,18 @@ async fn observe(State(state): State<AppState>, mut req: Request, next: Next) ->
     match resp.extensions().get::<ChatLog>() {
         Some(c) => match &c.error {
             None => tracing::info!(
-                request_id = %id, method = %method, path = %path, status, ms = format_args!("{ms:.1}"),
-                instance = %c.instance, model = %c.model, reuse = c.reuse, stream = c.stream, "request"
+                request_id = %id, replica = %replica, method = %method, path = %path, status,
+                ms = format_args!("{ms:.1}"), instance = %c.instance, model = %c.model, reuse = c.reuse, stream = c.stream, "request"
             ),
             Some(error) => tracing::info!(
-                request_id = %id, method = %method, path = %path, status, ms = format_args!("{ms:.1}"),
-                instance = %c.instance, model = %c.model, reuse = c.reuse, stream = c.stream,
+                request_id = %id, replica = %replica, method = %method, path = %path, status,
+                ms = format_args!("{ms:.1}"), instance = %c.instance, model = %c.model, reuse = c.reuse, stream = c.stream,
                 error = %error, "request"
             ),
         },
         None => tracing::info!(
-            request_id = %id, method = %method, path = %path, status, ms = format_args!("{ms:.1}"), "request"
+            request_id = %id, replica = %replica, method = %method, path = %path, status,
+            ms = format_args!("{ms:.1}"), "request"
         ),
     }
     resp
