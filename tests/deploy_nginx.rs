@@ -500,10 +500,10 @@ async fn kill(g: &mut Gateway) {
     signal(g.child.id(), "KILL");
     assert!(g.wait_exit(Duration::from_secs(10)).is_some());
     // Its Lingma process follows it (parent-death signal): nothing is left running.
-    let work_dir = g.work_dir.display().to_string();
+    let lingma = format!("--workDir={}", g.work_dir.display());
     assert!(
         wait_until_async(Duration::from_secs(10), || async {
-            processes_matching(&work_dir).is_empty()
+            processes_matching(&lingma).is_empty()
         })
         .await,
         "the killed replica's simulator outlived it"
