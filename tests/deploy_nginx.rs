@@ -664,10 +664,9 @@ async fn three_replicas_behind_the_shipped_nginx_config_keep_and_survive_convers
         let body = anchor.body(vec![anchor.user_message(&question)], stream);
         anchor.request(&http, &base, body).send()
     };
-    let streaming = in_flight(true).await.unwrap();
+    let mut streaming = in_flight(true).await.unwrap();
     assert_eq!(streaming.status(), 200);
     assert_eq!(streaming.headers()[REPLICA_HEADER], victim_name.as_str());
-    let mut streaming = streaming;
     let first = streaming
         .chunk()
         .await
