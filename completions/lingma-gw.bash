@@ -602,7 +602,7 @@ _lingma__gw() {
             return 0
             ;;
         lingma__subcmd__gw__subcmd__serve)
-            opts="-v -q -h -V --lingma-bin --sim --work-dir --host --port --instances --api-key --admin-token --metrics-token --metrics-public --allow-unauthenticated --max-in-flight --queue-timeout --session-reuse --no-session-reuse --default-model --ask-mode --accounts --session-bundle --shutdown-grace --max-queue --queue-memory --body-limit --header-timeout --body-timeout --idle-timeout --stream-stall-timeout --keepalive --tool-syntax --tool-description-limit --model-map --response-store-entries --response-store-ttl --config --verbose --quiet --log-format --help --version"
+            opts="-v -q -h -V --lingma-bin --sim --work-dir --host --port --instances --api-key --admin-token --metrics-token --metrics-public --allow-unauthenticated --max-in-flight --queue-timeout --session-reuse --no-session-reuse --default-model --ask-mode --accounts --session-bundle --shutdown-grace --max-queue --queue-memory --body-limit --header-timeout --body-timeout --idle-timeout --stream-stall-timeout --keepalive --tool-syntax --tool-description-limit --model-map --response-store-entries --response-store-ttl --replica-id --config --verbose --quiet --log-format --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -717,6 +717,10 @@ _lingma__gw() {
                     return 0
                     ;;
                 --response-store-ttl)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --replica-id)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

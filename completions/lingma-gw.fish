@@ -72,6 +72,7 @@ complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand serve" -l tool-descr
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand serve" -l model-map -d 'Lingma model for client model names matching a glob, e.g. \'claude-*=dashscope_qwen3_coder\' (repeat; first match wins) [env: MODEL_MAP, comma-separated]' -r
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand serve" -l response-store-entries -d 'Responses kept for previous_response_id (store: true); 0 keeps none [env: RESPONSE_STORE_MAX_ENTRIES] [default: 1000]' -r
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand serve" -l response-store-ttl -d 'Seconds a stored response is kept [env: RESPONSE_STORE_TTL_SEC] [default: 3600]' -r
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand serve" -l replica-id -d 'This replica\'s name, in every response\'s x-lingma-gw-replica header, /healthz and the request log [env: LINGMA_GW_REPLICA_ID] [default: the host name]' -r
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand serve" -l config -d 'Config file (TOML); default: lingma-gw/config.toml in the user\'s config dir [env: LINGMA_GW_CONFIG]' -r -F
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand serve" -l log-format -d 'Log format on stderr [env: LOG_FORMAT] [default: text]' -r -f -a "text\t''
 json\t''"

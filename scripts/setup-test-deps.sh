@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs beyond cargo: Debian packages (promtool from `prometheus`,
-# `chromium` for the headless-login tests), the Python packages in tests/requirements.txt, and the
-# coding-agent CLIs (Claude Code, Codex, Qwen Code) from npm into .agent-clients/.
+# `chromium` for the headless-login tests, `nginx-light` for the scale-out test of
+# deploy/nginx/, `systemd` for `systemd-analyze verify` of deploy/systemd/, `tini` to run the
+# container image's entrypoint as the image does), the Python packages in tests/requirements.txt
+# (pyyaml and kubernetes-validate check deploy/k8s/), and the coding-agent CLIs (Claude Code,
+# Codex, Qwen Code) from npm into .agent-clients/.
 # Idempotent and quick when everything is already there. Needs root (or sudo) for apt-get.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-APT_PACKAGES=(prometheus chromium)
+APT_PACKAGES=(prometheus chromium nginx-light systemd tini)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -24,6 +27,15 @@ if [ ${#missing[@]} -gt 0 ]; then
         fi
     fi
     export DEBIAN_FRONTEND=noninteractive
+    # The tests run their own nginx in a temporary directory: keep the package from starting the
+    # system's nginx on port 80 (a policy-rc.d that refuses, only for this install, unless the
+    # machine has its own, as container images do).
+    policy=/usr/sbin/policy-rc.d
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\nexit 101\n' | "${sudo[@]}" tee "$policy" >/dev/null
+        "${sudo[@]}" chmod 0755 "$policy"
+        trap '"${sudo[@]}" rm -f "$policy"' EXIT
+    fi
     "${sudo[@]}" apt-get update -qq
     "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi

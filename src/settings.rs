@@ -80,6 +80,7 @@ pub struct ConfigFile {
     pub model_map: Option<Vec<String>>,
     pub response_store_entries: Option<usize>,
     pub response_store_ttl: Option<f64>,
+    pub replica_id: Option<String>,
     // Login and session bundles (see `LoginBrowserSettings`, `AutoLoginSettings`).
     pub auto_login_enabled: Option<bool>,
     pub auto_login_timeout: Option<f64>,
@@ -407,6 +408,8 @@ pub struct ServeSettings {
     pub model_map: ModelMap,
     pub response_store_entries: usize,
     pub response_store_ttl: Duration,
+    /// Names this replica in a response header, `/healthz` and the request log.
+    pub replica_id: String,
 }
 
 impl ServeSettings {
@@ -636,6 +639,10 @@ impl ServeSettings {
             f.response_store_ttl,
             3600.0,
         )?;
+        let replica_id = replica_id(
+            pick_str(&a.replica_id, "LINGMA_GW_REPLICA_ID", &f.replica_id),
+            default_replica_id,
+        )?;
         for (flag, d) in [
             ("--header-timeout", header_timeout),
             ("--body-timeout", body_timeout),
@@ -681,6 +688,7 @@ impl ServeSettings {
             model_map,
             response_store_entries,
             response_store_ttl,
+            replica_id,
         };
         settings.check_exposure()?;
         Ok(settings)
@@ -701,6 +709,35 @@ impl ServeSettings {
         }
         Ok(())
     }
+}
+
+/// The longest replica id: a DNS name's length, which a host name default never exceeds.
+const REPLICA_ID_MAX: usize = 253;
+
+/// `--replica-id`, else the host name (a StatefulSet pod's name, a container's id), else
+/// `lingma-gw`. It goes into a response header and log lines, so it must be visible ASCII.
+fn replica_id(
+    given: Option<String>,
+    host_name: fn() -> Option<String>,
+) -> Result<String, SettingsError> {
+    let valid = |v: &str| {
+        !v.is_empty() && v.len() <= REPLICA_ID_MAX && v.bytes().all(|b| b.is_ascii_graphic())
+    };
+    match given.map(|v| v.trim().to_string()) {
+        Some(v) if valid(&v) => Ok(v),
+        Some(v) => Err(SettingsError::Invalid(format!(
+            "replica id {v:?} must be 1 to {REPLICA_ID_MAX} visible ASCII characters (no spaces)"
+        ))),
+        None => Ok(host_name()
+            .filter(|h| valid(h))
+            .unwrap_or_else(|| "lingma-gw".to_string())),
+    }
+}
+
+fn default_replica_id() -> Option<String> {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
 }
 
 /// A list setting from the environment: a JSON array, or `;`-separated (CSS selectors contain
@@ -1256,6 +1293,39 @@ mod tests {
             .is_ok()
         );
         assert!(serve(&["--host", "::1"], &[], ConfigFile::default()).is_ok());
+    }
+
+    #[test]
+    fn replica_id_precedence_default_and_validation() {
+        let file = ConfigFile {
+            replica_id: Some("from-file".into()),
+            ..Default::default()
+        };
+        let env = [("LINGMA_GW_REPLICA_ID", "from-env")];
+        let s = serve(&["--replica-id", "r7"], &env, file.clone()).unwrap();
+        assert_eq!(s.replica_id, "r7");
+        assert_eq!(
+            serve(&[], &env, file.clone()).unwrap().replica_id,
+            "from-env"
+        );
+        assert_eq!(serve(&[], &[], file).unwrap().replica_id, "from-file");
+        let host = default_replica_id().unwrap_or_else(|| "lingma-gw".into());
+        assert_eq!(
+            serve(&[], &[], ConfigFile::default()).unwrap().replica_id,
+            host
+        );
+        for bad in ["two words", "tab\there", "é", &"x".repeat(254)] {
+            assert!(
+                serve(&["--replica-id", bad], &[], ConfigFile::default()).is_err(),
+                "{bad:?}"
+            );
+        }
+        // A host name that cannot be a header value is replaced, not an error.
+        assert_eq!(
+            replica_id(None, || Some("bad host".into())).unwrap(),
+            "lingma-gw"
+        );
+        assert_eq!(replica_id(None, || None).unwrap(), "lingma-gw");
     }
 
     #[test]

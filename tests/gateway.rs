@@ -825,6 +825,58 @@ async fn request_ids_pass_through() {
     );
 }
 
+#[tokio::test]
+async fn replica_id_in_a_header_on_every_response_healthz_and_the_log() {
+    let g = Gateway::start(
+        &["--replica-id", "replica-7", "--api-key", "k"],
+        &[("LINGMA_GW_REPLICA_ID", "from-env")],
+    );
+    let c = client();
+    // Success, a refusal before any handler, an unknown route, a chat: each names the replica.
+    let chat = c
+        .post(g.url("/v1/chat/completions"))
+        .bearer_auth("k")
+        .json(&user("hi"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(chat.status(), 200);
+    assert_eq!(chat.headers()["x-lingma-gw-replica"], "replica-7");
+    for (path, key, status) in [
+        ("/healthz", None, 200),
+        ("/v1/models", None, 401),
+        ("/nowhere", Some("k"), 404),
+    ] {
+        let mut req = c.get(g.url(path));
+        if let Some(k) = key {
+            req = req.bearer_auth(k);
+        }
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status(), status, "{path}");
+        assert_eq!(r.headers()["x-lingma-gw-replica"], "replica-7", "{path}");
+    }
+    // /healthz says it without credentials (it is not a secret).
+    let h: Value = c
+        .get(g.url("/healthz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(h["replica"], "replica-7", "{h}");
+    assert!(
+        wait_until_async(Duration::from_secs(2), || async {
+            g.stderr()
+                .lines()
+                .any(|l| l.contains("/v1/chat/completions") && l.contains("replica=replica-7"))
+        })
+        .await,
+        "{}",
+        g.stderr()
+    );
+}
+
 /// A GET on an admin endpoint with the token `a`, as JSON.
 async fn admin_get(g: &Gateway, path: &str) -> Value {
     client()

@@ -61,3 +61,112 @@ fn install_is_idempotent_and_uninstall_undoes_it() {
     let bad = install(&prefix, &["--frobnicate"]);
     assert_eq!(bad.status.code(), Some(2));
 }
+
+/// The shipped unit with only its ExecStart binary replaced by `bin`.
+fn shipped_unit_with(unit: &str, bin: &Path) -> String {
+    let shipped =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(unit)).unwrap();
+    shipped
+        .lines()
+        .map(|l| match l.strip_prefix("ExecStart=") {
+            Some(cmd) => format!(
+                "ExecStart={} {}\n",
+                bin.display(),
+                cmd.split_once(' ').unwrap().1
+            ),
+            None => format!("{l}\n"),
+        })
+        .collect()
+}
+
+fn mode(p: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn systemd_user_install_puts_the_unit_and_env_file_in_place_and_keeps_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let config = dir.path().join("config");
+    let run = |extra: &[&str]| {
+        let root = env!("CARGO_MANIFEST_DIR");
+        let out = Command::new("bash")
+            .arg(Path::new(root).join("install.sh"))
+            .arg("--debug")
+            .args(extra)
+            .env("CARGO_TARGET_DIR", Path::new(root).join("target"))
+            // cargo and rustup stay where they are; only the user's files move.
+            .env("CARGO_HOME", home_of("CARGO_HOME", ".cargo"))
+            .env("RUSTUP_HOME", home_of("RUSTUP_HOME", ".rustup"))
+            .env("HOME", &home)
+            .env("XDG_CONFIG_HOME", &config)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    run(&["--systemd=user"]);
+    let bin = home.join(".local/bin/lingma-gw");
+    assert!(bin.is_file());
+    let unit = config.join("systemd/user/lingma-gw.service");
+    assert_eq!(
+        std::fs::read_to_string(&unit).unwrap(),
+        shipped_unit_with("deploy/systemd/user/lingma-gw.service", &bin)
+    );
+    let env_file = config.join("lingma-gw/lingma-gw.env");
+    assert_eq!(mode(&env_file), 0o600, "the env file holds secrets");
+    // A second install keeps the secrets someone wrote.
+    std::fs::write(&env_file, "API_KEYS=sk-mine\n").unwrap();
+    let out = run(&["--systemd=user"]);
+    assert!(out.contains("kept"), "{out}");
+    assert_eq!(
+        std::fs::read_to_string(&env_file).unwrap(),
+        "API_KEYS=sk-mine\n"
+    );
+    let out = run(&["--uninstall", "--systemd=user"]);
+    assert!(!unit.exists() && !bin.exists(), "{out}");
+    assert!(env_file.exists(), "uninstall must not delete the secrets");
+}
+
+#[test]
+fn systemd_system_install_stages_into_a_destdir() {
+    let dir = tempfile::tempdir().unwrap();
+    let destdir = dir.path().join("stage");
+    let out = install(
+        Path::new("/usr/local"),
+        &["--systemd=system", "--destdir", destdir.to_str().unwrap()],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(destdir.join("usr/local/bin/lingma-gw").is_file());
+    // Paths inside the unit are the target machine's, not the staging directory's.
+    assert_eq!(
+        std::fs::read_to_string(destdir.join("etc/systemd/system/lingma-gw.service")).unwrap(),
+        shipped_unit_with(
+            "deploy/systemd/lingma-gw.service",
+            Path::new("/usr/local/bin/lingma-gw")
+        )
+    );
+    assert_eq!(mode(&destdir.join("etc/lingma-gw/lingma-gw.env")), 0o600);
+    // No user is added to this machine: the installer says what to run on the target.
+    assert!(stdout.contains("useradd --system"), "{stdout}");
+    let bad = install(&dir.path().join("p"), &["--systemd=both"]);
+    assert_eq!(bad.status.code(), Some(2));
+}
+
+fn home_of(var: &str, default: &str) -> std::path::PathBuf {
+    std::env::var_os(var)
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(std::env::var_os("HOME").unwrap()).join(default)
+        })
+}

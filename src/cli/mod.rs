@@ -196,6 +196,10 @@ pub struct ServeArgs {
     /// Seconds a stored response is kept [env: RESPONSE_STORE_TTL_SEC] [default: 3600]
     #[arg(long, value_name = "SECS")]
     pub response_store_ttl: Option<f64>,
+    /// This replica's name, in every response's x-lingma-gw-replica header, /healthz and the
+    /// request log [env: LINGMA_GW_REPLICA_ID] [default: the host name]
+    #[arg(long, value_name = "ID")]
+    pub replica_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

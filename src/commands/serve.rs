@@ -135,6 +135,9 @@ pub async fn run(args: ServeArgs, sources: &Sources<'_>) -> anyhow::Result<ExitC
         config: Arc::new(HttpConfig {
             body_limit: s.body_limit,
             body_timeout: s.body_timeout,
+            replica_id: Arc::from(s.replica_id.as_str()),
+            replica_header: axum::http::HeaderValue::from_str(&s.replica_id)
+                .context("the replica id is not a valid header value")?,
         }),
         responses: Arc::new(ResponseStore::new(
             s.response_store_entries,
@@ -143,7 +146,7 @@ pub async fn run(args: ServeArgs, sources: &Sources<'_>) -> anyhow::Result<ExitC
     };
     let app = router::build(state.clone());
     crate::logging::stdout_line(&format!("listening on http://{local}"));
-    tracing::info!(addr = %local, instances = s.instances, "gateway listening");
+    tracing::info!(addr = %local, instances = s.instances, replica = %s.replica_id, "gateway listening");
 
     let limits = ConnLimits {
         header_timeout: s.header_timeout,

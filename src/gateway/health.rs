@@ -32,6 +32,8 @@ pub async fn healthz(State(st): State<AppState>, headers: HeaderMap) -> Response
         "capacity": st.engine.admission.capacity(),
         "uptime_sec": st.engine.pool.uptime().as_secs(),
         "version": env!("CARGO_PKG_VERSION"),
+        // Not a secret: it names this replica to whoever asks (load balancers, operators).
+        "replica": &*st.config.replica_id,
     });
     if auth::may_see_details(&st.auth, &headers) {
         body["instances"] = snaps

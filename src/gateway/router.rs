@@ -15,6 +15,8 @@ use super::{admin, auth, health, login, openai, responses};
 use crate::error::{self, ErrorShape, GatewayError, OpenAiShape};
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+/// Names the replica that answered (`--replica-id`), on every response.
+pub const REPLICA: HeaderName = HeaderName::from_static("x-lingma-gw-replica");
 
 /// The request id [`observe`] gave the request (or the one the client sent).
 pub fn request_id(headers: &HeaderMap) -> Option<&str> {
@@ -121,7 +123,8 @@ pub fn build(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Request id in and out, one log line per request, request counter by route and status.
+/// Request id in and out, the replica header, one log line per request, request counter by route
+/// and status.
 async fn observe(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let started = Instant::now();
     let id = req
@@ -145,6 +148,9 @@ async fn observe(State(state): State<AppState>, mut req: Request, next: Next) ->
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert(REQUEST_ID, v);
     }
+    resp.headers_mut()
+        .insert(REPLICA, state.config.replica_header.clone());
+    let replica = &*state.config.replica_id;
     let status = resp.status().as_u16();
     state
         .engine
@@ -154,18 +160,19 @@ async fn observe(State(state): State<AppState>, mut req: Request, next: Next) ->
     match resp.extensions().get::<ChatLog>() {
         Some(c) => match &c.error {
             None => tracing::info!(
-                request_id = %id, method = %method, path = %path, status, ms = format_args!("{ms:.1}"),
-                instance = %c.instance, model = %c.model, reuse = c.reuse, stream = c.stream,
-                tools = c.tools, "request"
+                request_id = %id, replica = %replica, method = %method, path = %path, status,
+                ms = format_args!("{ms:.1}"), instance = %c.instance, model = %c.model,
+                reuse = c.reuse, stream = c.stream, tools = c.tools, "request"
             ),
             Some(error) => tracing::info!(
-                request_id = %id, method = %method, path = %path, status, ms = format_args!("{ms:.1}"),
-                instance = %c.instance, model = %c.model, reuse = c.reuse, stream = c.stream,
-                tools = c.tools, error = %error, "request"
+                request_id = %id, replica = %replica, method = %method, path = %path, status,
+                ms = format_args!("{ms:.1}"), instance = %c.instance, model = %c.model,
+                reuse = c.reuse, stream = c.stream, tools = c.tools, error = %error, "request"
             ),
         },
         None => tracing::info!(
-            request_id = %id, method = %method, path = %path, status, ms = format_args!("{ms:.1}"), "request"
+            request_id = %id, replica = %replica, method = %method, path = %path, status,
+            ms = format_args!("{ms:.1}"), "request"
         ),
     }
     resp

@@ -5,17 +5,24 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::http::HeaderValue;
+
 use crate::turn::Engine;
 
 use super::auth::AuthConfig;
 use super::responses::store::ResponseStore;
 
-/// How request bodies are read.
+/// How request bodies are read, and how this replica names itself.
 #[derive(Debug, Clone)]
 pub struct HttpConfig {
     pub body_limit: usize,
     /// A request body must arrive within this.
     pub body_timeout: Duration,
+    /// `--replica-id`: in the `x-lingma-gw-replica` header of every response, `/healthz` and the
+    /// request log, so that behind a load balancer one can tell which replica answered.
+    pub replica_id: Arc<str>,
+    /// The same, ready to be a header value (checked visible ASCII by the settings).
+    pub replica_header: HeaderValue,
 }
 
 #[derive(Clone)]

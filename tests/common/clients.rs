@@ -107,18 +107,16 @@ pub fn run_python_checks(script: &str, gw: &Gateway, api_key: &str, timeout: Dur
         out.status,
         gw.stderr()
     );
+    // `N/M checks passed`, alone or as `name: N/M checks passed; verdict` (openai_client.py).
     let summary = stdout
         .lines()
         .rev()
-        .find(|l| l.ends_with("checks passed"))
-        .unwrap_or_default()
-        .to_string();
-    let counts: Vec<&str> = summary
-        .split_whitespace()
-        .next()
-        .unwrap_or("")
-        .split('/')
-        .collect();
+        .find_map(|l| {
+            let (head, _) = l.split_once(" checks passed")?;
+            head.rsplit(' ').next().map(str::to_string)
+        })
+        .unwrap_or_default();
+    let counts: Vec<&str> = summary.split('/').collect();
     assert!(
         counts.len() == 2 && counts[0] == counts[1] && counts[0] != "0",
         "{script} exited 0 without reporting all checks passed:\n{stdout}"

@@ -38,8 +38,14 @@ impl Gateway {
             .envs(fast_sim_env())
             .env("LINGMA_HEALTH_INTERVAL", "0.2")
             .envs(env.iter().copied())
-            .env_remove("API_KEYS")
-            .stdin(Stdio::null())
+            .env_remove("API_KEYS");
+        Gateway::spawn(cmd, work_dir)
+    }
+
+    /// Runs `cmd` (something that ends up as `lingma-gw serve` and prints `listening on`, e.g. a
+    /// wrapper script that execs it) with piped output, and waits for its address.
+    pub fn spawn(mut cmd: Command, work_dir: &Path) -> Gateway {
+        cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut child = cmd.spawn().unwrap();
