@@ -53,7 +53,8 @@ fn write_line(file: &Mutex<File>, line: &[u8]) {
     }
 }
 
-/// `logs/lingma.log`. Every line also goes to stderr through `tracing`.
+/// `logs/lingma.log`. Every line also goes to stderr through `tracing`, after the file: whoever
+/// saw a line on stderr (the readiness line, say) finds it in the file too.
 pub struct LingmaLog {
     file: Mutex<File>,
 }
@@ -71,19 +72,19 @@ impl LingmaLog {
     }
 
     pub fn info(&self, msg: &str) {
-        tracing::info!(target: "lingma_sim", "{msg}");
         self.line("INFO", msg);
+        tracing::info!(target: "lingma_sim", "{msg}");
     }
 
     pub fn warn(&self, msg: &str) {
-        tracing::warn!(target: "lingma_sim", "{msg}");
         self.line("WARN", msg);
+        tracing::warn!(target: "lingma_sim", "{msg}");
     }
 
     /// Only to the file: per-message detail that would flood stderr under load.
     pub fn debug(&self, msg: &str) {
-        tracing::debug!(target: "lingma_sim", "{msg}");
         self.line("DEBUG", msg);
+        tracing::debug!(target: "lingma_sim", "{msg}");
     }
 }
 
