@@ -283,17 +283,6 @@ impl ErrorShape for OpenAiShape {
     }
 }
 
-/// Fallback handler for unknown routes: 404 in OpenAI's shape. The query string is left out of
-/// the message (it may hold secrets).
-pub async fn fallback(method: Method, uri: Uri) -> GatewayError {
-    GatewayError::NotFound(format!("{method} {}", uri.path()))
-}
-
-/// Handler for a known path with the wrong method (`Router::method_not_allowed_fallback`).
-pub async fn method_not_allowed() -> GatewayError {
-    GatewayError::MethodNotAllowed
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -454,23 +443,5 @@ mod tests {
         let resp = GatewayError::Internal("x".into()).into_response();
         assert!(resp.headers().get(header::RETRY_AFTER).is_none());
         assert!(resp.headers().get(header::WWW_AUTHENTICATE).is_none());
-    }
-
-    #[tokio::test]
-    async fn fallback_names_method_and_path_without_query() {
-        let uri: Uri = "/v1/nope?key=secret".parse().unwrap();
-        let err = fallback(Method::GET, uri).await;
-        assert_eq!(err, GatewayError::NotFound("GET /v1/nope".into()));
-        let resp = err.into_response();
-        assert_eq!(resp.status(), StatusCode::NOT_FOUND);
-        let body = body_of(resp).await;
-        assert_eq!(body["error"]["code"], "unknown_url");
-        let msg = body["error"]["message"].as_str().unwrap();
-        assert!(
-            msg.starts_with("Unknown request URL: GET /v1/nope"),
-            "{msg}"
-        );
-        assert!(!msg.contains("secret"));
-        assert_eq!(method_not_allowed().await.status_code(), 405);
     }
 }

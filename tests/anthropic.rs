@@ -30,3 +30,42 @@ fn anthropic_sdk_against_the_gateway() {
     );
     common::clients::run_python_checks("anthropic_client.py", &gw, KEY, Duration::from_secs(240));
 }
+
+/// A wrong path or method under `/v1/messages` is answered in Anthropic's shape, as the SDK and
+/// Claude Code read errors there; elsewhere OpenAI's.
+#[tokio::test]
+async fn path_errors_under_messages_are_anthropic_shaped() {
+    let gw = Gateway::start(&["--api-key", KEY], &[]);
+    let c = reqwest::Client::new();
+    for (method, path, status) in [
+        (reqwest::Method::POST, "/v1/messages/batches", 404),
+        (reqwest::Method::GET, "/v1/messages", 405),
+        (reqwest::Method::GET, "/v1/messages/count_tokens", 405),
+    ] {
+        let r = c
+            .request(method.clone(), gw.url(&format!("{path}?key=secret")))
+            .header("x-api-key", KEY)
+            .header("x-request-id", "req-path-1")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), status, "{method} {path}");
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(body["type"], "error", "{method} {path}: {body}");
+        let expected = if status == 404 {
+            "not_found_error"
+        } else {
+            "invalid_request_error"
+        };
+        assert_eq!(body["error"]["type"], expected, "{body}");
+        assert_eq!(body["request_id"], "req-path-1", "{body}");
+        assert!(!body.to_string().contains("secret"), "{body}");
+    }
+    // A path outside the Anthropic surface keeps OpenAI's shape.
+    let r = c.get(gw.url("/v1/nope?key=secret")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "unknown_url", "{body}");
+    assert!(body.get("type").is_none(), "{body}");
+    assert!(!body.to_string().contains("secret"), "{body}");
+}

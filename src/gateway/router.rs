@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
@@ -117,10 +117,32 @@ pub fn build(state: AppState) -> Router {
         .merge(metrics)
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
-        .fallback(error::fallback)
-        .method_not_allowed_fallback(error::method_not_allowed)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
+}
+
+/// An error about the request's path itself (unknown, or the wrong method), in the shape of the
+/// API surface the path belongs to: Anthropic's under `/v1/messages`, OpenAI's elsewhere.
+fn path_error(path: &str, e: GatewayError, headers: &HeaderMap) -> Response {
+    let anthropic = path == "/v1/messages" || path.starts_with("/v1/messages/");
+    if anthropic {
+        AnthropicShape::render(e, request_id(headers))
+    } else {
+        OpenAiShape::render(e, request_id(headers))
+    }
+}
+
+/// Unknown routes: 404. The query string is left out of the message (it may hold secrets).
+async fn not_found(method: Method, uri: Uri, headers: HeaderMap) -> Response {
+    let e = GatewayError::NotFound(format!("{method} {}", uri.path()));
+    path_error(uri.path(), e, &headers)
+}
+
+/// A known path with the wrong method: 405.
+async fn method_not_allowed(uri: Uri, headers: HeaderMap) -> Response {
+    path_error(uri.path(), GatewayError::MethodNotAllowed, &headers)
 }
 
 /// Request id in and out, the replica header, one log line per request, request counter by route
