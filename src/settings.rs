@@ -365,6 +365,7 @@ impl LingmaSettings {
                 idle_finish: secs(idle)?,
                 off_by_one_workaround: off_by_one,
                 machine_token: (src.env)("LINGMA_MACHINE_TOKEN").filter(|s| !s.is_empty()),
+                ..ClientOptions::default()
             },
         })
     }
