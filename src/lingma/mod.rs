@@ -9,6 +9,7 @@ pub mod client;
 pub mod dialect;
 pub mod discovery;
 pub mod frame;
+pub mod ide;
 pub mod models;
 pub mod ports;
 pub mod process;
