@@ -189,7 +189,8 @@ impl AcpStream {
             Delivery::WaitUpTo(opts.lag_limit),
         );
         let reply = rpc
-            .send_call(
+            .send_call_for(
+                &route,
                 "session/prompt",
                 prompt_params(&req, &request_id, &session_id),
             )

@@ -236,6 +236,11 @@ impl LingmaClient {
         &self.server_version
     }
 
+    /// The runtime's process, when the transport tells (a Unix socket's peer).
+    pub fn peer_pid(&self) -> Option<u32> {
+        self.rpc.peer_pid()
+    }
+
     pub fn options(&self) -> &ClientOptions {
         &self.opts
     }

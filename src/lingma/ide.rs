@@ -217,7 +217,7 @@ impl SearchRoots {
                 is_socket(&meta).then(|| (meta.modified().unwrap_or(SystemTime::UNIX_EPOCH), p))
             })
             .collect();
-        found.sort_by(|a, b| b.0.cmp(&a.0));
+        found.sort_by_key(|f| std::cmp::Reverse(f.0));
         found.into_iter().map(|(_, p)| p).collect()
     }
 }
@@ -245,7 +245,7 @@ impl Runtime {
 }
 
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
-pub enum AttachError {
+pub enum FindError {
     #[error(
         "no running Lingma found to attach to. Looked for info files (.info.json, .info) and \
          sockets (lingma.sock, qodercn.sock) in:\n{}{}\nStart Lingma in your IDE, or pass \
@@ -301,8 +301,8 @@ pub fn read_info_file(path: &Path) -> Result<Runtime, String> {
 }
 
 /// What an explicit target means now: a Unix socket, or an info file.
-pub fn resolve_path(path: &Path) -> Result<Runtime, AttachError> {
-    let bad = |reason: String| AttachError::BadTarget {
+pub fn resolve_path(path: &Path) -> Result<Runtime, FindError> {
+    let bad = |reason: String| FindError::BadTarget {
         path: path.to_path_buf(),
         reason,
     };
@@ -323,7 +323,7 @@ pub fn resolve_path(path: &Path) -> Result<Runtime, AttachError> {
 }
 
 /// Resolves a spec into the runtime to connect to now.
-pub fn resolve(spec: &AttachSpec, roots: &SearchRoots) -> Result<Runtime, AttachError> {
+pub fn resolve(spec: &AttachSpec, roots: &SearchRoots) -> Result<Runtime, FindError> {
     match spec {
         AttachSpec::Url(u) => Ok(Runtime {
             endpoint: Endpoint::WebSocket(u.clone()),
@@ -337,7 +337,7 @@ pub fn resolve(spec: &AttachSpec, roots: &SearchRoots) -> Result<Runtime, Attach
 
 /// §12.3's order: the first info file that parses and names a live runtime, else the newest
 /// socket.
-pub fn discover(roots: &SearchRoots) -> Result<Runtime, AttachError> {
+pub fn discover(roots: &SearchRoots) -> Result<Runtime, FindError> {
     let mut refused = Vec::new();
     for path in roots.info_files() {
         if !path.exists() {
@@ -355,7 +355,7 @@ pub fn discover(roots: &SearchRoots) -> Result<Runtime, AttachError> {
             source: Some(sock),
         });
     }
-    Err(AttachError::NotFound {
+    Err(FindError::NotFound {
         looked: roots.cache_dirs(),
         refused,
     })

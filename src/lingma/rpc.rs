@@ -18,8 +18,9 @@
 //! with it. A [`Delivery::Lossy`] subscriber (pushes watched beside control calls, such as
 //! `auth/report`) loses what does not fit instead, because its owner may be waiting for a reply
 //! that the reader could then never deliver. A [`Delivery::WaitUpTo`] route pushes back too, but
-//! only for so long: other prompts share the connection, so a consumer that stays behind longer
-//! is cut off ([`Route::lagged`]) and the others go on.
+//! when others share the connection (another route, the subscriber, or a call that is not the
+//! route's own) only for so long: a consumer that stays behind longer is cut off
+//! ([`Route::lagged`]) and the others go on. Alone on its connection it waits like a legacy chat.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
@@ -71,7 +72,15 @@ pub struct ServerMessage {
     pub id: Option<Value>,
 }
 
-type Pending = HashMap<i64, (String, oneshot::Sender<Result<Value, RpcError>>)>;
+/// A call waiting for its result: its method, where the result goes, and the route it belongs to
+/// (a prompt's own reply does not count as someone else held up by that prompt's consumer).
+struct Waiting {
+    method: String,
+    tx: oneshot::Sender<Result<Value, RpcError>>,
+    owner: Option<u64>,
+}
+
+type Pending = HashMap<i64, Waiting>;
 
 /// Server messages a subscriber's channel holds before the policy of its [`Delivery`] applies.
 pub const SUBSCRIBER_CAPACITY: usize = 64;
@@ -118,6 +127,7 @@ struct Shared {
 pub struct RpcConnection {
     shared: Arc<Shared>,
     _reader: Arc<ReaderGuard>,
+    peer_pid: Option<u32>,
 }
 
 struct ReaderGuard(tokio::task::JoinHandle<()>);
@@ -136,12 +146,13 @@ impl RpcConnection {
         machine_token: Option<&str>,
         timeout: Duration,
     ) -> Result<Self, RpcError> {
-        let (writer, reader) = transport::open(endpoint, machine_token, timeout)
+        let opened = transport::open(endpoint, machine_token, timeout)
             .await
             .map_err(|reason| RpcError::Connect {
                 url: endpoint.to_string(),
                 reason,
             })?;
+        let (writer, reader) = (opened.writer, opened.reader);
         let shared = Arc::new(Shared {
             sink: tokio::sync::Mutex::new(writer),
             pending: Mutex::new(HashMap::new()),
@@ -155,7 +166,13 @@ impl RpcConnection {
         Ok(Self {
             shared,
             _reader: Arc::new(ReaderGuard(reader)),
+            peer_pid: opened.peer_pid,
         })
+    }
+
+    /// The process at the other end, when the transport tells (a Unix socket does).
+    pub fn peer_pid(&self) -> Option<u32> {
+        self.peer_pid
     }
 
     pub fn is_closed(&self) -> bool {
@@ -230,9 +247,33 @@ impl RpcConnection {
     /// Sends a call and returns at once; its result arrives through [`PendingCall::result`]
     /// whenever Lingma sends it (an ACP runtime answers `session/prompt` late, or never).
     pub async fn send_call(&self, method: &str, params: Value) -> Result<PendingCall, RpcError> {
+        self.send_call_owned(method, params, None).await
+    }
+
+    /// [`RpcConnection::send_call`] for the consumer of `route` (an ACP prompt's own call).
+    pub async fn send_call_for(
+        &self,
+        route: &Route,
+        method: &str,
+        params: Value,
+    ) -> Result<PendingCall, RpcError> {
+        self.send_call_owned(method, params, Some(route.id)).await
+    }
+
+    async fn send_call_owned(
+        &self,
+        method: &str,
+        params: Value,
+        owner: Option<u64>,
+    ) -> Result<PendingCall, RpcError> {
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
-        lock(&self.shared.pending).insert(id, (method.to_string(), tx));
+        let waiting = Waiting {
+            method: method.to_string(),
+            tx,
+            owner,
+        };
+        lock(&self.shared.pending).insert(id, waiting);
         let pending = PendingCall {
             id,
             rx,
@@ -416,8 +457,8 @@ async fn read_loop(mut reader: Reader, shared: Weak<Shared>) {
     if let Some(shared) = shared.upgrade() {
         shared.closed.store(true, Ordering::Release);
         let pending: Vec<_> = lock(&shared.pending).drain().collect();
-        for (_, (_, tx)) in pending {
-            let _ = tx.send(Err(failure.clone()));
+        for (_, w) in pending {
+            let _ = w.tx.send(Err(failure.clone()));
         }
         lock(&shared.subscriber).take();
         lock(&shared.routes).clear();
@@ -452,6 +493,14 @@ fn route_for(shared: &Shared, params: &Value) -> Option<Arc<RouteEntry>> {
         .flatten()
         .filter_map(Value::as_str)
         .find_map(|k| routes.get(k).cloned())
+}
+
+/// Whether anyone but route `id`'s consumer waits on this connection: another route, the
+/// subscriber, or a call that is not that route's own.
+fn shares_connection(shared: &Shared, id: u64) -> bool {
+    lock(&shared.routes).values().any(|e| e.id != id)
+        || lock(&shared.subscriber).is_some()
+        || lock(&shared.pending).values().any(|w| w.owner != Some(id))
 }
 
 /// Hands a server message to its route, else to the subscriber, under the delivery policy of
@@ -490,17 +539,33 @@ async fn deliver(
     }
     match delivery {
         Delivery::WaitUpTo(limit) => {
-            if tokio::time::timeout(limit, tx.send(msg)).await.is_err()
-                && let Some(route) = route
-            {
-                tracing::warn!(
-                    waited_sec = limit.as_secs_f32(),
-                    "a consumer sharing this connection stayed behind; cutting it off"
-                );
-                route.lagged.store(true, Ordering::Release);
-                // Its channel ends once no sender is left: this one, and the entries removed now.
-                drop(tx);
-                lock(&shared.routes).retain(|_, e| e.id != route.id);
+            let Some(route) = route else {
+                let _ = tx.send(msg).await;
+                return Ok(());
+            };
+            loop {
+                match tokio::time::timeout(limit, tx.reserve()).await {
+                    Ok(Ok(permit)) => {
+                        permit.send(msg);
+                        break;
+                    }
+                    // The consumer went away meanwhile: the message has no reader.
+                    Ok(Err(_)) => break,
+                    // Alone on the connection, a slow consumer holds up only itself: it gets
+                    // the same backpressure as a legacy chat.
+                    Err(_) if !shares_connection(shared, route.id) => continue,
+                    Err(_) => {
+                        tracing::warn!(
+                            waited_sec = limit.as_secs_f32(),
+                            "a consumer sharing this connection stayed behind; cutting it off"
+                        );
+                        route.lagged.store(true, Ordering::Release);
+                        // Its channel ends once no sender is left: this one, and the entries
+                        // removed now.
+                        lock(&shared.routes).retain(|_, e| e.id != route.id);
+                        break;
+                    }
+                }
             }
         }
         // Fails only when the consumer went away meanwhile: then the message has no reader.
@@ -528,7 +593,7 @@ async fn dispatch(shared: &Shared, body: &[u8]) -> Result<Dispatched, RpcError> 
                     "response with unknown id {id}"
                 )));
             };
-            let Some((method, tx)) = lock(&shared.pending).remove(&id) else {
+            let Some(Waiting { method, tx, .. }) = lock(&shared.pending).remove(&id) else {
                 tracing::debug!(id, "response for a call nobody waits for (timed out?)");
                 return Ok(Dispatched::Done);
             };

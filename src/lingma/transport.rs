@@ -53,13 +53,21 @@ impl std::fmt::Display for Endpoint {
 /// Why a connection could not be opened (the caller adds the endpoint).
 pub(super) type OpenError = String;
 
+/// An open connection's two halves, and the process at the other end when the transport says
+/// (a Unix socket's peer credentials).
+pub(super) struct Opened {
+    pub(super) writer: Writer,
+    pub(super) reader: Reader,
+    pub(super) peer_pid: Option<u32>,
+}
+
 /// Opens `endpoint`. `machine_token` adds the `Cosy-MachineToken` header that Qoder CN's
 /// WebSocket sidecar requires; a socket has no handshake to carry it.
 pub(super) async fn open(
     endpoint: &Endpoint,
     machine_token: Option<&str>,
     timeout: Duration,
-) -> Result<(Writer, Reader), OpenError> {
+) -> Result<Opened, OpenError> {
     let timed_out = || format!("timed out after {}s", timeout.as_secs_f32());
     match endpoint {
         Endpoint::WebSocket(url) => {
@@ -85,18 +93,28 @@ pub(super) async fn open(
                 let _ = tcp.set_nodelay(true);
             }
             let (sink, stream) = ws.split();
-            Ok((Writer::Ws(sink), Reader::Ws(stream)))
+            Ok(Opened {
+                writer: Writer::Ws(sink),
+                reader: Reader::Ws(stream),
+                peer_pid: None,
+            })
         }
         Endpoint::Unix(path) => {
             let stream = tokio::time::timeout(timeout, tokio::net::UnixStream::connect(path))
                 .await
                 .map_err(|_| timed_out())?
                 .map_err(|e| e.to_string())?;
+            let peer_pid = stream
+                .peer_cred()
+                .ok()
+                .and_then(|c| c.pid())
+                .and_then(|p| u32::try_from(p).ok());
             let (read, write) = stream.into_split();
-            Ok((
-                Writer::Unix(BufWriter::new(write)),
-                Reader::Unix(read, Vec::new()),
-            ))
+            Ok(Opened {
+                writer: Writer::Unix(BufWriter::new(write)),
+                reader: Reader::Unix(read, Vec::new()),
+                peer_pid,
+            })
         }
     }
 }
