@@ -370,7 +370,8 @@ async fn initialize(shared: &Arc<Shared>, conn: &Arc<Conn>, id: Value) -> Reply 
         "capabilities": {},
         "serverInfo": {"name": "lingma", "version": version},
     });
-    if shared.cfg.dialect.acp() {
+    // Only the ACP-only runtime answers in ACP's shape; `both` keeps the legacy result exact.
+    if !shared.cfg.dialect.legacy() {
         info["protocolVersion"] = json!(1);
         info["agentCapabilities"] = json!({"loadSession": false});
     }
