@@ -230,6 +230,7 @@ fn probe_reports_each_step() {
         "work dir",
         "instance",
         "initialize",
+        "dialect",
         "login",
         "models",
         "chat",
@@ -244,7 +245,10 @@ fn probe_reports_each_step() {
     let out = run(dir.path(), &["probe", "--json"]);
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["ok"], true);
-    assert_eq!(v["steps"].as_array().unwrap().len(), 7);
+    assert_eq!(v["steps"].as_array().unwrap().len(), 8);
+    // The simulators here speak the test dialect; `both` is detected as ACP.
+    let expected = common::test_dialect().replace("both", "acp");
+    assert_eq!(v["dialect"], expected.as_str());
     // A logged-out instance fails the login step, with a hint, and exits 1.
     let out = cmd(dir.path(), &["probe", "--json", "--instance", "out"])
         .env("LINGMA_SIM_LOGGED_OUT", "1")
