@@ -229,6 +229,40 @@ async fn a_reader_that_stays_behind_is_cut_off_and_the_others_go_on() {
 }
 
 #[tokio::test]
+async fn a_slow_reader_alone_on_its_connection_gets_backpressure_not_cut_off() {
+    let sim = start_sim("acp", &[]).await;
+    let client = connect(
+        &sim,
+        ClientOptions {
+            lag_limit: Duration::from_millis(100),
+            ..opts()
+        },
+    )
+    .await;
+    let mut stream = client
+        .chat(ask("[[sim:len=400,chunk=1,delay=0]] flood"))
+        .await
+        .unwrap();
+    // The behaviour under test: a consumer that reads nothing for several lag limits while its
+    // channel is full. With no one else on the connection, nothing is cut off.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut text = String::new();
+    let fin = loop {
+        match stream.next().await.expect("a finish") {
+            Ok(ChatEvent::Answer(t)) => text.push_str(&t),
+            Ok(ChatEvent::Finished(f)) => break f,
+            Ok(_) => {}
+            Err(e) => panic!("cut off although alone: {e}"),
+        }
+    };
+    assert_eq!(text, fin.answer);
+    assert!(
+        text.starts_with("w1 w2 ") && text.ends_with(" w400"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
 async fn stop_deletes_the_session_and_the_answer_ends_cancelled() {
     let sim = start_sim("acp", &[]).await;
     let client = connect(&sim, opts()).await;
