@@ -1,6 +1,8 @@
-//! Everything that talks to a Lingma process: framing, JSON-RPC, the typed client, the model
-//! registry, process spawning and discovery, and the layout of a work dir. Nothing here knows
-//! about the pool, the gateway, the settings or the commands above it.
+//! Everything that talks to a Lingma process: framing, the transports (WebSocket, Unix socket),
+//! JSON-RPC, the typed client and both of Lingma's dialects (legacy `chat/ask`, ACP `session/*`),
+//! the model registry, process spawning, finding a binary or a runtime an IDE already runs, and the
+//! layout of a work dir. Nothing here knows about the pool, the gateway, the settings or the
+//! commands above it.
 
 pub mod acp;
 pub mod attach;
