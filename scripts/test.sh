@@ -9,7 +9,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 scripts/setup-test-deps.sh
 
 # The test binaries whose simulators follow LINGMA_TEST_SIM_DIALECT (tests/common: fast_sim_env).
-GATEWAY_TESTS=(gateway tools reliability hostile openai_sdk anthropic responses agents cli pool metrics_promtool)
+GATEWAY_TESTS=(gateway tools reliability hostile openai_sdk anthropic responses agents cli pool metrics_promtool deploy_nginx)
 
 if cargo nextest --version >/dev/null 2>&1; then
     echo "==> cargo nextest run --workspace --all-targets"
