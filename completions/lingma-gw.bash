@@ -162,7 +162,7 @@ _lingma__gw() {
             return 0
             ;;
         lingma__subcmd__gw__subcmd__chat)
-            opts="-m -s -v -q -h -V --lingma-bin --sim --work-dir --instance --model --system --json --show-reasoning --config --verbose --quiet --log-format --help --version"
+            opts="-m -s -v -q -h -V --lingma-bin --sim --work-dir --attach --lingma-dialect --instance --model --system --json --show-reasoning --config --verbose --quiet --log-format --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -174,6 +174,14 @@ _lingma__gw() {
                     ;;
                 --work-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --attach)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --lingma-dialect)
+                    COMPREPLY=($(compgen -W "auto legacy acp" -- "${cur}"))
                     return 0
                     ;;
                 --instance)
@@ -534,7 +542,7 @@ _lingma__gw() {
             return 0
             ;;
         lingma__subcmd__gw__subcmd__models)
-            opts="-v -q -h -V --lingma-bin --sim --work-dir --instance --json --config --verbose --quiet --log-format --help --version"
+            opts="-v -q -h -V --lingma-bin --sim --work-dir --attach --lingma-dialect --instance --json --config --verbose --quiet --log-format --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -546,6 +554,14 @@ _lingma__gw() {
                     ;;
                 --work-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --attach)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --lingma-dialect)
+                    COMPREPLY=($(compgen -W "auto legacy acp" -- "${cur}"))
                     return 0
                     ;;
                 --instance)
@@ -568,7 +584,7 @@ _lingma__gw() {
             return 0
             ;;
         lingma__subcmd__gw__subcmd__probe)
-            opts="-v -q -h -V --lingma-bin --sim --work-dir --instance --json --config --verbose --quiet --log-format --help --version"
+            opts="-v -q -h -V --lingma-bin --sim --work-dir --attach --lingma-dialect --instance --json --config --verbose --quiet --log-format --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -580,6 +596,14 @@ _lingma__gw() {
                     ;;
                 --work-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --attach)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --lingma-dialect)
+                    COMPREPLY=($(compgen -W "auto legacy acp" -- "${cur}"))
                     return 0
                     ;;
                 --instance)
@@ -602,7 +626,7 @@ _lingma__gw() {
             return 0
             ;;
         lingma__subcmd__gw__subcmd__serve)
-            opts="-v -q -h -V --lingma-bin --sim --work-dir --host --port --instances --api-key --admin-token --metrics-token --metrics-public --allow-unauthenticated --max-in-flight --queue-timeout --session-reuse --no-session-reuse --default-model --ask-mode --accounts --session-bundle --shutdown-grace --max-queue --queue-memory --body-limit --header-timeout --body-timeout --idle-timeout --stream-stall-timeout --keepalive --tool-syntax --tool-description-limit --model-map --response-store-entries --response-store-ttl --replica-id --config --verbose --quiet --log-format --help --version"
+            opts="-v -q -h -V --lingma-bin --sim --work-dir --attach --lingma-dialect --host --port --instances --api-key --admin-token --metrics-token --metrics-public --allow-unauthenticated --max-in-flight --queue-timeout --session-reuse --no-session-reuse --default-model --ask-mode --accounts --session-bundle --shutdown-grace --max-queue --queue-memory --body-limit --header-timeout --body-timeout --idle-timeout --stream-stall-timeout --keepalive --tool-syntax --tool-description-limit --model-map --response-store-entries --response-store-ttl --replica-id --config --verbose --quiet --log-format --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -614,6 +638,14 @@ _lingma__gw() {
                     ;;
                 --work-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --attach)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --lingma-dialect)
+                    COMPREPLY=($(compgen -W "auto legacy acp" -- "${cur}"))
                     return 0
                     ;;
                 --host)
@@ -986,7 +1018,7 @@ _lingma__gw() {
             return 0
             ;;
         lingma__subcmd__gw__subcmd__sim__subcmd__start)
-            opts="-v -q -h -V --workDir --socketPort --httpPort --endpoint --transportType --copyDataDir --no-delay --startup-delay-ms --first-token-delay-ms --chunk-size --chunk-delay-ms --strict-acks --machine-token --logged-out --login-challenge --accounts --credit-usage --think --no-request-log --faults --crash --close --no-finish --error --quota --slow --delay --overwrite --retry --off-by-one --expired --split --batch --hang --step-end-first --fault-after --config --verbose --quiet --log-format --help --version"
+            opts="-v -q -h -V --workDir --socketPort --httpPort --endpoint --transportType --copyDataDir --no-delay --startup-delay-ms --first-token-delay-ms --chunk-size --chunk-delay-ms --strict-acks --machine-token --logged-out --login-challenge --accounts --credit-usage --think --no-request-log --dialect --info-file --ipc-socket --delete-needs-id --faults --crash --close --no-finish --error --quota --slow --delay --overwrite --retry --off-by-one --expired --split --batch --hang --step-end-first --fault-after --config --verbose --quiet --log-format --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1050,6 +1082,18 @@ _lingma__gw() {
                     ;;
                 --think)
                     COMPREPLY=($(compgen -W "inline callback" -- "${cur}"))
+                    return 0
+                    ;;
+                --dialect)
+                    COMPREPLY=($(compgen -W "legacy acp both" -- "${cur}"))
+                    return 0
+                    ;;
+                --info-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ipc-socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --faults)

@@ -43,9 +43,13 @@ complete -c lingma-gw -n "__fish_lingma_gw_needs_command" -f -a "sim" -d 'The bu
 complete -c lingma-gw -n "__fish_lingma_gw_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand serve" -l lingma-bin -d 'The Lingma binary [env: LINGMA_BIN] [default: newest ~/.lingma/bin/<version>/<platform>/Lingma]' -r -F
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand serve" -l work-dir -d 'Root of the instances\' work dirs; an instance\'s is <work-dir>/<name> [env: LINGMA_WORK_DIR] [default: the user\'s data dir]' -r -F
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand serve" -l attach -d 'Use a Lingma that is already running (an IDE\'s) instead of starting one: `auto` finds it through its info file or socket; or an info file, a Unix socket, a ws:// URL. It is never started, stopped or logged in or out [env: LINGMA_ATTACH]' -r
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand serve" -l lingma-dialect -d 'The dialect to speak: chat/ask (legacy, the plugin runtime) or session/* (acp, the desktop IDE\'s runtime); auto tries session/new once [env: LINGMA_DIALECT] [default: auto]' -r -f -a "auto\t''
+legacy\t''
+acp\t''"
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand serve" -l host -d 'Address to bind [env: GATEWAY_HOST] [default: 127.0.0.1]' -r
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand serve" -l port -d 'Port to bind; 0 picks a free one [env: GATEWAY_PORT] [default: 8000]' -r
-complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand serve" -l instances -d 'Number of Lingma instances [env: INSTANCE_COUNT] [default: 1]' -r
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand serve" -l instances -d 'Number of Lingma instances to start, beside an --attach one [env: INSTANCE_COUNT] [default: 1, or 0 with --attach]' -r
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand serve" -l api-key -d 'Client API key for /v1 (repeat for several) [env: API_KEYS, comma-separated]' -r
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand serve" -l admin-token -d 'Token for /internal admin endpoints [env: ADMIN_TOKEN] [default: the API keys]' -r
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand serve" -l metrics-token -d 'Token for /metrics [env: METRICS_TOKEN]' -r
@@ -87,6 +91,10 @@ complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand serve" -s h -l help 
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand serve" -s V -l version -d 'Print version'
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand models" -l lingma-bin -d 'The Lingma binary [env: LINGMA_BIN] [default: newest ~/.lingma/bin/<version>/<platform>/Lingma]' -r -F
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand models" -l work-dir -d 'Root of the instances\' work dirs; an instance\'s is <work-dir>/<name> [env: LINGMA_WORK_DIR] [default: the user\'s data dir]' -r -F
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand models" -l attach -d 'Use a Lingma that is already running (an IDE\'s) instead of starting one: `auto` finds it through its info file or socket; or an info file, a Unix socket, a ws:// URL. It is never started, stopped or logged in or out [env: LINGMA_ATTACH]' -r
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand models" -l lingma-dialect -d 'The dialect to speak: chat/ask (legacy, the plugin runtime) or session/* (acp, the desktop IDE\'s runtime); auto tries session/new once [env: LINGMA_DIALECT] [default: auto]' -r -f -a "auto\t''
+legacy\t''
+acp\t''"
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand models" -l instance -d 'Instance name (inst-0, inst-1, ... or the accounts file\'s names) [default: inst-0]' -r
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand models" -l config -d 'Config file (TOML); default: lingma-gw/config.toml in the user\'s config dir [env: LINGMA_GW_CONFIG]' -r -F
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand models" -l log-format -d 'Log format on stderr [env: LOG_FORMAT] [default: text]' -r -f -a "text\t''
@@ -99,6 +107,10 @@ complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand models" -s h -l help
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand models" -s V -l version -d 'Print version'
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand chat" -l lingma-bin -d 'The Lingma binary [env: LINGMA_BIN] [default: newest ~/.lingma/bin/<version>/<platform>/Lingma]' -r -F
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand chat" -l work-dir -d 'Root of the instances\' work dirs; an instance\'s is <work-dir>/<name> [env: LINGMA_WORK_DIR] [default: the user\'s data dir]' -r -F
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand chat" -l attach -d 'Use a Lingma that is already running (an IDE\'s) instead of starting one: `auto` finds it through its info file or socket; or an info file, a Unix socket, a ws:// URL. It is never started, stopped or logged in or out [env: LINGMA_ATTACH]' -r
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand chat" -l lingma-dialect -d 'The dialect to speak: chat/ask (legacy, the plugin runtime) or session/* (acp, the desktop IDE\'s runtime); auto tries session/new once [env: LINGMA_DIALECT] [default: auto]' -r -f -a "auto\t''
+legacy\t''
+acp\t''"
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand chat" -l instance -d 'Instance name (inst-0, inst-1, ... or the accounts file\'s names) [default: inst-0]' -r
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand chat" -s m -l model -d 'Model key or display name [default: Lingma\'s default]' -r
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand chat" -s s -l system -d 'A system message sent before the question' -r
@@ -114,6 +126,10 @@ complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand chat" -s h -l help -
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand chat" -s V -l version -d 'Print version'
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand probe" -l lingma-bin -d 'The Lingma binary [env: LINGMA_BIN] [default: newest ~/.lingma/bin/<version>/<platform>/Lingma]' -r -F
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand probe" -l work-dir -d 'Root of the instances\' work dirs; an instance\'s is <work-dir>/<name> [env: LINGMA_WORK_DIR] [default: the user\'s data dir]' -r -F
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand probe" -l attach -d 'Use a Lingma that is already running (an IDE\'s) instead of starting one: `auto` finds it through its info file or socket; or an info file, a Unix socket, a ws:// URL. It is never started, stopped or logged in or out [env: LINGMA_ATTACH]' -r
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand probe" -l lingma-dialect -d 'The dialect to speak: chat/ask (legacy, the plugin runtime) or session/* (acp, the desktop IDE\'s runtime); auto tries session/new once [env: LINGMA_DIALECT] [default: auto]' -r -f -a "auto\t''
+legacy\t''
+acp\t''"
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand probe" -l instance -d 'Instance name (inst-0, inst-1, ... or the accounts file\'s names) [default: inst-0]' -r
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand probe" -l config -d 'Config file (TOML); default: lingma-gw/config.toml in the user\'s config dir [env: LINGMA_GW_CONFIG]' -r -F
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand probe" -l log-format -d 'Log format on stderr [env: LOG_FORMAT] [default: text]' -r -f -a "text\t''
@@ -231,6 +247,11 @@ complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand sim; and __fish_seen
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand sim; and __fish_seen_subcommand_from start" -l credit-usage -d 'JSON object returned by credit/usage' -r
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand sim; and __fish_seen_subcommand_from start" -l think -d 'How reasoning models deliver their thinking' -r -f -a "inline\t'A fenced ````think::1200 block at the start of the answer stream, as real Lingma sends it'
 callback\t'`chat/think` callbacks with `step:"start"` ... `step:"done"`'"
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand sim; and __fish_seen_subcommand_from start" -l dialect -d 'Which dialects to speak: legacy `chat/ask` (the plugin runtime), ACP `session/*` (the desktop IDE\'s runtime), or both' -r -f -a "legacy\t'Only `chat/ask`: `session/*` is "method not found", as on the plugin runtime that `Lingma start` launches'
+acp\t'Only `session/*`: `chat/ask` is "method not found", as on the desktop IDE\'s runtime (whether a real one still answers `chat/ask` is not known)'
+both\t'Both, on every connection'"
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand sim; and __fish_seen_subcommand_from start" -l info-file -d 'Publish a discovery file here once listening, as an IDE\'s runtime does (`.info.json`: JSON; any other name: the legacy three lines); removed on a clean exit' -r -F
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand sim; and __fish_seen_subcommand_from start" -l ipc-socket -d 'Also take connections on this Unix socket (Content-Length frames as a byte stream)' -r -F
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand sim; and __fish_seen_subcommand_from start" -l faults -d 'Faults in directive syntax, e.g. "crash,after=3" or "off-by-one slow=500"' -r
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand sim; and __fish_seen_subcommand_from start" -l error -d 'Finish every chat with this statusCode (e.g. 408, 500)' -r
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand sim; and __fish_seen_subcommand_from start" -l slow -d 'First-token delay (overrides --no-delay)' -r
@@ -243,6 +264,7 @@ complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand sim; and __fish_seen
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand sim; and __fish_seen_subcommand_from start" -l strict-acks -d 'Stall every stream until the client acks each callback'
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand sim; and __fish_seen_subcommand_from start" -l logged-out -d 'Do not log a fresh work dir in as the demo account'
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand sim; and __fish_seen_subcommand_from start" -l no-request-log -d 'Do not write logs/sim-requests.jsonl'
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand sim; and __fish_seen_subcommand_from start" -l delete-needs-id -d 'chat/deleteSessionById accepts only {id}, not {sessionId} (as some builds)'
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand sim; and __fish_seen_subcommand_from start" -l crash -d 'Exit the process (code 101) mid-stream'
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand sim; and __fish_seen_subcommand_from start" -l close -d 'Close the WebSocket mid-stream'
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand sim; and __fish_seen_subcommand_from start" -l no-finish -d 'Send step_end, then nothing (no chat/finish)'

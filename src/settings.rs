@@ -11,9 +11,12 @@ use std::time::Duration;
 use serde::Deserialize;
 use thiserror::Error;
 
-use crate::cli::{AskModeArg, GlobalArgs, LingmaArgs, LogFormat, ServeArgs, ToolSyntaxArg};
+use crate::cli::{
+    AskModeArg, AttachArgs, DialectArg, GlobalArgs, LingmaArgs, LogFormat, ServeArgs, ToolSyntaxArg,
+};
 use crate::lingma::discovery::BinaryChoice;
-use crate::lingma::{AskMode, ClientOptions};
+use crate::lingma::ide::{AttachSpec, SearchRoots};
+use crate::lingma::{AskMode, ClientOptions, DialectChoice};
 use crate::turn::CallSyntax;
 use crate::turn::model_map::ModelMap;
 
@@ -48,6 +51,9 @@ pub struct ConfigFile {
     pub first_token_timeout: Option<f64>,
     pub idle_finish: Option<f64>,
     pub off_by_one_workaround: Option<bool>,
+    pub lingma_dialect: Option<String>,
+    pub attach: Option<String>,
+    pub attach_search_dirs: Option<Vec<PathBuf>>,
     pub connections_per_instance: Option<usize>,
     pub health_interval: Option<f64>,
     pub host: Option<String>,
@@ -279,6 +285,12 @@ impl LogSettings {
 #[derive(Debug, Clone)]
 pub struct LingmaSettings {
     pub binary: BinaryChoice,
+    /// A running runtime to use (`--attach` > `LINGMA_ATTACH` > config); only the commands that
+    /// take `--attach` resolve it ([`LingmaSettings::with_attach`]).
+    pub attach: Option<AttachSpec>,
+    /// Where `--attach auto` looks: `LINGMA_ATTACH_SEARCH_DIRS` (`:`-separated) > config
+    /// `attach_search_dirs` > the user's config dir, `~/.qodercn{/vscode,}`, `~/.lingma{/vscode,}`.
+    pub attach_roots: SearchRoots,
     pub work_dir: PathBuf,
     /// First port tried for instances' sockets (`LINGMA_SOCKET_PORT`); `None` = any free port.
     pub socket_port: Option<u16>,
@@ -350,8 +362,29 @@ impl LingmaSettings {
             .env_secs("LINGMA_HEALTH_INTERVAL")?
             .or(f.health_interval)
             .unwrap_or(5.0);
+        let dialect = match (src.env)("LINGMA_DIALECT")
+            .filter(|s| !s.trim().is_empty())
+            .or_else(|| f.lingma_dialect.clone())
+        {
+            Some(v) => DialectChoice::parse(&v).ok_or_else(|| {
+                SettingsError::Invalid(format!(
+                    "Lingma dialect {v:?} is not one of auto, legacy, acp"
+                ))
+            })?,
+            None => DialectChoice::Auto,
+        };
+        let attach_roots =
+            match (src.env)("LINGMA_ATTACH_SEARCH_DIRS").filter(|s| !s.trim().is_empty()) {
+                Some(list) => SearchRoots(std::env::split_paths(&list).collect()),
+                None => match &f.attach_search_dirs {
+                    Some(dirs) if !dirs.is_empty() => SearchRoots(dirs.clone()),
+                    _ => SearchRoots::default_roots(),
+                },
+            };
         Ok(Self {
             binary,
+            attach: None,
+            attach_roots,
             work_dir,
             socket_port,
             startup_timeout: secs(startup)?,
@@ -365,8 +398,34 @@ impl LingmaSettings {
                 idle_finish: secs(idle)?,
                 off_by_one_workaround: off_by_one,
                 machine_token: (src.env)("LINGMA_MACHINE_TOKEN").filter(|s| !s.is_empty()),
+                dialect,
+                ..ClientOptions::default()
             },
         })
+    }
+
+    /// Adds what `--attach` and `--lingma-dialect` say (flag > env > config).
+    pub fn with_attach(mut self, a: &AttachArgs, src: &Sources) -> Result<Self, SettingsError> {
+        if let Some(d) = a.lingma_dialect {
+            self.client.dialect = match d {
+                DialectArg::Auto => DialectChoice::Auto,
+                DialectArg::Legacy => DialectChoice::Fixed(crate::lingma::Dialect::Legacy),
+                DialectArg::Acp => DialectChoice::Fixed(crate::lingma::Dialect::Acp),
+            };
+        }
+        let attach = a
+            .attach
+            .clone()
+            .or_else(|| (src.env)("LINGMA_ATTACH").filter(|s| !s.trim().is_empty()))
+            .or_else(|| src.file.attach.clone());
+        self.attach = match attach {
+            Some(v) => Some(
+                AttachSpec::parse(&v)
+                    .map_err(|e| SettingsError::Invalid(format!("--attach/LINGMA_ATTACH: {e}")))?,
+            ),
+            None => None,
+        };
+        Ok(self)
     }
 }
 
@@ -415,7 +474,7 @@ pub struct ServeSettings {
 impl ServeSettings {
     pub fn resolve(a: &ServeArgs, src: &Sources) -> Result<Self, SettingsError> {
         let f = src.file;
-        let lingma = LingmaSettings::resolve(&a.lingma, src)?;
+        let lingma = LingmaSettings::resolve(&a.lingma, src)?.with_attach(&a.attach, src)?;
         let host = a
             .host
             .clone()
@@ -426,13 +485,18 @@ impl ServeSettings {
             Some(p) => p,
             None => src.env("GATEWAY_PORT")?.or(f.port).unwrap_or(8000),
         };
+        // An attached runtime may be the whole pool: then nothing is started unless asked.
+        let attached = usize::from(lingma.attach.is_some());
         let instances = match a.instances {
             Some(n) => n,
-            None => src.env("INSTANCE_COUNT")?.or(f.instances).unwrap_or(1),
+            None => src
+                .env("INSTANCE_COUNT")?
+                .or(f.instances)
+                .unwrap_or(1 - attached),
         };
-        if instances == 0 {
+        if instances + attached == 0 {
             return Err(SettingsError::Invalid(
-                "--instances must be at least 1".into(),
+                "--instances must be at least 1 (or give --attach)".into(),
             ));
         }
         let api_keys: Vec<String> = if !a.api_keys.is_empty() {
@@ -465,7 +529,7 @@ impl ServeSettings {
             None => src
                 .env("GATEWAY_MAX_IN_FLIGHT")?
                 .or(f.max_in_flight)
-                .unwrap_or(instances * lingma.connections_per_instance),
+                .unwrap_or((instances + attached) * lingma.connections_per_instance),
         };
         if max_in_flight == 0 {
             return Err(SettingsError::Invalid(
@@ -1154,6 +1218,78 @@ mod tests {
         assert_eq!(s.lingma.binary, BinaryChoice::Discover);
         assert_eq!(s.queue_timeout, Duration::from_secs(30));
         assert_eq!(s.ask_mode, AskMode::Chat);
+    }
+
+    #[test]
+    fn attach_and_dialect_settings() {
+        let s = serve(&[], &[], ConfigFile::default()).unwrap();
+        assert_eq!(s.lingma.attach, None);
+        assert_eq!(s.lingma.client.dialect, DialectChoice::Auto);
+        // Attached alone: nothing is started unless asked, and the slots count it.
+        let s = serve(&["--attach", "auto"], &[], ConfigFile::default()).unwrap();
+        assert_eq!(s.lingma.attach, Some(AttachSpec::Auto));
+        assert_eq!((s.instances, s.max_in_flight), (0, 4));
+        let s = serve(
+            &["--attach", "auto", "--instances", "2"],
+            &[],
+            ConfigFile::default(),
+        )
+        .unwrap();
+        assert_eq!((s.instances, s.max_in_flight), (2, 12));
+        // flag > env > file, for both.
+        let file = ConfigFile {
+            attach: Some("/file/.info.json".into()),
+            lingma_dialect: Some("legacy".into()),
+            attach_search_dirs: Some(vec!["/file-root".into()]),
+            ..Default::default()
+        };
+        let s = serve(&[], &[], file.clone()).unwrap();
+        assert_eq!(
+            s.lingma.attach,
+            Some(AttachSpec::Path("/file/.info.json".into()))
+        );
+        assert_eq!(
+            s.lingma.client.dialect,
+            DialectChoice::Fixed(crate::lingma::Dialect::Legacy)
+        );
+        assert_eq!(
+            s.lingma.attach_roots,
+            SearchRoots(vec!["/file-root".into()])
+        );
+        let env = [
+            ("LINGMA_ATTACH", "ws://127.0.0.1:36510"),
+            ("LINGMA_DIALECT", "acp"),
+            ("LINGMA_ATTACH_SEARCH_DIRS", "/a:/b"),
+        ];
+        let s = serve(&[], &env, file.clone()).unwrap();
+        assert_eq!(
+            s.lingma.attach,
+            Some(AttachSpec::Url("ws://127.0.0.1:36510/".into()))
+        );
+        assert_eq!(
+            s.lingma.client.dialect,
+            DialectChoice::Fixed(crate::lingma::Dialect::Acp)
+        );
+        assert_eq!(
+            s.lingma.attach_roots,
+            SearchRoots(vec!["/a".into(), "/b".into()])
+        );
+        let s = serve(
+            &["--attach", "auto", "--lingma-dialect", "auto"],
+            &env,
+            file,
+        )
+        .unwrap();
+        assert_eq!(s.lingma.attach, Some(AttachSpec::Auto));
+        assert_eq!(s.lingma.client.dialect, DialectChoice::Auto);
+        // Bad values are errors, not defaults.
+        for env in [
+            [("LINGMA_DIALECT", "both")],
+            [("LINGMA_ATTACH", "http://x:1")],
+        ] {
+            assert!(serve(&[], &env, ConfigFile::default()).is_err(), "{env:?}");
+        }
+        assert!(serve(&["--instances", "0"], &[], ConfigFile::default()).is_err());
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use common::{BIN, Gateway, fast_sim_env, processes_matching, read_requests, signal, wait_until};
+use common::{BIN, Gateway, fast_sim_env, processes_matching, signal, wait_until};
 use serde_json::Value;
 
 fn cmd(work_dir: &Path, args: &[&str]) -> Command {
@@ -193,10 +193,9 @@ fn ctrl_c_mid_answer_stops_upstream_and_exits_130() {
     signal(child.id(), "INT");
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(130));
-    let reqs = read_requests(&dir.path().join("inst-0"));
     assert!(
-        reqs.iter().any(|r| r["method"] == "chat/stop"),
-        "chat/stop seen by the simulator"
+        !common::stop_requests(&dir.path().join("inst-0")).is_empty(),
+        "the stop was seen by the simulator"
     );
     no_sim_left(dir.path());
 }
@@ -231,6 +230,7 @@ fn probe_reports_each_step() {
         "work dir",
         "instance",
         "initialize",
+        "dialect",
         "login",
         "models",
         "chat",
@@ -245,7 +245,10 @@ fn probe_reports_each_step() {
     let out = run(dir.path(), &["probe", "--json"]);
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["ok"], true);
-    assert_eq!(v["steps"].as_array().unwrap().len(), 7);
+    assert_eq!(v["steps"].as_array().unwrap().len(), 8);
+    // The simulators here speak the test dialect; `both` is detected as ACP.
+    let expected = common::test_dialect().replace("both", "acp");
+    assert_eq!(v["dialect"], expected.as_str());
     // A logged-out instance fails the login step, with a hint, and exits 1.
     let out = cmd(dir.path(), &["probe", "--json", "--instance", "out"])
         .env("LINGMA_SIM_LOGGED_OUT", "1")

@@ -1,5 +1,7 @@
 //! The typed Lingma client against `lingma-gw sim` running as a separate process: a full session,
-//! and every fault mode ending in the error or event the client promises.
+//! and every fault mode ending in the error or event the client promises. These are the legacy
+//! dialect's (`chat/ask`) quirks, so the simulator speaks only that dialect here (the client finds
+//! that out itself); tests/acp.rs covers the ACP dialect.
 
 mod common;
 
@@ -10,9 +12,10 @@ use lingma_gw::lingma::{
     ChatError, ChatEvent, ChatFinish, ChatRequest, ClientOptions, EndedBy, LingmaClient,
 };
 
-/// A simulator in a fresh temp dir that paces its answers a little (`fast_sim_env`).
+/// A legacy simulator in a fresh temp dir that paces its answers a little (`fast_sim_env`).
 async fn start_sim(extra: &[&str]) -> Sim {
     Sim::builder()
+        .args(&["--dialect", "legacy"])
         .args(extra)
         .envs(&fast_sim_env())
         .start()

@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Gateway, asks, processes_matching, read_requests, signal, wait_until_async};
+use common::{Gateway, asks, processes_matching, signal, stop_requests, wait_until_async};
 use serde_json::{Value, json};
 
 fn client() -> reqwest::Client {
@@ -272,9 +272,7 @@ async fn stop_sequences_and_max_tokens_are_enforced() {
     // The truncated answer was stopped upstream.
     assert!(
         wait_until_async(Duration::from_secs(5), || async {
-            read_requests(&g.instance_dir("inst-0"))
-                .iter()
-                .any(|r| r["method"] == "chat/stop")
+            !stop_requests(&g.instance_dir("inst-0")).is_empty()
         })
         .await
     );
@@ -671,9 +669,7 @@ async fn client_disconnect_stops_upstream_and_frees_the_slot() {
     drop(r);
     assert!(
         wait_until_async(Duration::from_secs(5), || async {
-            read_requests(&g.instance_dir("inst-0"))
-                .iter()
-                .any(|r| r["method"] == "chat/stop")
+            !stop_requests(&g.instance_dir("inst-0")).is_empty()
         })
         .await
     );

@@ -32,7 +32,8 @@ fn sim_binary(env: &[(&str, &str)]) -> LingmaBinary {
 
 fn config(binary: LingmaBinary, root: &Path, n: usize) -> PoolConfig {
     PoolConfig {
-        binary,
+        binary: Some(binary),
+        attach: None,
         work_root: root.to_path_buf(),
         instances: (0..n)
             .map(|i| InstanceSpec {

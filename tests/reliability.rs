@@ -544,12 +544,7 @@ async fn client_disconnects_mid_stream_release_every_slot() {
         Some(STREAMS as f64)
     );
     // Lingma was told to stop every abandoned answer.
-    let stops = |name: &str| {
-        common::read_requests(&g.instance_dir(name))
-            .iter()
-            .filter(|r| r["method"] == "chat/stop")
-            .count()
-    };
+    let stops = |name: &str| common::stop_requests(&g.instance_dir(name)).len();
     assert!(
         wait_until_async(Duration::from_secs(10), || async {
             stops("inst-0") + stops("inst-1") >= STREAMS

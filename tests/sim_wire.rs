@@ -523,9 +523,17 @@ async fn endpoint_is_persisted_and_announced() {
             json!({"endpoint": "https://dedicated.example"}),
         )
         .await;
+    // The push goes to every connection from its own task, so it may overtake the response:
+    // read until both have come.
+    let seen = std::cell::Cell::new(0);
     let msgs = c
         .collect(Duration::from_secs(5), |m| {
-            m["method"] == "config/changeEndpoint"
+            if m["method"] == "config/changeEndpoint"
+                || (m["id"] == id && m.get("method").is_none())
+            {
+                seen.set(seen.get() + 1);
+            }
+            seen.get() == 2
         })
         .await;
     let resp = msgs
@@ -533,7 +541,10 @@ async fn endpoint_is_persisted_and_announced() {
         .find(|m| m["id"] == id && m.get("method").is_none())
         .unwrap();
     assert_eq!(resp["result"]["success"], true);
-    let push = msgs.last().unwrap();
+    let push = msgs
+        .iter()
+        .find(|m| m["method"] == "config/changeEndpoint")
+        .unwrap();
     assert_eq!(push["params"]["endpoint"], "https://dedicated.example");
     assert!(push["id"].is_i64());
     sim.stop().await;

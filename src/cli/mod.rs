@@ -95,6 +95,28 @@ pub struct LingmaArgs {
     pub work_dir: Option<PathBuf>,
 }
 
+/// Where the Lingma runtime comes from when it is already running, and the dialect to speak to it;
+/// for the commands that only talk to Lingma (`serve`, `models`, `chat`, `probe`).
+#[derive(Debug, Clone, Args, Default)]
+pub struct AttachArgs {
+    /// Use a Lingma that is already running (an IDE's) instead of starting one: `auto` finds it
+    /// through its info file or socket; or an info file, a Unix socket, a ws:// URL. It is never
+    /// started, stopped or logged in or out [env: LINGMA_ATTACH]
+    #[arg(long, value_name = "auto|PATH|ws://HOST:PORT")]
+    pub attach: Option<String>,
+    /// The dialect to speak: chat/ask (legacy, the plugin runtime) or session/* (acp, the desktop
+    /// IDE's runtime); auto tries session/new once [env: LINGMA_DIALECT] [default: auto]
+    #[arg(long, value_enum, value_name = "DIALECT")]
+    pub lingma_dialect: Option<DialectArg>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DialectArg {
+    Auto,
+    Legacy,
+    Acp,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum AskModeArg {
     Chat,
@@ -105,13 +127,15 @@ pub enum AskModeArg {
 pub struct ServeArgs {
     #[command(flatten)]
     pub lingma: LingmaArgs,
+    #[command(flatten)]
+    pub attach: AttachArgs,
     /// Address to bind [env: GATEWAY_HOST] [default: 127.0.0.1]
     #[arg(long)]
     pub host: Option<String>,
     /// Port to bind; 0 picks a free one [env: GATEWAY_PORT] [default: 8000]
     #[arg(long)]
     pub port: Option<u16>,
-    /// Number of Lingma instances [env: INSTANCE_COUNT] [default: 1]
+    /// Number of Lingma instances to start, beside an --attach one [env: INSTANCE_COUNT] [default: 1, or 0 with --attach]
     #[arg(long, value_name = "N")]
     pub instances: Option<usize>,
     /// Client API key for /v1 (repeat for several) [env: API_KEYS, comma-separated]
@@ -226,6 +250,8 @@ pub struct InstanceQueryArgs {
     #[command(flatten)]
     pub lingma: LingmaArgs,
     #[command(flatten)]
+    pub attach: AttachArgs,
+    #[command(flatten)]
     pub instance: InstanceArg,
     /// Print JSON (each command says instead of what)
     #[arg(long)]
@@ -236,6 +262,8 @@ pub struct InstanceQueryArgs {
 pub struct ChatArgs {
     #[command(flatten)]
     pub lingma: LingmaArgs,
+    #[command(flatten)]
+    pub attach: AttachArgs,
     #[command(flatten)]
     pub instance: InstanceArg,
     /// The question; `-` or none reads it from stdin

@@ -12,7 +12,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use crate::sim::config::{
     Accounts, DEFAULT_CHUNK_DELAY_MS, DEFAULT_CHUNK_SIZE, DEFAULT_FIRST_TOKEN_DELAY_MS,
     DEFAULT_HTTP_PORT, DEFAULT_SOCKET_PORT, DEFAULT_STARTUP_DELAY_MS, Faults, LoginChallenge,
-    ThinkStyle, parse_accounts_list, parse_credit_usage,
+    SimDialect, ThinkStyle, parse_accounts_list, parse_credit_usage,
 };
 use crate::sim::directives::parse_list;
 
@@ -120,6 +120,21 @@ pub struct SimKnobs {
     /// Do not write logs/sim-requests.jsonl.
     #[arg(long, value_parser = BoolishValueParser::new(), env = "LINGMA_SIM_NO_REQUEST_LOG")]
     pub no_request_log: bool,
+    /// Which dialects to speak: legacy `chat/ask` (the plugin runtime), ACP `session/*` (the
+    /// desktop IDE's runtime), or both.
+    #[arg(long, value_enum, value_name = "DIALECT", env = "LINGMA_SIM_DIALECT",
+          default_value_t = SimDialect::Both)]
+    pub dialect: SimDialect,
+    /// Publish a discovery file here once listening, as an IDE's runtime does (`.info.json`:
+    /// JSON; any other name: the legacy three lines); removed on a clean exit.
+    #[arg(long, value_name = "PATH", env = "LINGMA_SIM_INFO_FILE")]
+    pub info_file: Option<PathBuf>,
+    /// Also take connections on this Unix socket (Content-Length frames as a byte stream).
+    #[arg(long, value_name = "PATH", env = "LINGMA_SIM_IPC_SOCKET")]
+    pub ipc_socket: Option<PathBuf>,
+    /// chat/deleteSessionById accepts only {id}, not {sessionId} (as some builds).
+    #[arg(long, value_parser = BoolishValueParser::new(), env = "LINGMA_SIM_DELETE_NEEDS_ID")]
+    pub delete_needs_id: bool,
 }
 
 /// Process-wide fault modes; per-request `[[sim:NAME]]` directives override them.

@@ -14,7 +14,8 @@ use crate::turn::prompt::{HistoryStyle, build_question};
 use crate::turn::usage::{estimate_prompt_tokens, estimate_tokens};
 use crate::turn::{Message, Role};
 
-use super::{NotLoggedIn, UsageError, open_instance};
+use super::{UsageError, not_logged_in, open_attachable};
+use crate::lingma::attach::LocalInstance;
 
 /// Exit code after Ctrl-C, as shells expect (128 + SIGINT).
 const INTERRUPTED: u8 = 130;
@@ -26,14 +27,8 @@ pub async fn run(args: ChatArgs, sources: &Sources<'_>, verbose: bool) -> anyhow
         messages.push(Message::new(Role::System, system));
     }
     messages.push(Message::new(Role::User, question));
-    let inst = open_instance(&args.lingma, &args.instance, sources).await?;
-    let outcome = ask(
-        &inst.client,
-        &args,
-        &messages,
-        verbose || args.show_reasoning,
-    )
-    .await;
+    let inst = open_attachable(&args.lingma, &args.attach, &args.instance, sources).await?;
+    let outcome = ask(&inst, &args, &messages, verbose || args.show_reasoning).await;
     inst.close().await;
     outcome
 }
@@ -63,14 +58,15 @@ fn read_prompt(arg: Option<&str>) -> anyhow::Result<String> {
 }
 
 async fn ask(
-    client: &crate::lingma::LingmaClient,
+    inst: &LocalInstance,
     args: &ChatArgs,
     messages: &[Message],
     show_reasoning: bool,
 ) -> anyhow::Result<ExitCode> {
+    let client = &inst.client;
     let auth = client.auth_status().await?;
     if !auth.logged_in() {
-        return Err(NotLoggedIn(String::new()).into());
+        return Err(not_logged_in(inst));
     }
     let registry = client.query_models().await?;
     let model = match registry.resolve(args.model.as_deref(), None) {
@@ -164,6 +160,8 @@ async fn ask(
                         "latency_ms": started.elapsed().as_millis() as u64,
                         "first_token_ms": first_token.map(|d| d.as_millis() as u64),
                         "finish_reason": f.reason,
+                        "dialect": stream.dialect(),
+                        "context": f.context,
                         "usage": {
                             "prompt_tokens": prompt_tokens,
                             "completion_tokens": completion,

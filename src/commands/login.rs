@@ -141,7 +141,8 @@ async fn login(
         let target = Target {
             client: &inst.client,
             instance: &inst.name,
-            http_port: inst.ports.http,
+            // Login never attaches to a runtime it did not find through a work dir.
+            http_port: inst.ports.map_or(0, |p| p.http),
             work_dir: inst.work_dir.root(),
             cancel: None,
         };

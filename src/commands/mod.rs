@@ -13,7 +13,7 @@ pub mod sim;
 
 use std::process::ExitCode;
 
-use crate::cli::{Cli, Command, InstanceArg, LingmaArgs};
+use crate::cli::{AttachArgs, Cli, Command, InstanceArg, LingmaArgs};
 use crate::lingma::attach::{LocalInstance, default_instance};
 use crate::lingma::discovery::LingmaBinary;
 use crate::settings::{ConfigFile, LingmaSettings, LogSettings, SettingsError, Sources};
@@ -28,6 +28,20 @@ pub struct UsageError(pub String);
 #[error("Lingma is not logged in{}: run `lingma-gw login{}`", if .0.is_empty() { String::new() } else { format!(" (instance {})", .0) }, if .0.is_empty() { String::new() } else { format!(" --instance {}", .0) })]
 pub struct NotLoggedIn(pub String);
 
+/// The runtime `--attach` found is not logged in: only its IDE logs it in (exit 1).
+#[derive(Debug, thiserror::Error)]
+#[error("the Lingma at {0} is not logged in: log in through the IDE that runs it")]
+pub struct AttachedNotLoggedIn(pub String);
+
+/// The error a command gives when `inst` is not logged in, with what to do about it.
+pub fn not_logged_in(inst: &LocalInstance) -> anyhow::Error {
+    if inst.runtime.is_some() {
+        AttachedNotLoggedIn(inst.endpoint.to_string()).into()
+    } else {
+        NotLoggedIn(String::new()).into()
+    }
+}
+
 /// Attach to the instance `serve` runs, or start a temporary one.
 pub async fn open_instance(
     lingma: &LingmaArgs,
@@ -35,6 +49,34 @@ pub async fn open_instance(
     sources: &Sources<'_>,
 ) -> anyhow::Result<LocalInstance> {
     let settings = LingmaSettings::resolve(lingma, sources)?;
+    open_with(&settings, instance).await
+}
+
+/// [`open_instance`] for the commands that take `--attach`: the runtime it names when given.
+pub async fn open_attachable(
+    lingma: &LingmaArgs,
+    attach: &AttachArgs,
+    instance: &InstanceArg,
+    sources: &Sources<'_>,
+) -> anyhow::Result<LocalInstance> {
+    let settings = LingmaSettings::resolve(lingma, sources)?.with_attach(attach, sources)?;
+    open_with(&settings, instance).await
+}
+
+async fn open_with(
+    settings: &LingmaSettings,
+    instance: &InstanceArg,
+) -> anyhow::Result<LocalInstance> {
+    if let Some(spec) = &settings.attach {
+        return Ok(LocalInstance::attach_to(
+            spec,
+            &settings.attach_roots,
+            &settings.work_dir,
+            crate::pool::ATTACHED_NAME,
+            &settings.client,
+        )
+        .await?);
+    }
     let binary = LingmaBinary::resolve(&settings.binary).map_err(|e| UsageError(e.to_string()))?;
     let name = match &instance.instance {
         Some(n) if crate::accounts::valid_name(n) => n.clone(),

@@ -7,13 +7,16 @@ use crate::cli::InstanceQueryArgs;
 use crate::lingma::ModelRegistry;
 use crate::settings::Sources;
 
-use super::{NotLoggedIn, open_instance};
+use super::{NotLoggedIn, open_attachable};
 
 pub async fn run(args: InstanceQueryArgs, sources: &Sources<'_>) -> anyhow::Result<ExitCode> {
-    let inst = open_instance(&args.lingma, &args.instance, sources).await?;
+    let inst = open_attachable(&args.lingma, &args.attach, &args.instance, sources).await?;
     let result = async {
         let auth = inst.client.auth_status().await?;
         if !auth.logged_in() {
+            if inst.runtime.is_some() {
+                return Err(super::not_logged_in(&inst));
+            }
             return Err(NotLoggedIn(inst.name.clone()).into());
         }
         Ok::<_, anyhow::Error>(inst.client.query_models().await?)

@@ -1,5 +1,7 @@
 //! `lingma-gw probe`: a step-by-step diagnosis a user can paste into a bug report. Each step says
-//! ok or failed, with a hint; the exit code is 1 when any step failed.
+//! ok or failed, with a hint; the exit code is 1 when any step failed. With `--attach` the first
+//! steps are finding the running runtime instead of the binary and the work dir; both paths then
+//! name the dialect the runtime speaks (`--json`: `"dialect"`).
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -9,7 +11,8 @@ use serde::Serialize;
 use crate::cli::InstanceQueryArgs;
 use crate::lingma::attach::{LocalInstance, default_instance};
 use crate::lingma::discovery::LingmaBinary;
-use crate::lingma::{ChatEvent, ChatRequest, WorkDir};
+use crate::lingma::ide::AttachSpec;
+use crate::lingma::{ChatEvent, ChatRequest, Dialect, WorkDir};
 use crate::settings::{LingmaSettings, Sources};
 
 #[derive(Debug, Serialize)]
@@ -24,6 +27,8 @@ pub struct Step {
 
 struct Report {
     steps: Vec<Step>,
+    /// What the `dialect` step found.
+    dialect: Option<Dialect>,
 }
 
 impl Report {
@@ -51,14 +56,22 @@ impl Report {
 }
 
 pub async fn run(args: InstanceQueryArgs, sources: &Sources<'_>) -> anyhow::Result<ExitCode> {
-    let settings = LingmaSettings::resolve(&args.lingma, sources)?;
-    let mut report = Report { steps: Vec::new() };
-    probe(&settings, args.instance.instance.clone(), &mut report).await;
+    let settings =
+        LingmaSettings::resolve(&args.lingma, sources)?.with_attach(&args.attach, sources)?;
+    let mut report = Report {
+        steps: Vec::new(),
+        dialect: None,
+    };
+    match &settings.attach {
+        Some(spec) => probe_attached(&settings, spec, &mut report).await,
+        None => probe(&settings, args.instance.instance.clone(), &mut report).await,
+    }
     let all_ok = report.steps.iter().all(|s| s.ok);
     let text = if args.json {
         let mut s = serde_json::to_string_pretty(&serde_json::json!({
             "ok": all_ok,
             "version": env!("CARGO_PKG_VERSION"),
+            "dialect": report.dialect,
             "steps": report.steps,
         }))?;
         s.push('\n');
@@ -172,7 +185,7 @@ async fn probe(settings: &LingmaSettings, instance: Option<String>, report: &mut
     report.record(
         "instance",
         t,
-        Ok(format!("{how} {name} on port {}", inst.ports.socket)),
+        Ok(format!("{how} {name} at {}", inst.endpoint)),
     );
     report.steps.push(Step {
         name: "initialize",
@@ -184,8 +197,90 @@ async fn probe(settings: &LingmaSettings, instance: Option<String>, report: &mut
         hint: None,
         ms: inst.open_time.as_millis() as u64,
     });
-    checks_on(&inst, report).await;
+    if dialect_step(&inst, report).await {
+        checks_on(&inst, report).await;
+    }
     inst.close().await;
+}
+
+/// `--attach`: find the runtime, connect, and the same checks; the runtime is left running.
+async fn probe_attached(settings: &LingmaSettings, spec: &AttachSpec, report: &mut Report) {
+    let t = Instant::now();
+    let inst = match LocalInstance::attach_to(
+        spec,
+        &settings.attach_roots,
+        &settings.work_dir,
+        crate::pool::ATTACHED_NAME,
+        &settings.client,
+    )
+    .await
+    {
+        Ok(i) => i,
+        Err(e) => {
+            report.record(
+                "attach",
+                t,
+                Err((
+                    e.to_string(),
+                    "start Lingma in your IDE, or pass --attach PATH|ws://HOST:PORT".into(),
+                )),
+            );
+            return;
+        }
+    };
+    let found = match &inst.runtime {
+        Some(rt) => {
+            let through = rt
+                .source
+                .as_ref()
+                .map(|p| format!(" through {}", p.display()))
+                .unwrap_or_default();
+            let pid = rt.pid.map(|p| format!(", pid {p}")).unwrap_or_default();
+            format!("{} (--attach {spec}){through}{pid}", inst.endpoint)
+        }
+        None => inst.endpoint.to_string(),
+    };
+    report.record("attach", t, Ok(found));
+    report.steps.push(Step {
+        name: "initialize",
+        ok: true,
+        detail: format!(
+            "server version {}",
+            empty_dash(inst.client.server_version())
+        ),
+        hint: None,
+        ms: inst.open_time.as_millis() as u64,
+    });
+    if dialect_step(&inst, report).await {
+        checks_on(&inst, report).await;
+    }
+    inst.close().await;
+}
+
+/// Which dialect the runtime speaks: forced by the settings, or found with one `session/new`.
+async fn dialect_step(inst: &LocalInstance, report: &mut Report) -> bool {
+    let t = Instant::now();
+    let forced = inst.client.dialect().is_some();
+    let result = match inst.client.detect_dialect().await {
+        Ok(d) => {
+            report.dialect = Some(d);
+            let how = match d {
+                Dialect::Legacy => "legacy (chat/ask)",
+                Dialect::Acp => "acp (session/new, session/prompt)",
+            };
+            let why = if forced {
+                "as --lingma-dialect says"
+            } else {
+                "detected"
+            };
+            Ok(format!("{how}, {why}"))
+        }
+        Err(e) => Err((
+            e.to_string(),
+            "the runtime answers neither dialect's first call; run with -v".into(),
+        )),
+    };
+    report.record("dialect", t, result)
 }
 
 async fn checks_on(inst: &LocalInstance, report: &mut Report) {
@@ -205,7 +300,11 @@ async fn checks_on(inst: &LocalInstance, report: &mut Report) {
             t,
             Err((
                 format!("not logged in (status {})", a.status_name()),
-                format!("run `lingma-gw login --instance {}`", inst.name),
+                if inst.runtime.is_some() {
+                    "log in through the IDE that runs this Lingma".to_string()
+                } else {
+                    format!("run `lingma-gw login --instance {}`", inst.name)
+                },
             )),
         ),
         Err(e) => report.record(

@@ -18,7 +18,7 @@ use crate::gateway::state::{AppState, HttpConfig};
 use crate::lingma::discovery::LingmaBinary;
 use crate::login::auto::AutoLogin;
 use crate::metrics::Metrics;
-use crate::pool::{Backoff, Pool, PoolConfig};
+use crate::pool::{ATTACHED_NAME, AttachConfig, Backoff, Pool, PoolConfig};
 use crate::settings::{AutoLoginSettings, ServeSettings, Sources};
 use crate::turn::admission::Admission;
 use crate::turn::reuse::SessionCache;
@@ -28,17 +28,38 @@ use super::UsageError;
 
 pub async fn run(args: ServeArgs, sources: &Sources<'_>) -> anyhow::Result<ExitCode> {
     let s = ServeSettings::resolve(&args, sources)?;
-    let binary = LingmaBinary::resolve(&s.lingma.binary).map_err(|e| UsageError(e.to_string()))?;
+    // Only instances the pool starts need a Lingma binary; an attached one runs already.
+    let binary = if s.instances > 0 {
+        Some(LingmaBinary::resolve(&s.lingma.binary).map_err(|e| UsageError(e.to_string()))?)
+    } else {
+        None
+    };
     let accounts = match &s.accounts {
         Some(a) => Some(parse_accounts(a).map_err(|e| UsageError(e.to_string()))?),
         None => None,
     };
-    let specs = instance_specs(
-        accounts.as_deref(),
-        s.instances,
-        s.session_bundle.as_deref(),
-    )
-    .map_err(|e| UsageError(e.to_string()))?;
+    let specs = if s.instances > 0 {
+        instance_specs(
+            accounts.as_deref(),
+            s.instances,
+            s.session_bundle.as_deref(),
+        )
+        .map_err(|e| UsageError(e.to_string()))?
+    } else {
+        Vec::new()
+    };
+    let attach = s.lingma.attach.clone().map(|spec| AttachConfig {
+        name: ATTACHED_NAME.to_string(),
+        spec,
+        roots: s.lingma.attach_roots.clone(),
+    });
+    if attach.is_some() && specs.iter().any(|i| i.name == ATTACHED_NAME) {
+        return Err(UsageError(format!(
+            "the instance name {ATTACHED_NAME:?} is taken by the attached runtime; name the \
+             accounts' instances otherwise"
+        ))
+        .into());
+    }
     // Bundle seeds are decoded and verified now; the pool installs them into logged-out work dirs.
     let specs = super::session::prepare_seeds(specs, &s.lingma.work_dir, sources)?;
     let auto_login_settings = AutoLoginSettings::resolve(&s.lingma.work_dir, sources)?;
@@ -81,6 +102,7 @@ pub async fn run(args: ServeArgs, sources: &Sources<'_>) -> anyhow::Result<ExitC
         binary,
         work_root: s.lingma.work_dir.clone(),
         instances: specs,
+        attach,
         socket_port: s.lingma.socket_port,
         startup_timeout: s.lingma.startup_timeout,
         connections_per_instance: s.lingma.connections_per_instance,
@@ -146,7 +168,7 @@ pub async fn run(args: ServeArgs, sources: &Sources<'_>) -> anyhow::Result<ExitC
     };
     let app = router::build(state.clone());
     crate::logging::stdout_line(&format!("listening on http://{local}"));
-    tracing::info!(addr = %local, instances = s.instances, replica = %s.replica_id, "gateway listening");
+    tracing::info!(addr = %local, instances = s.instances, attached = s.lingma.attach.is_some(), replica = %s.replica_id, "gateway listening");
 
     let limits = ConnLimits {
         header_timeout: s.header_timeout,

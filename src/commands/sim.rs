@@ -31,6 +31,10 @@ pub fn config_from_args(args: SimStartArgs) -> SimConfig {
     }
     cfg.think = k.think;
     cfg.request_log = !k.no_request_log;
+    cfg.dialect = k.dialect;
+    cfg.info_file = k.info_file;
+    cfg.ipc_socket = k.ipc_socket;
+    cfg.delete_needs_id = k.delete_needs_id;
     if k.no_delay {
         cfg = cfg.with_no_delay();
     }
@@ -55,6 +59,7 @@ pub fn config_from_args(args: SimStartArgs) -> SimConfig {
         len: None,
         after: f.fault_after,
         chunk: None,
+        prompt_reply: None,
     };
     // Individual flags win over the --faults list.
     cfg.faults = flags.over(&f.faults.unwrap_or_default());

@@ -42,6 +42,7 @@ pub async fn healthz(State(st): State<AppState>, headers: HeaderMap) -> Response
                 json!({
                     "name": s.name, "state": s.state, "in_flight": s.in_flight,
                     "capacity": s.capacity, "restarts": s.restarts, "user": s.user,
+                    "attached": s.attached, "dialect": s.dialect,
                 })
             })
             .collect();

@@ -1,5 +1,9 @@
-//! One ask and its answer: the question ([`ChatRequest`]), the `chat/ask` call, and the stream of
-//! its callbacks turned into events ([`ChatStream`]). The stream's state machine copes with what
+//! One question and its answer, in either dialect: the question ([`ChatRequest`]), the events of
+//! its answer ([`ChatEvent`], [`ChatFinish`]) and the stream that hands them out ([`ChatStream`]),
+//! which runs the legacy state machine below or the ACP one (`acp.rs`), as the connection's
+//! dialect says. Callers never see which.
+//!
+//! The legacy state machine ([`LegacyStream`]: `chat/ask` and its callbacks) copes with what
 //! Lingma really sends: `overwrite` deltas that replace the answer, an answer replayed from its
 //! start after a remote retry (held back until told apart), a fenced think block split out as
 //! reasoning, a turn that ends with `step_end` and silence instead of `chat/finish` (the idle
@@ -13,7 +17,9 @@ use serde_json::{Value, json};
 use thiserror::Error;
 use tokio::sync::mpsc;
 
+use super::acp::AcpStream;
 use super::client::{ClientOptions, str_field, success};
+use super::dialect::Dialect;
 use super::rpc::{Delivery, RpcConnection, RpcError, ServerMessage};
 use super::think::{Piece, ThinkSplitter};
 
@@ -83,9 +89,19 @@ pub struct ChatFinish {
     pub answer: String,
     pub reasoning: String,
     pub ended_by: EndedBy,
+    /// The context window's use as the runtime last reported it (ACP `context_usage`; the legacy
+    /// dialect never reports it).
+    pub context: Option<ContextUsage>,
 }
 
-fn new_request_id() -> String {
+/// Tokens of the session's context window in use, and its size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ContextUsage {
+    pub used_tokens: u64,
+    pub limit_tokens: u64,
+}
+
+pub(super) fn new_request_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()
 }
 
@@ -149,8 +165,88 @@ async fn send_ask(rpc: &RpcConnection, ask: Value, timeout: Duration) -> Result<
     Err(ChatError::Rejected { code, message })
 }
 
-/// The callbacks of one ask, as events. Dropping an unfinished stream sends `chat/stop`.
+/// The events of one answer, in the connection's dialect. Dropping an unfinished stream stops the
+/// answer upstream (`chat/stop`, or deleting the ACP session).
 pub struct ChatStream {
+    inner: Inner,
+}
+
+enum Inner {
+    Legacy(LegacyStream),
+    Acp(AcpStream),
+}
+
+impl ChatStream {
+    pub(super) fn legacy(s: LegacyStream) -> Self {
+        Self {
+            inner: Inner::Legacy(s),
+        }
+    }
+
+    pub(super) fn acp(s: AcpStream) -> Self {
+        Self {
+            inner: Inner::Acp(s),
+        }
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        match &self.inner {
+            Inner::Legacy(_) => Dialect::Legacy,
+            Inner::Acp(_) => Dialect::Acp,
+        }
+    }
+
+    pub fn request_id(&self) -> &str {
+        match &self.inner {
+            Inner::Legacy(s) => s.request_id(),
+            Inner::Acp(s) => s.request_id(),
+        }
+    }
+
+    /// The upstream session, as last reported by Lingma.
+    pub fn session_id(&self) -> &str {
+        match &self.inner {
+            Inner::Legacy(s) => s.session_id(),
+            Inner::Acp(s) => s.session_id(),
+        }
+    }
+
+    pub fn elapsed(&self) -> Duration {
+        match &self.inner {
+            Inner::Legacy(s) => s.elapsed(),
+            Inner::Acp(s) => s.elapsed(),
+        }
+    }
+
+    /// Asks Lingma to stop this answer; the stream then ends with a `cancelled` finish.
+    pub async fn stop(&self) -> Result<(), RpcError> {
+        match &self.inner {
+            Inner::Legacy(s) => s.stop().await,
+            Inner::Acp(s) => s.stop().await,
+        }
+    }
+
+    /// The next event; `None` after the finish event or an error.
+    pub async fn next(&mut self) -> Option<Result<ChatEvent, ChatError>> {
+        match &mut self.inner {
+            Inner::Legacy(s) => s.next().await,
+            Inner::Acp(s) => s.next().await,
+        }
+    }
+
+    /// Reads the stream to its end and returns the finish (with the whole answer).
+    pub async fn collect(mut self) -> Result<ChatFinish, ChatError> {
+        while let Some(ev) = self.next().await {
+            if let ChatEvent::Finished(f) = ev? {
+                return Ok(f);
+            }
+        }
+        Err(ChatError::ConnectionLost)
+    }
+}
+
+/// The callbacks of one legacy ask, as events. Dropping an unfinished stream sends `chat/stop`.
+pub(super) struct LegacyStream {
     rpc: RpcConnection,
     opts: ClientOptions,
     rx: mpsc::Receiver<ServerMessage>,
@@ -183,7 +279,7 @@ pub struct ChatStream {
     last_message: Instant,
 }
 
-impl ChatStream {
+impl LegacyStream {
     /// Sends `chat/ask` on `rpc` and returns the stream of its callbacks. The connection carries
     /// one chat at a time: Lingma refuses a second ask while one runs.
     pub(super) async fn start(
@@ -300,16 +396,6 @@ impl ChatStream {
                 return Some(self.fail(e));
             }
         }
-    }
-
-    /// Reads the stream to its end and returns the finish (with the whole answer).
-    pub async fn collect(mut self) -> Result<ChatFinish, ChatError> {
-        while let Some(ev) = self.next().await {
-            if let ChatEvent::Finished(f) = ev? {
-                return Ok(f);
-            }
-        }
-        Err(ChatError::ConnectionLost)
     }
 
     fn fail(&mut self, e: ChatError) -> Result<ChatEvent, ChatError> {
@@ -520,6 +606,7 @@ impl ChatStream {
             answer: self.answer.clone(),
             reasoning: self.reasoning.clone(),
             ended_by,
+            context: None,
         }));
         // `done` is set when the finish event is handed out.
     }
@@ -544,7 +631,7 @@ impl ChatStream {
     }
 }
 
-impl Drop for ChatStream {
+impl Drop for LegacyStream {
     fn drop(&mut self) {
         // Also after a timeout or an idle-gap end: Lingma may still be answering.
         if self.server_done || self.rpc.is_closed() {

@@ -1,8 +1,11 @@
 //! The typed Lingma client: one initialized JSON-RPC connection and the control calls the
 //! product makes (`initialize`, `auth/status`, `config/queryModels`, the login family, the
-//! endpoint). `chat` starts a [`ChatStream`] (chat_stream.rs) for one ask.
+//! endpoint). `chat` starts a [`ChatStream`] (chat_stream.rs) for one question, in the dialect the
+//! connection speaks: the client owns that choice (forced by the options, or detected with one
+//! `session/new`, see dialect.rs) and remembers it for the connection.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -10,9 +13,12 @@ use serde_json::{Value, json};
 use thiserror::Error;
 use tokio::sync::mpsc;
 
-use super::chat_stream::{ChatError, ChatRequest, ChatStream};
+use super::acp::{self, AcpStream};
+use super::chat_stream::{ChatError, ChatRequest, ChatStream, LegacyStream};
+use super::dialect::{Dialect, DialectChoice, is_method_not_found};
 use super::models::ModelRegistry;
 use super::rpc::{Delivery, RpcConnection, RpcError, ServerMessage};
+use super::transport::Endpoint;
 
 #[derive(Debug, Error, Clone)]
 pub enum LingmaError {
@@ -45,6 +51,11 @@ pub struct ClientOptions {
     /// ask ends, send a throw-away trigger ask and take its answer. Off by default.
     pub off_by_one_workaround: bool,
     pub machine_token: Option<String>,
+    /// The dialect to speak (`--lingma-dialect`); `Auto` detects it.
+    pub dialect: DialectChoice,
+    /// How long one answer's unread events may hold up the others that share its connection
+    /// (ACP prompts) before it is cut off.
+    pub lag_limit: Duration,
 }
 
 impl Default for ClientOptions {
@@ -57,6 +68,8 @@ impl Default for ClientOptions {
             idle_finish: Duration::from_secs(3),
             off_by_one_workaround: false,
             machine_token: None,
+            dialect: DialectChoice::Auto,
+            lag_limit: Duration::from_secs(10),
         }
     }
 }
@@ -110,22 +123,41 @@ pub struct LingmaClient {
     rpc: RpcConnection,
     opts: ClientOptions,
     server_version: String,
+    workspace: PathBuf,
+    /// Set once: forced by the options, or found by the first `session/new`.
+    dialect: Arc<OnceLock<Dialect>>,
 }
 
 impl LingmaClient {
-    /// Connects to `ws://127.0.0.1:<port>` and sends `initialize` with `workspace` as the project.
+    /// Connects to the WebSocket at `url` (`ws://127.0.0.1:<port>/`); see [`LingmaClient::open`].
     pub async fn connect(
         url: &str,
         workspace: &Path,
         opts: ClientOptions,
     ) -> Result<Self, LingmaError> {
-        let rpc = RpcConnection::connect(url, opts.machine_token.as_deref(), opts.connect_timeout)
-            .await?;
+        Self::open(&Endpoint::WebSocket(url.to_string()), workspace, opts).await
+    }
+
+    /// Connects to `endpoint` and sends `initialize` with `workspace` as the project.
+    pub async fn open(
+        endpoint: &Endpoint,
+        workspace: &Path,
+        opts: ClientOptions,
+    ) -> Result<Self, LingmaError> {
+        let rpc = RpcConnection::connect(
+            endpoint,
+            opts.machine_token.as_deref(),
+            opts.connect_timeout,
+        )
+        .await?;
         let uri = file_uri(workspace);
         let name = workspace
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "workspace".into());
+        // Nothing negotiates the dialect here, and both runtimes accept either shape of the
+        // params, so one `initialize` carries the fields of both: the plugin's (rootUri,
+        // workspaceFolders) and ACP's (protocolVersion, clientCapabilities, timestamp).
         let result = rpc
             .call(
                 "initialize",
@@ -135,6 +167,9 @@ impl LingmaClient {
                     "rootUri": uri,
                     "capabilities": {},
                     "workspaceFolders": [{"uri": uri, "name": name}],
+                    "protocolVersion": 1,
+                    "clientCapabilities": {},
+                    "timestamp": crate::util::unix_millis(),
                 }),
                 opts.rpc_timeout,
             )
@@ -144,10 +179,50 @@ impl LingmaClient {
             .and_then(Value::as_str)
             .unwrap_or("")
             .to_string();
+        let dialect = Arc::new(OnceLock::new());
+        if let Some(d) = opts.dialect.fixed() {
+            let _ = dialect.set(d);
+        }
         Ok(Self {
             rpc,
             opts,
             server_version,
+            workspace: workspace.to_path_buf(),
+            dialect,
+        })
+    }
+
+    /// The dialect of this connection, once known (forced, or detected by
+    /// [`LingmaClient::detect_dialect`] or the first chat).
+    pub fn dialect(&self) -> Option<Dialect> {
+        self.dialect.get().copied()
+    }
+
+    /// The dialect of this connection, asking the runtime when it is not known yet: one
+    /// `session/new` (whose session is deleted again), legacy when the method does not exist.
+    pub async fn detect_dialect(&self) -> Result<Dialect, LingmaError> {
+        if let Some(d) = self.dialect() {
+            return Ok(d);
+        }
+        match acp::new_session(&self.rpc, &self.workspace, self.opts.rpc_timeout).await {
+            Ok(session) => {
+                // A throwaway session would show in the IDE's history: delete it.
+                if let Err(e) =
+                    acp::delete_session(&self.rpc, &session, self.opts.rpc_timeout).await
+                {
+                    tracing::debug!(error = %e, "could not delete the dialect probe's session");
+                }
+                Ok(self.learn(Dialect::Acp))
+            }
+            Err(e) if is_method_not_found(&e) => Ok(self.learn(Dialect::Legacy)),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn learn(&self, d: Dialect) -> Dialect {
+        *self.dialect.get_or_init(|| {
+            tracing::debug!(dialect = %d, "Lingma dialect detected");
+            d
         })
     }
 
@@ -159,6 +234,11 @@ impl LingmaClient {
 
     pub fn server_version(&self) -> &str {
         &self.server_version
+    }
+
+    /// The runtime's process, when the transport tells (a Unix socket's peer).
+    pub fn peer_pid(&self) -> Option<u32> {
+        self.rpc.peer_pid()
     }
 
     pub fn options(&self) -> &ClientOptions {
@@ -289,10 +369,61 @@ impl LingmaClient {
         check_success("config/updateEndpoint", &v)
     }
 
-    /// Sends `chat/ask` and returns the stream of its callbacks.
+    /// Asks a question (`chat/ask`, or `session/prompt` in a new or the given session) and
+    /// returns the stream of its answer. On a connection whose dialect is not known yet, the new
+    /// session a fresh ACP conversation needs is the detection itself.
     pub async fn chat(&self, req: ChatRequest) -> Result<ChatStream, ChatError> {
-        ChatStream::start(&self.rpc, &self.opts, req).await
+        let dialect = match self.dialect() {
+            Some(d) => d,
+            None if req.session_id.is_none() => {
+                match acp::new_session(&self.rpc, &self.workspace, self.opts.rpc_timeout).await {
+                    Ok(session) => {
+                        self.learn(Dialect::Acp);
+                        let s = AcpStream::start(&self.rpc, &self.opts, req, session).await?;
+                        return Ok(ChatStream::acp(s));
+                    }
+                    Err(e) if is_method_not_found(&e) => self.learn(Dialect::Legacy),
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            None => self.detect_dialect().await.map_err(|e| match e {
+                LingmaError::Rpc(e) => ChatError::Rpc(e),
+                other => ChatError::Rejected {
+                    code: String::new(),
+                    message: other.to_string(),
+                },
+            })?,
+        };
+        match dialect {
+            Dialect::Legacy => Ok(ChatStream::legacy(
+                LegacyStream::start(&self.rpc, &self.opts, req).await?,
+            )),
+            Dialect::Acp => {
+                let session = match req.session_id.clone().filter(|s| !s.is_empty()) {
+                    Some(s) => s,
+                    None => acp::new_session(&self.rpc, &self.workspace, self.opts.rpc_timeout)
+                        .await
+                        .map_err(|e| acp_refused("session/new", e))?,
+                };
+                let s = AcpStream::start(&self.rpc, &self.opts, req, session).await?;
+                Ok(ChatStream::acp(s))
+            }
+        }
     }
+}
+
+/// A session call refused by a runtime that was told (not found) to speak ACP: say so plainly.
+fn acp_refused(method: &str, e: RpcError) -> ChatError {
+    if is_method_not_found(&e) {
+        return ChatError::Rejected {
+            code: "METHOD_NOT_FOUND".into(),
+            message: format!(
+                "this Lingma does not speak the ACP dialect ({method} does not exist); \
+                 use --lingma-dialect legacy or auto"
+            ),
+        };
+    }
+    e.into()
 }
 
 /// Whether a Lingma result says it succeeded (both spellings occur).

@@ -1,42 +1,40 @@
-//! JSON-RPC 2.0 over one Lingma WebSocket.
+//! JSON-RPC 2.0 over one Lingma connection (a WebSocket or a Unix socket, `transport.rs`).
 //!
-//! Owns the socket: a reader task decodes Content-Length frames, completes pending calls by id,
-//! acknowledges every request the server sends (`true` for `chat/answer` and `chat/finish`, `null`
-//! otherwise, as the plugin contract expects) and hands server requests and notifications to the
-//! current subscriber. When the socket closes, every pending call fails at once with
-//! [`RpcError::Closed`] and the subscriber's channel ends.
+//! Owns the connection: a reader task decodes Content-Length frames, completes pending calls by
+//! id, acknowledges every request the server sends (`true` for `chat/answer` and `chat/finish`,
+//! `null` otherwise, as the plugin contract expects) and hands server requests and notifications
+//! on. When the connection closes, every pending call fails at once with [`RpcError::Closed`] and
+//! every channel below ends.
 //!
-//! A subscriber's channel is bounded, so a consumer that stops reading (a chat whose HTTP client
-//! stopped reading) never makes the gateway buffer an answer without limit. A [`Delivery::Wait`]
-//! subscriber (a chat stream) pushes back: the reader waits for room, and Lingma's socket with it.
-//! A [`Delivery::Lossy`] subscriber (pushes watched beside control calls, such as `auth/report`)
-//! loses what does not fit instead, because its owner may be waiting for a reply that the reader
-//! could then never deliver.
+//! Where a server message goes: to the [`Route`] registered under its key, when there is one (the
+//! ACP dialect runs several prompts at once on one connection, each routed by its request id,
+//! `_meta["ai-coding/request-id"]`, or `requestId`, or its `sessionId`), else to the one
+//! connection-wide subscriber (a legacy chat, whose dialect allows one ask per connection, or the
+//! pushes watched beside control calls).
+//!
+//! Every channel is bounded, so a consumer that stops reading (a chat whose HTTP client stopped
+//! reading) never makes the gateway buffer an answer without limit. A [`Delivery::Wait`]
+//! subscriber (a legacy chat stream) pushes back: the reader waits for room, and Lingma's socket
+//! with it. A [`Delivery::Lossy`] subscriber (pushes watched beside control calls, such as
+//! `auth/report`) loses what does not fit instead, because its owner may be waiting for a reply
+//! that the reader could then never deliver. A [`Delivery::WaitUpTo`] route pushes back too, but
+//! when others share the connection (another route, the subscriber, or a call that is not the
+//! route's own) only for so long: a consumer that stays behind longer is cut off
+//! ([`Route::lagged`]) and the others go on. Alone on its connection it waits like a legacy chat.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{FutureExt, SinkExt, StreamExt};
+use futures_util::FutureExt;
 use serde_json::{Value, json};
 use thiserror::Error;
-use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::HeaderValue;
-use tokio_tungstenite::tungstenite::protocol::Message as WsMessage;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use super::frame::{FrameDecoder, FrameError, encode_str};
+use super::transport::{self, Endpoint, Incoming, Reader, Writer};
 use crate::util::lock;
-
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
-
-/// Initial read buffer of one WebSocket connection (see [`RpcConnection::connect`]).
-const READ_BUFFER_SIZE: usize = 8 * 1024;
 
 #[derive(Debug, Error, Clone)]
 pub enum RpcError {
@@ -57,6 +55,12 @@ pub enum RpcError {
     Frame(#[from] FrameError),
     #[error("Lingma sent a malformed message: {0}")]
     BadMessage(String),
+    /// A route's consumer left its channel full for longer than its [`Delivery::WaitUpTo`] bound.
+    #[error(
+        "the answer was not read for {}s while other answers shared its connection; it was cut off",
+        after.as_secs_f32()
+    )]
+    Lagged { after: Duration },
 }
 
 /// A message the server sent on its own initiative.
@@ -68,7 +72,15 @@ pub struct ServerMessage {
     pub id: Option<Value>,
 }
 
-type Pending = HashMap<i64, (String, oneshot::Sender<Result<Value, RpcError>>)>;
+/// A call waiting for its result: its method, where the result goes, and the route it belongs to
+/// (a prompt's own reply does not count as someone else held up by that prompt's consumer).
+struct Waiting {
+    method: String,
+    tx: oneshot::Sender<Result<Value, RpcError>>,
+    owner: Option<u64>,
+}
+
+type Pending = HashMap<i64, Waiting>;
 
 /// Server messages a subscriber's channel holds before the policy of its [`Delivery`] applies.
 pub const SUBSCRIBER_CAPACITY: usize = 64;
@@ -80,6 +92,9 @@ pub enum Delivery {
     Wait,
     /// Drop the message. For consumers that also make calls on the same connection.
     Lossy,
+    /// Wait for room this long at most, then cut the consumer off. For consumers that share the
+    /// connection with others, which must not wait on them for ever.
+    WaitUpTo(Duration),
 }
 
 #[derive(Clone)]
@@ -88,12 +103,22 @@ struct Subscriber {
     delivery: Delivery,
 }
 
+/// One registered route, shared by every key it is registered under.
+struct RouteEntry {
+    id: u64,
+    tx: mpsc::Sender<ServerMessage>,
+    delivery: Delivery,
+    lagged: Arc<AtomicBool>,
+}
+
 struct Shared {
-    sink: tokio::sync::Mutex<SplitSink<Ws, WsMessage>>,
+    sink: tokio::sync::Mutex<Writer>,
     pending: Mutex<Pending>,
     subscriber: Mutex<Option<Subscriber>>,
+    routes: Mutex<HashMap<String, Arc<RouteEntry>>>,
     closed: AtomicBool,
     next_id: AtomicI64,
+    next_route: AtomicU64,
 }
 
 /// One JSON-RPC connection. Cheap to clone; the socket closes when the last clone is dropped
@@ -102,6 +127,7 @@ struct Shared {
 pub struct RpcConnection {
     shared: Arc<Shared>,
     _reader: Arc<ReaderGuard>,
+    peer_pid: Option<u32>,
 }
 
 struct ReaderGuard(tokio::task::JoinHandle<()>);
@@ -113,52 +139,40 @@ impl Drop for ReaderGuard {
 }
 
 impl RpcConnection {
-    /// Opens the WebSocket. `machine_token` adds the `Cosy-MachineToken` header that Qoder CN
-    /// sidecars require.
+    /// Opens a connection to `endpoint`. `machine_token` adds the `Cosy-MachineToken` header that
+    /// Qoder CN's WebSocket sidecar requires.
     pub async fn connect(
-        url: &str,
+        endpoint: &Endpoint,
         machine_token: Option<&str>,
         timeout: Duration,
     ) -> Result<Self, RpcError> {
-        let connect_err = |reason: String| RpcError::Connect {
-            url: url.to_string(),
-            reason,
-        };
-        let mut request = url
-            .into_client_request()
-            .map_err(|e| connect_err(e.to_string()))?;
-        if let Some(token) = machine_token {
-            let value = HeaderValue::from_str(token)
-                .map_err(|_| connect_err("machine token is not a valid header value".into()))?;
-            request.headers_mut().insert("Cosy-MachineToken", value);
-        }
-        // tungstenite's default 128 KiB read buffer is allocated (and touched) per connection: with
-        // a thousand pooled connections that alone was ~130 MB. Lingma's messages are small and the
-        // buffer still grows for a larger frame.
-        let config = WebSocketConfig::default().read_buffer_size(READ_BUFFER_SIZE);
-        let connecting = tokio_tungstenite::connect_async_with_config(request, Some(config), true);
-        let (ws, _) = tokio::time::timeout(timeout, connecting)
+        let opened = transport::open(endpoint, machine_token, timeout)
             .await
-            .map_err(|_| connect_err(format!("timed out after {}s", timeout.as_secs_f32())))?
-            .map_err(|e| connect_err(e.to_string()))?;
-        if let MaybeTlsStream::Plain(tcp) = ws.get_ref() {
-            // Acks and asks must leave at once, without Nagle's delay: a strict Lingma sends its
-            // next delta only once the previous one is acknowledged.
-            let _ = tcp.set_nodelay(true);
-        }
-        let (sink, stream) = ws.split();
+            .map_err(|reason| RpcError::Connect {
+                url: endpoint.to_string(),
+                reason,
+            })?;
+        let (writer, reader) = (opened.writer, opened.reader);
         let shared = Arc::new(Shared {
-            sink: tokio::sync::Mutex::new(sink),
+            sink: tokio::sync::Mutex::new(writer),
             pending: Mutex::new(HashMap::new()),
             subscriber: Mutex::new(None),
+            routes: Mutex::new(HashMap::new()),
             closed: AtomicBool::new(false),
             next_id: AtomicI64::new(1),
+            next_route: AtomicU64::new(1),
         });
-        let reader = tokio::spawn(read_loop(stream, Arc::downgrade(&shared)));
+        let reader = tokio::spawn(read_loop(reader, Arc::downgrade(&shared)));
         Ok(Self {
             shared,
             _reader: Arc::new(ReaderGuard(reader)),
+            peer_pid: opened.peer_pid,
         })
+    }
+
+    /// The process at the other end, when the transport tells (a Unix socket does).
+    pub fn peer_pid(&self) -> Option<u32> {
+        self.peer_pid
     }
 
     pub fn is_closed(&self) -> bool {
@@ -180,6 +194,39 @@ impl RpcConnection {
         lock(&self.shared.subscriber).take();
     }
 
+    /// Routes the server messages that carry any of `keys` (a request id or a session id, see the
+    /// module docs) to a new bounded channel, until the [`Route`] is dropped. A key registered
+    /// again moves to the newer route.
+    pub fn route(&self, keys: &[&str], delivery: Delivery) -> Route {
+        let (tx, rx) = mpsc::channel(SUBSCRIBER_CAPACITY);
+        let id = self.shared.next_route.fetch_add(1, Ordering::Relaxed);
+        let lagged = Arc::new(AtomicBool::new(false));
+        let keys: Vec<String> = keys
+            .iter()
+            .filter(|k| !k.is_empty())
+            .map(|k| k.to_string())
+            .collect();
+        if !self.is_closed() {
+            let entry = Arc::new(RouteEntry {
+                id,
+                tx,
+                delivery,
+                lagged: lagged.clone(),
+            });
+            let mut routes = lock(&self.shared.routes);
+            for k in &keys {
+                routes.insert(k.clone(), entry.clone());
+            }
+        }
+        Route {
+            rx,
+            id,
+            keys,
+            lagged,
+            shared: Arc::downgrade(&self.shared),
+        }
+    }
+
     /// Calls `method` and waits for its result.
     pub async fn call(
         &self,
@@ -187,36 +234,126 @@ impl RpcConnection {
         params: Value,
         timeout: Duration,
     ) -> Result<Value, RpcError> {
+        let mut pending = self.send_call(method, params).await?;
+        match tokio::time::timeout(timeout, pending.result()).await {
+            Ok(result) => result,
+            Err(_) => Err(RpcError::Timeout {
+                method: method.to_string(),
+                timeout,
+            }),
+        }
+    }
+
+    /// Sends a call and returns at once; its result arrives through [`PendingCall::result`]
+    /// whenever Lingma sends it (an ACP runtime answers `session/prompt` late, or never).
+    pub async fn send_call(&self, method: &str, params: Value) -> Result<PendingCall, RpcError> {
+        self.send_call_owned(method, params, None).await
+    }
+
+    /// [`RpcConnection::send_call`] for the consumer of `route` (an ACP prompt's own call).
+    pub async fn send_call_for(
+        &self,
+        route: &Route,
+        method: &str,
+        params: Value,
+    ) -> Result<PendingCall, RpcError> {
+        self.send_call_owned(method, params, Some(route.id)).await
+    }
+
+    async fn send_call_owned(
+        &self,
+        method: &str,
+        params: Value,
+        owner: Option<u64>,
+    ) -> Result<PendingCall, RpcError> {
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
-        lock(&self.shared.pending).insert(id, (method.to_string(), tx));
+        let waiting = Waiting {
+            method: method.to_string(),
+            tx,
+            owner,
+        };
+        lock(&self.shared.pending).insert(id, waiting);
+        let pending = PendingCall {
+            id,
+            rx,
+            shared: Arc::downgrade(&self.shared),
+        };
         // The reader may have closed between the check and the insert; re-check so the call
         // cannot wait for a reply that no one will deliver.
         if self.is_closed() {
-            lock(&self.shared.pending).remove(&id);
             return Err(RpcError::Closed);
         }
         let msg = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
-        if let Err(e) = send(&self.shared, &msg).await {
-            lock(&self.shared.pending).remove(&id);
-            return Err(e);
-        }
-        match tokio::time::timeout(timeout, rx).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(_)) => Err(RpcError::Closed),
-            Err(_) => {
-                lock(&self.shared.pending).remove(&id);
-                Err(RpcError::Timeout {
-                    method: method.to_string(),
-                    timeout,
-                })
-            }
-        }
+        send(&self.shared, &msg).await?;
+        Ok(pending)
     }
 
     pub async fn close(&self) {
         let mut sink = self.shared.sink.lock().await;
-        let _ = sink.close().await;
+        sink.close().await;
+    }
+}
+
+/// A call whose result has not been taken yet. Dropping it forgets the call: a result that comes
+/// later is logged and dropped.
+pub struct PendingCall {
+    id: i64,
+    rx: oneshot::Receiver<Result<Value, RpcError>>,
+    shared: Weak<Shared>,
+}
+
+impl PendingCall {
+    /// The call's result. Cancel-safe: it can be raced against other events and awaited again.
+    pub async fn result(&mut self) -> Result<Value, RpcError> {
+        match (&mut self.rx).await {
+            Ok(result) => result,
+            Err(_) => Err(RpcError::Closed),
+        }
+    }
+}
+
+impl Drop for PendingCall {
+    fn drop(&mut self) {
+        if let Some(shared) = self.shared.upgrade() {
+            lock(&shared.pending).remove(&self.id);
+        }
+    }
+}
+
+/// The server messages routed to one consumer (see [`RpcConnection::route`]). Dropping it
+/// unregisters its keys.
+pub struct Route {
+    rx: mpsc::Receiver<ServerMessage>,
+    id: u64,
+    keys: Vec<String>,
+    lagged: Arc<AtomicBool>,
+    shared: Weak<Shared>,
+}
+
+impl Route {
+    /// The next message; `None` when the connection closed or this route was cut off for lagging
+    /// (see [`Route::lagged`]). Cancel-safe.
+    pub async fn recv(&mut self) -> Option<ServerMessage> {
+        self.rx.recv().await
+    }
+
+    /// Whether the reader cut this route off because its consumer stayed behind too long.
+    pub fn lagged(&self) -> bool {
+        self.lagged.load(Ordering::Acquire)
+    }
+}
+
+impl Drop for Route {
+    fn drop(&mut self) {
+        if let Some(shared) = self.shared.upgrade() {
+            let mut routes = lock(&shared.routes);
+            for k in &self.keys {
+                if routes.get(k).is_some_and(|e| e.id == self.id) {
+                    routes.remove(k);
+                }
+            }
+        }
     }
 }
 
@@ -224,23 +361,19 @@ async fn send(shared: &Shared, msg: &Value) -> Result<(), RpcError> {
     if shared.closed.load(Ordering::Acquire) {
         return Err(RpcError::Closed);
     }
-    let text = encode_str(&msg.to_string());
+    let frame = encode_str(&msg.to_string());
     let mut sink = shared.sink.lock().await;
-    sink.send(WsMessage::text(text))
-        .await
-        .map_err(|_| RpcError::Closed)
+    sink.send(frame).await.map_err(|_| RpcError::Closed)
 }
 
-/// Writes a message into the socket's buffer without flushing it (see `read_loop`).
+/// Writes a message into the connection's buffer without flushing it (see `read_loop`).
 async fn feed(shared: &Shared, msg: &Value) -> Result<(), RpcError> {
     if shared.closed.load(Ordering::Acquire) {
         return Err(RpcError::Closed);
     }
-    let text = encode_str(&msg.to_string());
+    let frame = encode_str(&msg.to_string());
     let mut sink = shared.sink.lock().await;
-    sink.feed(WsMessage::text(text))
-        .await
-        .map_err(|_| RpcError::Closed)
+    sink.feed(frame).await.map_err(|_| RpcError::Closed)
 }
 
 async fn flush(shared: &Shared) -> Result<(), RpcError> {
@@ -259,18 +392,18 @@ fn ack_result(method: &str) -> Value {
 /// Acks buffered by the reader before it flushes even though more input is waiting.
 const MAX_UNFLUSHED_ACKS: usize = 32;
 
-async fn read_loop(mut stream: SplitStream<Ws>, shared: std::sync::Weak<Shared>) {
+async fn read_loop(mut reader: Reader, shared: Weak<Shared>) {
     let mut decoder = FrameDecoder::default();
     let mut failure = RpcError::Closed;
-    // Acks are written to the socket's buffer (not flushed) while further messages are already
-    // waiting, and flushed before the reader would wait: a burst of callbacks costs one write, not
-    // one per callback, and no ack is ever held while the server waits for it.
+    // Acks are written to the connection's buffer (not flushed) while further messages are
+    // already waiting, and flushed before the reader would wait: a burst of callbacks costs one
+    // write, not one per callback, and no ack is ever held while the server waits for it.
     let mut unflushed = 0usize;
     'outer: loop {
         let next = if unflushed == 0 {
-            stream.next().await
+            reader.next().await
         } else {
-            match stream.next().now_or_never() {
+            match reader.next().now_or_never() {
                 Some(next) if unflushed < MAX_UNFLUSHED_ACKS => next,
                 ready => {
                     let Some(shared) = shared.upgrade() else {
@@ -282,25 +415,20 @@ async fn read_loop(mut stream: SplitStream<Ws>, shared: std::sync::Weak<Shared>)
                     unflushed = 0;
                     match ready {
                         Some(next) => next,
-                        None => stream.next().await,
+                        None => reader.next().await,
                     }
                 }
             }
         };
-        let Some(msg) = next else {
-            break;
-        };
-        let data: &[u8] = match &msg {
-            Ok(WsMessage::Text(t)) => t.as_bytes(),
-            Ok(WsMessage::Binary(b)) => b,
-            Ok(WsMessage::Close(_)) => break,
-            Ok(_) => continue,
-            Err(_) => break,
+        let data = match next {
+            Incoming::Data(d) => d,
+            Incoming::Skip => continue,
+            Incoming::Closed => break,
         };
         let Some(shared) = shared.upgrade() else {
             return;
         };
-        decoder.push(data);
+        decoder.push(data.as_bytes());
         loop {
             match decoder.next_frame() {
                 Ok(Some(body)) => match dispatch(&shared, &body).await {
@@ -313,7 +441,7 @@ async fn read_loop(mut stream: SplitStream<Ws>, shared: std::sync::Weak<Shared>)
                             break 'outer;
                         }
                     }
-                    // The socket closed while we acknowledged a callback: we are going away.
+                    // The connection closed while we acknowledged a callback: we are going away.
                     Err(RpcError::Closed) => break 'outer,
                     Err(e) => tracing::warn!(error = %e, "ignoring malformed message from Lingma"),
                 },
@@ -329,12 +457,13 @@ async fn read_loop(mut stream: SplitStream<Ws>, shared: std::sync::Weak<Shared>)
     if let Some(shared) = shared.upgrade() {
         shared.closed.store(true, Ordering::Release);
         let pending: Vec<_> = lock(&shared.pending).drain().collect();
-        for (_, (_, tx)) in pending {
-            let _ = tx.send(Err(failure.clone()));
+        for (_, w) in pending {
+            let _ = w.tx.send(Err(failure.clone()));
         }
         lock(&shared.subscriber).take();
+        lock(&shared.routes).clear();
         let mut sink = shared.sink.lock().await;
-        let _ = sink.close().await;
+        sink.close().await;
     }
 }
 
@@ -349,19 +478,50 @@ enum Dispatched {
     Done,
 }
 
-/// Hands a server message to the subscriber under its delivery policy. Before waiting for room,
-/// the acks already written are flushed, so a strict server is never left waiting for them while
-/// the consumer is slow.
+/// The route a server message belongs to: the first of its keys that is registered.
+fn route_for(shared: &Shared, params: &Value) -> Option<Arc<RouteEntry>> {
+    let routes = lock(&shared.routes);
+    if routes.is_empty() {
+        return None;
+    }
+    let keys = [
+        params.pointer("/_meta/ai-coding~1request-id"),
+        params.get("requestId"),
+        params.get("sessionId"),
+    ];
+    keys.into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .find_map(|k| routes.get(k).cloned())
+}
+
+/// Whether anyone but route `id`'s consumer waits on this connection: another route, the
+/// subscriber, or a call that is not that route's own.
+fn shares_connection(shared: &Shared, id: u64) -> bool {
+    lock(&shared.routes).values().any(|e| e.id != id)
+        || lock(&shared.subscriber).is_some()
+        || lock(&shared.pending).values().any(|w| w.owner != Some(id))
+}
+
+/// Hands a server message to its route, else to the subscriber, under the delivery policy of
+/// either. Before waiting for room, the acks already written are flushed, so a strict server is
+/// never left waiting for them while the consumer is slow.
 async fn deliver(
     shared: &Shared,
     msg: ServerMessage,
     unflushed: &mut usize,
 ) -> Result<(), RpcError> {
-    let Some(sub) = lock(&shared.subscriber).clone() else {
-        tracing::debug!(method = %msg.method, "server message with no subscriber");
-        return Ok(());
+    let (tx, delivery, route) = match route_for(shared, &msg.params) {
+        Some(r) => (r.tx.clone(), r.delivery, Some(r)),
+        None => match lock(&shared.subscriber).clone() {
+            Some(sub) => (sub.tx, sub.delivery, None),
+            None => {
+                tracing::debug!(method = %msg.method, "server message with no subscriber");
+                return Ok(());
+            }
+        },
     };
-    let msg = match sub.tx.try_send(msg) {
+    let msg = match tx.try_send(msg) {
         Ok(()) => return Ok(()),
         Err(mpsc::error::TrySendError::Closed(m)) => {
             tracing::debug!(method = %m.method, "server message for a subscriber that is gone");
@@ -369,21 +529,51 @@ async fn deliver(
         }
         Err(mpsc::error::TrySendError::Full(m)) => m,
     };
-    match sub.delivery {
-        Delivery::Lossy => {
-            tracing::debug!(method = %msg.method, "subscriber is full; dropping a server message");
-            Ok(())
-        }
-        Delivery::Wait => {
-            if *unflushed > 0 {
-                flush(shared).await?;
-                *unflushed = 0;
+    if delivery == Delivery::Lossy {
+        tracing::debug!(method = %msg.method, "subscriber is full; dropping a server message");
+        return Ok(());
+    }
+    if *unflushed > 0 {
+        flush(shared).await?;
+        *unflushed = 0;
+    }
+    match delivery {
+        Delivery::WaitUpTo(limit) => {
+            let Some(route) = route else {
+                let _ = tx.send(msg).await;
+                return Ok(());
+            };
+            loop {
+                match tokio::time::timeout(limit, tx.reserve()).await {
+                    Ok(Ok(permit)) => {
+                        permit.send(msg);
+                        break;
+                    }
+                    // The consumer went away meanwhile: the message has no reader.
+                    Ok(Err(_)) => break,
+                    // Alone on the connection, a slow consumer holds up only itself: it gets
+                    // the same backpressure as a legacy chat.
+                    Err(_) if !shares_connection(shared, route.id) => continue,
+                    Err(_) => {
+                        tracing::warn!(
+                            waited_sec = limit.as_secs_f32(),
+                            "a consumer sharing this connection stayed behind; cutting it off"
+                        );
+                        route.lagged.store(true, Ordering::Release);
+                        // Its channel ends once no sender is left: this one, and the entries
+                        // removed now.
+                        lock(&shared.routes).retain(|_, e| e.id != route.id);
+                        break;
+                    }
+                }
             }
-            // Fails only when the consumer went away meanwhile: then the message has no reader.
-            let _ = sub.tx.send(msg).await;
-            Ok(())
+        }
+        // Fails only when the consumer went away meanwhile: then the message has no reader.
+        _ => {
+            let _ = tx.send(msg).await;
         }
     }
+    Ok(())
 }
 
 async fn dispatch(shared: &Shared, body: &[u8]) -> Result<Dispatched, RpcError> {
@@ -403,7 +593,7 @@ async fn dispatch(shared: &Shared, body: &[u8]) -> Result<Dispatched, RpcError> 
                     "response with unknown id {id}"
                 )));
             };
-            let Some((method, tx)) = lock(&shared.pending).remove(&id) else {
+            let Some(Waiting { method, tx, .. }) = lock(&shared.pending).remove(&id) else {
                 tracing::debug!(id, "response for a call nobody waits for (timed out?)");
                 return Ok(Dispatched::Done);
             };

@@ -139,8 +139,9 @@ pub struct AutoLogin {
 impl AutoLogin {
     pub fn new(cfg: AutoLoginConfig, pool: Arc<Pool>) -> Arc<Self> {
         let max = cfg.max_retry.saturating_add(1);
+        // Attached runtimes are logged in and out by their IDE, never from here.
         let status = pool
-            .names()
+            .spawned_names()
             .into_iter()
             .map(|n| (n.clone(), InstanceStatus::new(&n, max)))
             .collect();

@@ -1,6 +1,8 @@
 //! One instance as the pool holds it: its explicit state machine, the status its supervisor keeps
-//! up to date (pid, ports, auth, models, restarts, epoch), its idle connections and its slots, and
-//! the point-in-time view the gateway reports.
+//! up to date (pid, ports or endpoint, dialect, auth, models, restarts, epoch), its idle
+//! connections and its slots, and the point-in-time view the gateway reports. An instance is
+//! either spawned (its supervisor owns the process) or attached (a runtime something else runs,
+//! which the pool only connects to).
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -11,7 +13,7 @@ use tokio::sync::{Semaphore, mpsc, watch};
 
 use super::InstanceSpec;
 use crate::lingma::ports::Ports;
-use crate::lingma::{AuthStatus, LingmaClient, ModelRegistry, WorkDir};
+use crate::lingma::{AuthStatus, Dialect, Endpoint, LingmaClient, ModelRegistry, WorkDir};
 use crate::util::lock;
 
 /// The states of an instance. Transitions are logged; the gateway exports them as metrics.
@@ -29,10 +31,13 @@ pub enum InstanceState {
     Draining,
     Stopping,
     Stopped,
+    /// An attached runtime went away (its process ended, or it cannot be reached); it is
+    /// attached again once discovery finds a live one.
+    Gone,
 }
 
 impl InstanceState {
-    pub const ALL: [InstanceState; 9] = [
+    pub const ALL: [InstanceState; 10] = [
         Self::Starting,
         Self::Ready,
         Self::NotLoggedIn,
@@ -42,6 +47,7 @@ impl InstanceState {
         Self::Draining,
         Self::Stopping,
         Self::Stopped,
+        Self::Gone,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -55,6 +61,7 @@ impl InstanceState {
             Self::Draining => "draining",
             Self::Stopping => "stopping",
             Self::Stopped => "stopped",
+            Self::Gone => "gone",
         }
     }
 
@@ -62,7 +69,7 @@ impl InstanceState {
     pub(super) fn settled(self) -> bool {
         matches!(
             self,
-            Self::Ready | Self::NotLoggedIn | Self::Failed | Self::Stopped
+            Self::Ready | Self::NotLoggedIn | Self::Failed | Self::Stopped | Self::Gone
         )
     }
 }
@@ -78,6 +85,12 @@ impl std::fmt::Display for InstanceState {
 pub struct InstanceSnapshot {
     pub name: String,
     pub state: InstanceState,
+    /// A runtime lingma-gw attached to and never starts, stops or logs in or out.
+    pub attached: bool,
+    /// The dialect it speaks, once known.
+    pub dialect: Option<Dialect>,
+    /// Where it takes connections (`ws://…` or `unix:…`).
+    pub endpoint: Option<String>,
     pub pid: Option<u32>,
     pub socket_port: Option<u16>,
     pub http_port: Option<u16>,
@@ -96,6 +109,10 @@ pub(super) struct Status {
     pub(super) state: InstanceState,
     pub(super) pid: Option<u32>,
     pub(super) ports: Option<Ports>,
+    /// Where new connections go (the spawned child's WebSocket, or the attached runtime).
+    pub(super) endpoint: Option<Endpoint>,
+    /// Found by the supervisor once per life: connections made later speak it without asking.
+    pub(super) dialect: Option<Dialect>,
     pub(super) auth: Option<AuthStatus>,
     pub(super) models: Arc<ModelRegistry>,
     pub(super) last_error: Option<String>,
@@ -113,6 +130,7 @@ pub(super) enum Control {
 
 pub(super) struct Instance {
     pub(super) spec: InstanceSpec,
+    pub(super) attached: bool,
     pub(super) work_dir: WorkDir,
     pub(super) status: Mutex<Status>,
     pub(super) state_tx: watch::Sender<InstanceState>,
@@ -127,17 +145,21 @@ impl Instance {
     /// A starting instance with `capacity` connection slots, controlled through `control`.
     pub(super) fn new(
         spec: InstanceSpec,
+        attached: bool,
         work_dir: WorkDir,
         capacity: usize,
         control: mpsc::UnboundedSender<Control>,
     ) -> Self {
         Self {
             spec,
+            attached,
             work_dir,
             status: Mutex::new(Status {
                 state: InstanceState::Starting,
                 pid: None,
                 ports: None,
+                endpoint: None,
+                dialect: None,
                 auth: None,
                 models: Arc::new(ModelRegistry::default()),
                 last_error: None,
@@ -183,6 +205,9 @@ impl Instance {
         InstanceSnapshot {
             name: self.spec.name.clone(),
             state: st.state,
+            attached: self.attached,
+            dialect: st.dialect,
+            endpoint: st.endpoint.as_ref().map(Endpoint::to_string),
             pid: st.pid,
             socket_port: st.ports.map(|p| p.socket),
             http_port: st.ports.map(|p| p.http),

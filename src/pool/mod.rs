@@ -1,11 +1,14 @@
 //! The pool of Lingma instances the gateway serves from: its configuration, starting every
 //! instance under its supervisor, the operator's controls (restart, drain, refresh), snapshots,
 //! and shutdown. `instance` holds one instance's state machine and status, `select` picks an
-//! instance for a chat and leases its connections, `supervisor` runs each instance's process.
+//! instance for a chat and leases its connections, `supervisor` runs each spawned instance's
+//! process, `attached` keeps an attached runtime (one an IDE runs) connected without ever
+//! touching its process.
 //!
 //! The request path never makes an extra RPC: auth status and the model registry are cached here
 //! and refreshed by each supervisor's health check.
 
+mod attached;
 mod instance;
 mod select;
 mod supervisor;
@@ -21,10 +24,12 @@ use tokio_util::task::TaskTracker;
 
 use crate::bundle::Seed;
 use crate::lingma::discovery::{LingmaBinary, live_instance};
+use crate::lingma::ide::{AttachSpec, SearchRoots};
 use crate::lingma::ports::{PortAllocator, Ports};
 use crate::lingma::{ClientOptions, ModelRegistry, WorkDir};
 use crate::util::{lock, unix_secs};
 
+use attached::AttachedSupervisor;
 use instance::{Control, Instance};
 use supervisor::Supervisor;
 
@@ -58,11 +63,28 @@ pub struct InstanceSpec {
     pub account: Option<String>,
 }
 
+/// A runtime to attach to as a pool member (`--attach`).
+#[derive(Debug, Clone)]
+pub struct AttachConfig {
+    /// The instance's name in the pool (its work dir holds only the workspace folder it names).
+    pub name: String,
+    pub spec: AttachSpec,
+    /// Where `auto` looks.
+    pub roots: SearchRoots,
+}
+
+/// The name an attached runtime has in the pool.
+pub const ATTACHED_NAME: &str = "ide";
+
 #[derive(Debug, Clone)]
 pub struct PoolConfig {
-    pub binary: LingmaBinary,
+    /// What spawned instances run; `None` when every instance is attached.
+    pub binary: Option<LingmaBinary>,
     pub work_root: PathBuf,
+    /// The instances the pool spawns.
     pub instances: Vec<InstanceSpec>,
+    /// A runtime the pool attaches to, beside them.
+    pub attach: Option<AttachConfig>,
     /// First socket port to try (`LINGMA_SOCKET_PORT`); HTTP ports are socket + 500.
     pub socket_port: Option<u16>,
     pub startup_timeout: Duration,
@@ -105,10 +127,35 @@ impl Pool {
             }
         }
         let mut instances = Vec::new();
+        if let Some(a) = &cfg.attach {
+            let (control_tx, control_rx) = mpsc::unbounded_channel();
+            let spec = InstanceSpec {
+                name: a.name.clone(),
+                seed: None,
+                account: None,
+            };
+            let inst = Arc::new(Instance::new(
+                spec.clone(),
+                true,
+                work_dir(&spec),
+                cfg.connections_per_instance,
+                control_tx,
+            ));
+            let sup = AttachedSupervisor::new(
+                inst.clone(),
+                cfg.clone(),
+                a.clone(),
+                cancel.child_token(),
+                control_rx,
+            );
+            tracker.spawn(sup.run());
+            instances.push(inst);
+        }
         for spec in &cfg.instances {
             let (control_tx, control_rx) = mpsc::unbounded_channel();
             let inst = Arc::new(Instance::new(
                 spec.clone(),
+                false,
                 work_dir(spec),
                 cfg.connections_per_instance,
                 control_tx,
@@ -162,6 +209,16 @@ impl Pool {
         self.instances.iter().map(|i| i.spec.name.clone()).collect()
     }
 
+    /// The instances the pool runs itself (not attached ones: those are never logged in or out
+    /// from here).
+    pub fn spawned_names(&self) -> Vec<String> {
+        self.instances
+            .iter()
+            .filter(|i| !i.attached)
+            .map(|i| i.spec.name.clone())
+            .collect()
+    }
+
     /// Models of the first ready instance (all instances of one account list the same).
     pub fn models(&self) -> Option<Arc<ModelRegistry>> {
         self.instances
@@ -184,7 +241,8 @@ impl Pool {
             .ok_or_else(|| PoolError::UnknownInstance(name.to_string()))
     }
 
-    /// Restarts one instance (admin endpoint).
+    /// Restarts one instance (admin endpoint); an attached one is only reconnected (found again,
+    /// its connections reopened): its process is not the pool's to restart.
     pub fn restart(&self, name: &str) -> Result<(), PoolError> {
         let _ = self.find(name)?.control.send(Control::Restart);
         Ok(())

@@ -11,7 +11,7 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use super::instance::{Control, Instance, InstanceState};
 use super::{Pool, PoolError};
-use crate::lingma::{LingmaClient, ModelRegistry};
+use crate::lingma::{ClientOptions, Dialect, DialectChoice, LingmaClient, ModelRegistry};
 use crate::util::lock;
 
 /// How the gateway picks an instance.
@@ -212,9 +212,9 @@ impl Pool {
         inst: Arc<Instance>,
         permit: OwnedSemaphorePermit,
     ) -> Result<Lease, PoolError> {
-        let (epoch, ports, models) = {
+        let (epoch, endpoint, dialect, models) = {
             let st = lock(&inst.status);
-            (st.epoch, st.ports, st.models.clone())
+            (st.epoch, st.endpoint.clone(), st.dialect, st.models.clone())
         };
         let reused = {
             let mut idle = lock(&inst.idle);
@@ -230,14 +230,14 @@ impl Pool {
         let client = match reused {
             Some(c) => c,
             None => {
-                let ports = ports.ok_or_else(|| PoolError::Connect {
+                let endpoint = endpoint.ok_or_else(|| PoolError::Connect {
                     instance: inst.spec.name.clone(),
-                    reason: "instance has no ports yet".into(),
+                    reason: "instance has no endpoint yet".into(),
                 })?;
-                LingmaClient::connect(
-                    &ports.ws_url(),
+                LingmaClient::open(
+                    &endpoint,
                     &inst.work_dir.workspace(),
-                    self.client_opts.clone(),
+                    with_dialect(&self.client_opts, dialect),
                 )
                 .await
                 .map_err(|e| {
@@ -260,6 +260,16 @@ impl Pool {
             _permit: permit,
         })
     }
+}
+
+/// The pool's client options, speaking `dialect` without asking when the instance's supervisor
+/// already found it out.
+pub(super) fn with_dialect(opts: &ClientOptions, dialect: Option<Dialect>) -> ClientOptions {
+    let mut o = opts.clone();
+    if let Some(d) = dialect {
+        o.dialect = DialectChoice::Fixed(d);
+    }
+    o
 }
 
 fn least_loaded<'a>(ready: &[&'a Arc<Instance>]) -> &'a Arc<Instance> {

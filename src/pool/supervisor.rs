@@ -1,7 +1,8 @@
-//! One instance's supervisor: a task that seeds the work dir, starts Lingma on free ports, waits
-//! until it answers, writes the instance file, keeps warm connections, checks health (auth status
-//! and models, also on every `auth/*` push), restarts with backoff when Lingma exits or stops
-//! answering, and stops it (SIGTERM, grace, SIGKILL) when the pool shuts down.
+//! One spawned instance's supervisor: a task that seeds the work dir, starts Lingma on free ports,
+//! waits until it answers, finds its dialect, writes the instance file, keeps warm connections,
+//! checks health (auth status and models, also on every `auth/*` push), restarts with backoff
+//! when Lingma exits or stops answering, and stops it (SIGTERM, grace, SIGKILL) when the pool
+//! shuts down.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,7 +18,7 @@ use crate::lingma::discovery::InstanceFile;
 use crate::lingma::ports::{PortAllocator, Ports};
 use crate::lingma::process::LingmaProcess;
 use crate::lingma::rpc::{RpcError, ServerMessage};
-use crate::lingma::{LingmaClient, LingmaError};
+use crate::lingma::{Endpoint, LingmaClient, LingmaError};
 use crate::util::{lock, unix_secs};
 
 /// Restart pacing.
@@ -152,6 +153,7 @@ impl Supervisor {
             st.epoch += 1;
             st.pid = None;
             st.auth = None;
+            st.dialect = None;
             st.epoch
         };
         self.inst.clear_idle();
@@ -187,20 +189,26 @@ impl Supervisor {
 
     async fn run_with_ports(&mut self, ports: Ports, epoch: u64) -> RunEnd {
         let name = self.inst.spec.name.clone();
-        let mut proc =
-            match LingmaProcess::spawn(&self.cfg.binary, &self.inst.work_dir, ports, &name) {
-                Ok(p) => p,
-                Err(e) => {
-                    return RunEnd::Restart {
-                        reason: e.to_string(),
-                        crashed: true,
-                    };
-                }
+        let Some(binary) = &self.cfg.binary else {
+            return RunEnd::Restart {
+                reason: "no Lingma binary is configured".into(),
+                crashed: true,
             };
+        };
+        let mut proc = match LingmaProcess::spawn(binary, &self.inst.work_dir, ports, &name) {
+            Ok(p) => p,
+            Err(e) => {
+                return RunEnd::Restart {
+                    reason: e.to_string(),
+                    crashed: true,
+                };
+            }
+        };
         {
             let mut st = lock(&self.inst.status);
             st.pid = Some(proc.pid());
             st.ports = Some(ports);
+            st.endpoint = Some(Endpoint::local_port(ports.socket));
         }
         let ready = tokio::select! {
             r = proc.wait_ready(&self.cfg.client, self.cfg.startup_timeout) => r,
@@ -226,6 +234,16 @@ impl Supervisor {
         };
         if let Err(e) = file.write(&self.inst.work_dir) {
             tracing::warn!(instance = %name, error = %e, "cannot write the instance file; terminal commands will not attach");
+        }
+        // Once per life, so the chat connections speak it without asking.
+        match health.detect_dialect().await {
+            Ok(d) => {
+                tracing::info!(instance = %name, dialect = %d, "Lingma dialect");
+                lock(&self.inst.status).dialect = Some(d);
+            }
+            Err(e) => {
+                tracing::warn!(instance = %name, error = %e, "cannot tell Lingma's dialect yet; each connection will find out")
+            }
         }
         // Open the chat connections now so the first chats do not pay for the handshake.
         let mut warm = Vec::new();
@@ -384,42 +402,53 @@ impl Supervisor {
     }
 
     async fn connect(&self, ports: Ports) -> Result<LingmaClient, LingmaError> {
+        let dialect = lock(&self.inst.status).dialect;
         LingmaClient::connect(
             &ports.ws_url(),
             &self.inst.work_dir.workspace(),
-            self.cfg.client.clone(),
+            super::select::with_dialect(&self.cfg.client, dialect),
         )
         .await
     }
 
-    /// Reads auth status (and models when logged in) and sets the state from them.
     async fn refresh(&self, client: &LingmaClient, drained: bool) -> Result<(), LingmaError> {
-        let auth = client.auth_status().await?;
-        let models = if auth.logged_in() {
-            Some(client.query_models().await?)
-        } else {
-            None
-        };
-        let logged_in = auth.logged_in();
-        {
-            let mut st = lock(&self.inst.status);
-            st.auth = Some(auth);
-            st.models = Arc::new(models.unwrap_or_default());
-        }
-        let state = if drained {
-            InstanceState::Draining
-        } else if logged_in {
-            InstanceState::Ready
-        } else {
-            InstanceState::NotLoggedIn
-        };
-        self.inst.set_state(state, None);
-        Ok(())
+        refresh(&self.inst, client, drained).await
     }
 }
 
+/// Reads auth status (and models when logged in) and sets the instance's state from them.
+pub(super) async fn refresh(
+    inst: &Instance,
+    client: &LingmaClient,
+    drained: bool,
+) -> Result<(), LingmaError> {
+    let auth = client.auth_status().await?;
+    let models = if auth.logged_in() {
+        Some(client.query_models().await?)
+    } else {
+        None
+    };
+    let logged_in = auth.logged_in();
+    {
+        let mut st = lock(&inst.status);
+        st.auth = Some(auth);
+        st.models = Arc::new(models.unwrap_or_default());
+    }
+    let state = if drained {
+        InstanceState::Draining
+    } else if logged_in {
+        InstanceState::Ready
+    } else {
+        InstanceState::NotLoggedIn
+    };
+    inst.set_state(state, None);
+    Ok(())
+}
+
 /// The next push from a health connection; never, while there is none.
-async fn next_push(events: &mut Option<mpsc::Receiver<ServerMessage>>) -> Option<ServerMessage> {
+pub(super) async fn next_push(
+    events: &mut Option<mpsc::Receiver<ServerMessage>>,
+) -> Option<ServerMessage> {
     match events {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,

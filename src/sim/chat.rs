@@ -1,11 +1,20 @@
 //! `chat/ask` (docs/simulator.md, "chat/ask"): parameter checks, the deterministic reply generator,
-//! and the per-ask stream task that sends the callbacks in Lingma's order and injects the faults.
+//! and the per-turn stream task that sends the answer in Lingma's order and injects the faults.
+//! The stream serves both dialects: `acp.rs` (`session/prompt`) plans its turns with [`prepare`]
+//! and runs them here too, so faults, delays, agent scripts and the session store behave the same.
 //!
-//! Stream order: `process_step_callback step_start` -> first-token delay -> thinking
+//! Legacy stream order: `process_step_callback step_start` -> first-token delay -> thinking
 //! (`chat/think` callbacks for reasoning models in callback style) -> `session/title/update`
 //! (first turn) -> `chat/answer` deltas (inline think block first, empty deltas included) ->
 //! `process_step_callback step_end` -> `chat/finish`. Every callback is a request with a
 //! server-assigned integer id; with `--strict-acks` the stream waits for each ack.
+//!
+//! ACP stream order (§12.2): the same legacy `step_start`, `session/title/update` and `step_end`
+//! callbacks (real runtimes send them during ACP turns too), but the thinking as
+//! `agent_thought_chunk` and the answer as `agent_message_chunk` `session/update` notifications
+//! (no empty ones), then `snapshot/syncAll`, a `context_usage` notification, the `chat_finish`
+//! notification (whose `fullAnswer` is empty, as seen) and, late, the prompt's `null` reply.
+//! `overwrite`, `retry` and `off-by-one` are legacy quirks and do nothing here.
 //!
 //! The turn is recorded, and the connection freed for the next ask, *before* the final
 //! `chat/finish` is sent, so a client that asks again (or reads the session) as soon as it sees
@@ -18,19 +27,23 @@ use serde_json::{Map, Value, json};
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
-use super::config::{DEFAULT_FAULT_AFTER, Faults, ThinkStyle};
+use super::config::{DEFAULT_FAULT_AFTER, Faults, PromptReply, ThinkStyle};
 use super::conn::{Conn, Wire};
 use super::models::{self, DEFAULT_MODEL};
 use super::server::{INVALID_PARAMS, Reply};
 use super::state::{RunningChat, Shared};
 use super::store::ChatRecord;
 use super::{agent, directives};
+use crate::lingma::Dialect;
+use crate::lingma::acp::REQUEST_ID_KEY;
 use crate::util::lock;
 use crate::util::unix_millis;
 
 /// Frames per WebSocket message under the `batch` fault.
 const BATCH: usize = 3;
 const THINK_MS: u64 = 1200;
+/// The context window an ACP runtime reports in `context_usage`.
+const ACP_CONTEXT_LIMIT: u64 = 131_072;
 pub const QUOTA_REASON: &str =
     "quota exceeded: the free quota of this account is used up, please upgrade or try again later";
 
@@ -99,7 +112,10 @@ fn error_reason(code: u16) -> String {
 }
 
 /// Everything decided when the ask is accepted.
-struct Plan {
+pub struct Plan {
+    dialect: Dialect,
+    /// The id of the `session/prompt` call, answered after the finish (ACP, `late` reply).
+    late_reply: Option<Value>,
     request_id: String,
     session_id: String,
     session_type: String,
@@ -191,13 +207,67 @@ pub async fn ask(shared: &Arc<Shared>, conn: &Arc<Conn>, id: Value, params: Valu
         session_in
     };
     *lock(&conn.last_session) = Some(session_id.clone());
+    let stop = CancellationToken::new();
+    let plan = prepare(
+        shared,
+        Turn {
+            dialect: Dialect::Legacy,
+            request_id,
+            session_id,
+            session_type,
+            question,
+            clean: d.text,
+            chat_task,
+            chat_context: p.get("chatContext").cloned().unwrap_or(Value::Null),
+            model_key,
+            stream,
+            faults,
+        },
+        stop.clone(),
+    );
+    shared.log.debug(&format!(
+        "doAsk requestId: {}, sessionId: {}, model: {}, params.SessionType: {}",
+        plan.request_id, plan.session_id, plan.model_key, plan.session_type
+    ));
+    conn.respond(
+        id,
+        json!({"success": true, "errorCode": "", "errorMessage": ""}),
+    )
+    .await;
+    spawn_stream(shared, conn, plan, stop);
+    Reply::Sent
+}
 
+/// What a turn is asked, in either dialect, once its request is checked.
+pub struct Turn {
+    pub dialect: Dialect,
+    pub request_id: String,
+    pub session_id: String,
+    pub session_type: String,
+    /// As received, directives included (recorded so).
+    pub question: String,
+    /// Without directives (what the reply is generated from).
+    pub clean: String,
+    pub chat_task: String,
+    pub chat_context: Value,
+    pub model_key: String,
+    pub stream: bool,
+    pub faults: Faults,
+}
+
+/// Decides a turn: its answer (generated, scripted by the agent directives, or `len` words), its
+/// thinking, its title, its pacing and faults; registers it as running (`chat/stop` and
+/// `chat/deleteSessionById` cancel `stop`) and creates its session in the store when new.
+pub fn prepare(shared: &Arc<Shared>, t: Turn, stop: CancellationToken) -> Plan {
     let cfg = &shared.cfg;
-    let model = models::find(&model_key);
-    let clean = if d.text.len() == question.len() {
-        d.text
+    let faults = t.faults;
+    let session_id = t.session_id;
+    let question = t.question;
+    let model = models::find(&t.model_key);
+    let clean = if t.clean.len() == question.len() {
+        t.clean
     } else {
-        d.text.trim().to_string()
+        t.clean.trim().to_string()
     };
     // An agent's turn (tool instructions and a script of calls), read from the session's
     // questions so far and this one.
@@ -220,7 +290,13 @@ pub async fn ask(shared: &Arc<Shared>, conn: &Arc<Conn>, id: Value, params: Valu
         (None, None) => generate_reply(&clean),
     };
     let title = title_of(&clean);
-    let think_style = faults.think.unwrap_or(cfg.think);
+    let acp = t.dialect == Dialect::Acp;
+    // ACP runtimes send thinking as its own updates; the legacy socket as the knob says.
+    let think_style = if acp {
+        ThinkStyle::Callback
+    } else {
+        faults.think.unwrap_or(cfg.think)
+    };
     let thinking = model
         .filter(|m| m.is_reasoning)
         .map(|_| format!("The user asks: {title}. I will answer exactly what was asked."));
@@ -232,7 +308,7 @@ pub async fn ask(shared: &Arc<Shared>, conn: &Arc<Conn>, id: Value, params: Valu
 
     let (first_turn, emitted) = {
         let mut store = lock(&shared.sessions);
-        let s = store.session_mut(&session_id, &session_type);
+        let s = store.session_mut(&session_id, &t.session_type);
         let first_turn = !s.started && s.chat_records.is_empty();
         s.started = true;
         if first_turn {
@@ -242,11 +318,11 @@ pub async fn ask(shared: &Arc<Shared>, conn: &Arc<Conn>, id: Value, params: Valu
             s.user_id = u.uid.clone();
             s.user_name = u.name.clone();
         }
-        if faults.off_by_one == Some(true) {
+        if faults.off_by_one == Some(true) && !acp {
             s.off_by_one = true;
         }
         s.agent_broken = agent_broken;
-        let emitted = if s.off_by_one && faults.off_by_one != Some(false) {
+        let emitted = if s.off_by_one && faults.off_by_one != Some(false) && !acp {
             s.pending_answer.replace(full).unwrap_or_default()
         } else {
             full
@@ -254,24 +330,25 @@ pub async fn ask(shared: &Arc<Shared>, conn: &Arc<Conn>, id: Value, params: Valu
         (first_turn, emitted)
     };
 
-    let stop = CancellationToken::new();
     lock(&shared.chats).insert(
-        request_id.clone(),
+        t.request_id.clone(),
         RunningChat {
             session_id: session_id.clone(),
-            stop: stop.clone(),
+            stop,
         },
     );
-    let plan = Plan {
-        request_id,
+    Plan {
+        dialect: t.dialect,
+        late_reply: None,
+        request_id: t.request_id,
         session_id,
-        session_type,
+        session_type: t.session_type,
         question,
-        chat_task,
-        chat_context: p.get("chatContext").cloned().unwrap_or(Value::Null),
+        chat_task: t.chat_task,
+        chat_context: t.chat_context,
         model_known: model.is_some(),
-        model_key,
-        stream,
+        model_key: t.model_key,
+        stream: t.stream,
         first_turn,
         title,
         emitted,
@@ -284,16 +361,22 @@ pub async fn ask(shared: &Arc<Shared>, conn: &Arc<Conn>, id: Value, params: Valu
         faults,
         strict: cfg.strict_acks,
         started: unix_millis(),
-    };
-    shared.log.debug(&format!(
-        "doAsk requestId: {}, sessionId: {}, model: {}, params.SessionType: {}",
-        plan.request_id, plan.session_id, plan.model_key, plan.session_type
-    ));
-    conn.respond(
-        id,
-        json!({"success": true, "errorCode": "", "errorMessage": ""}),
-    )
-    .await;
+    }
+}
+
+impl Plan {
+    /// Answer the `session/prompt` call `id` after the turn's finish.
+    pub fn reply_late(&mut self, id: Value) {
+        self.late_reply = Some(id);
+    }
+
+    pub fn prompt_reply(&self) -> PromptReply {
+        self.faults.prompt_reply.unwrap_or_default()
+    }
+}
+
+/// Runs a planned turn's stream on `conn`.
+pub fn spawn_stream(shared: &Arc<Shared>, conn: &Arc<Conn>, plan: Plan, stop: CancellationToken) {
     let s = Stream {
         shared: shared.clone(),
         conn: conn.clone(),
@@ -304,7 +387,6 @@ pub async fn ask(shared: &Arc<Shared>, conn: &Arc<Conn>, id: Value, params: Valu
         finalized: false,
     };
     shared.tasks.spawn(s.run(plan));
-    Reply::Sent
 }
 
 /// Why a stream stopped early.
@@ -361,6 +443,27 @@ impl Stream {
         Ok(())
     }
 
+    /// A notification (ACP updates are not requests: nothing to ack).
+    async fn notify(&mut self, plan: &Plan, method: &str, params: Value) -> Result<(), Abort> {
+        if self.stop.is_cancelled() {
+            return Err(Abort::Stopped);
+        }
+        self.group.push(Conn::notification(method, params));
+        if plan.wire != Wire::Batch || self.group.len() >= BATCH {
+            self.flush(plan).await?;
+        }
+        Ok(())
+    }
+
+    /// The `session/update` params of one ACP update of this prompt.
+    fn update(&self, plan: &Plan, update: Value) -> Value {
+        json!({
+            "sessionId": plan.session_id,
+            "update": update,
+            "_meta": {REQUEST_ID_KEY: plan.request_id},
+        })
+    }
+
     async fn flush(&mut self, plan: &Plan) -> Result<(), Abort> {
         if self.group.is_empty() {
             return Ok(());
@@ -410,6 +513,17 @@ impl Stream {
             self.visible.clear();
         }
         self.visible.push_str(text);
+        if plan.dialect == Dialect::Acp {
+            if text.is_empty() {
+                return Ok(());
+            }
+            let p = self.update(
+                plan,
+                json!({"sessionUpdate": "agent_message_chunk",
+                       "content": {"type": "text", "text": text}}),
+            );
+            return self.notify(plan, "session/update", p).await;
+        }
         let p = self.params(
             plan,
             json!({
@@ -451,25 +565,58 @@ impl Stream {
 
     async fn finish(&mut self, plan: &Plan, reason: &str, code: u16) {
         self.finalize(plan, reason, code);
-        let p = self.params(
-            plan,
-            json!({
-                "reason": reason, "statusCode": code, "fullAnswer": self.visible,
-                "extra": {"sessionType": plan.session_type, "modelKey": plan.model_key},
-            }),
-        );
-        // The chat is already over for the simulator; a stop now must not swallow the finish.
-        let (body, rx) = self.conn.server_request("chat/finish", p, false);
-        drop(rx);
-        self.group.push(body);
-        let bodies = std::mem::take(&mut self.group);
-        self.waits.clear();
-        self.conn.send(bodies, plan.wire).await;
+        if plan.dialect == Dialect::Acp {
+            self.finish_acp(plan, reason, code).await;
+        } else {
+            let p = self.params(
+                plan,
+                json!({
+                    "reason": reason, "statusCode": code, "fullAnswer": self.visible,
+                    "extra": {"sessionType": plan.session_type, "modelKey": plan.model_key},
+                }),
+            );
+            // The chat is already over for the simulator; a stop now must not swallow the finish.
+            let (body, rx) = self.conn.server_request("chat/finish", p, false);
+            drop(rx);
+            self.group.push(body);
+            let bodies = std::mem::take(&mut self.group);
+            self.waits.clear();
+            self.conn.send(bodies, plan.wire).await;
+        }
         self.shared.log.debug(&format!(
             "finish chat answer requestId: {} reason: {reason} statusCode: {code} cost: {}ms",
             plan.request_id,
             unix_millis() - plan.started
         ));
+    }
+
+    /// The end of an ACP turn: the context window's use, then `chat_finish` (with the empty
+    /// `fullAnswer` real runtimes send), then the prompt's late `null` reply.
+    async fn finish_acp(&mut self, plan: &Plan, reason: &str, code: u16) {
+        let used = (plan.question.len() + self.visible.len()) / 4;
+        let usage = self.update(
+            plan,
+            json!({"sessionUpdate": "notification", "type": "context_usage",
+                   "data": {"usedTokens": used, "limitTokens": ACP_CONTEXT_LIMIT}}),
+        );
+        let mut data = json!({"reason": reason, "fullAnswer": "", "requestId": plan.request_id});
+        if code != 200 {
+            data["statusCode"] = json!(code);
+        }
+        let finish = self.update(
+            plan,
+            json!({"sessionUpdate": "notification", "type": "chat_finish", "data": data}),
+        );
+        self.group.push(Conn::notification("session/update", usage));
+        self.group
+            .push(Conn::notification("session/update", finish));
+        if let Some(id) = &plan.late_reply {
+            self.group
+                .push(json!({"jsonrpc": "2.0", "id": id, "result": null}).to_string());
+        }
+        let bodies = std::mem::take(&mut self.group);
+        self.waits.clear();
+        self.conn.send(bodies, plan.wire).await;
     }
 
     async fn run(mut self, plan: Plan) {
@@ -547,7 +694,22 @@ impl Stream {
             });
         }
 
-        if let Some(thinking) = &plan.think_callbacks {
+        if let Some(thinking) = &plan.think_callbacks
+            && plan.dialect == Dialect::Acp
+        {
+            for (i, piece) in chunk_text(thinking, plan.chunk_size).iter().enumerate() {
+                if i > 0 {
+                    self.pause(plan, plan.chunk_delay).await?;
+                }
+                let mut p = self.update(
+                    plan,
+                    json!({"sessionUpdate": "agent_thought_chunk",
+                           "content": {"type": "text", "text": piece}}),
+                );
+                p["_meta"]["ai-coding/thinking-duration-millis"] = json!(THINK_MS);
+                self.notify(plan, "session/update", p).await?;
+            }
+        } else if let Some(thinking) = &plan.think_callbacks {
             for (i, piece) in chunk_text(thinking, plan.chunk_size).iter().enumerate() {
                 if i > 0 {
                     self.pause(plan, plan.chunk_delay).await?;
@@ -598,7 +760,8 @@ impl Stream {
                 continue;
             }
             self.mid_stream_fault(plan).await?;
-            if f.retry == Some(true) {
+            let legacy = plan.dialect == Dialect::Legacy;
+            if f.retry == Some(true) && legacy {
                 // Remote EOF retry: the daemon re-sends what it had (appended, so a naive client
                 // doubles it), then repairs the buffer with an overwrite.
                 for c in &chunks[..i] {
@@ -608,7 +771,7 @@ impl Stream {
                 let partial: String = chunks[..i].concat();
                 self.delta(plan, &partial, true).await?;
             }
-            if f.overwrite == Some(true) {
+            if f.overwrite == Some(true) && legacy {
                 let upto = (i + 1).min(chunks.len());
                 let prefix: String = chunks[..upto].concat();
                 self.pause(plan, plan.chunk_delay).await?;
@@ -618,6 +781,11 @@ impl Stream {
         }
         if !step_end_first {
             self.step(plan, "step_end").await?;
+        }
+        if plan.dialect == Dialect::Acp {
+            // Seen on the ACP socket beside the updates; clients must not mistake it for theirs.
+            let p = json!({"sessionId": plan.session_id, "requestId": plan.request_id});
+            self.emit(plan, "snapshot/syncAll", p).await?;
         }
         if f.no_finish == Some(true) {
             return Ok(End::Silent);

@@ -10,6 +10,9 @@ use std::time::Duration;
 
 /// The Lingma core version the simulator claims to be (`version`, `initialize`'s serverInfo).
 pub const VERSION: &str = "2.11.1";
+/// What `initialize` reports when the simulator speaks only the ACP dialect: the version line of
+/// the desktop IDE's bundled runtime (§12.1).
+pub const ACP_VERSION: &str = "0.7.1";
 
 pub const DEFAULT_SOCKET_PORT: u16 = 37010;
 pub const DEFAULT_HTTP_PORT: u16 = 37510;
@@ -32,6 +35,62 @@ pub enum ThinkStyle {
     Inline,
     /// `chat/think` callbacks with `step:"start"` ... `step:"done"`.
     Callback,
+}
+
+/// Which dialects the simulator speaks (§12.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum SimDialect {
+    /// Only `chat/ask`: `session/*` is "method not found", as on the plugin runtime that
+    /// `Lingma start` launches.
+    Legacy,
+    /// Only `session/*`: `chat/ask` is "method not found", as on the desktop IDE's runtime
+    /// (whether a real one still answers `chat/ask` is not known).
+    Acp,
+    /// Both, on every connection.
+    #[default]
+    Both,
+}
+
+impl SimDialect {
+    pub fn legacy(self) -> bool {
+        self != SimDialect::Acp
+    }
+
+    pub fn acp(self) -> bool {
+        self != SimDialect::Legacy
+    }
+}
+
+/// When the ACP runtime answers `session/prompt` (§12.2: the reply may carry nothing and may
+/// come late; clients do not wait for it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PromptReply {
+    /// `null`, after the turn's `chat_finish`.
+    #[default]
+    Late,
+    /// `{}` at once, before the first update.
+    Early,
+    /// Never.
+    None,
+}
+
+impl PromptReply {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "late" => Some(PromptReply::Late),
+            "early" => Some(PromptReply::Early),
+            "none" | "never" => Some(PromptReply::None),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PromptReply::Late => "late",
+            PromptReply::Early => "early",
+            PromptReply::None => "none",
+        }
+    }
 }
 
 /// What the test login page does after a submit with the right password.
@@ -159,6 +218,8 @@ pub struct Faults {
     pub after: Option<usize>,
     /// Chunk size (characters) for this ask.
     pub chunk: Option<usize>,
+    /// When an ACP prompt gets its reply.
+    pub prompt_reply: Option<PromptReply>,
 }
 
 impl Faults {
@@ -184,6 +245,7 @@ impl Faults {
             len: self.len.or(base.len),
             after: self.after.or(base.after),
             chunk: self.chunk.or(base.chunk),
+            prompt_reply: self.prompt_reply.or(base.prompt_reply),
         }
     }
 
@@ -235,6 +297,9 @@ impl std::fmt::Display for Faults {
                 }
             ));
         }
+        if let Some(r) = self.prompt_reply {
+            items.push(format!("prompt-reply={}", r.as_str()));
+        }
         for (name, n) in [
             ("len", self.len),
             ("after", self.after),
@@ -275,6 +340,14 @@ pub struct SimConfig {
     pub request_log: bool,
     pub faults: Faults,
     pub on_crash: CrashAction,
+    pub dialect: SimDialect,
+    /// Where to publish the discovery file an IDE's runtime leaves (§12.3): `.info.json` form,
+    /// or the legacy three-line form when the name does not end in `.json`.
+    pub info_file: Option<PathBuf>,
+    /// Also take connections on this Unix socket (the same frames as a byte stream).
+    pub ipc_socket: Option<PathBuf>,
+    /// `chat/deleteSessionById` accepts only `{id}` (some builds; clients retry with it).
+    pub delete_needs_id: bool,
 }
 
 impl SimConfig {
@@ -301,6 +374,10 @@ impl SimConfig {
             request_log: true,
             faults: Faults::default(),
             on_crash: CrashAction::ExitProcess,
+            dialect: SimDialect::Both,
+            info_file: None,
+            ipc_socket: None,
+            delete_needs_id: false,
         }
     }
 

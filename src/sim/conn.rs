@@ -1,6 +1,7 @@
-//! One client WebSocket connection: the outbound queue and its writer task, server-assigned request
-//! ids and the acks the client owes for them, and how frames are laid into WebSocket messages
-//! (one per message, split in two, or batched).
+//! One client connection (WebSocket or Unix socket): the outbound queue and its writer task,
+//! server-assigned request ids and the acks the client owes for them, and how frames are laid
+//! into WebSocket messages (one per message, split in two, or batched; a socket just gets the
+//! bytes).
 //!
 //! All writes go through one bounded queue drained by one writer task, so the reader loop and
 //! any number of stream tasks never contend for the socket and a slow client pushes back on the
@@ -12,6 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
 use futures_util::{Sink, SinkExt};
 use serde_json::{Value, json};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::{self, Message, protocol::CloseFrame};
 use tokio_util::sync::CancellationToken;
@@ -235,6 +237,56 @@ pub async fn writer<S>(
             }
         }
         if sink.flush().await.is_err() {
+            break;
+        }
+    }
+    closed.cancel();
+}
+
+/// [`writer`] for a byte stream (the Unix socket): frames are written back to back, `Close`
+/// shuts the write side down.
+pub async fn byte_writer<W>(
+    w: W,
+    mut rx: mpsc::Receiver<Out>,
+    closed: CancellationToken,
+    kill: CancellationToken,
+) where
+    W: AsyncWrite + Unpin,
+{
+    let mut w = tokio::io::BufWriter::new(w);
+    'outer: loop {
+        let item = tokio::select! {
+            biased;
+            _ = kill.cancelled() => break 'outer,
+            m = rx.recv() => m,
+            _ = closed.cancelled() => None,
+        };
+        let Some(mut item) = item else {
+            break;
+        };
+        loop {
+            match item {
+                Out::Msg(s) => {
+                    if w.write_all(s.as_bytes()).await.is_err() {
+                        break 'outer;
+                    }
+                }
+                Out::Flush(done) => {
+                    let _ = w.flush().await;
+                    let _ = done.send(());
+                }
+                Out::Close(..) => {
+                    let _ = w.flush().await;
+                    let _ = w.shutdown().await;
+                    break 'outer;
+                }
+            }
+            match rx.try_recv() {
+                Ok(next) => item = next,
+                Err(_) => break,
+            }
+        }
+        if w.flush().await.is_err() {
             break;
         }
     }

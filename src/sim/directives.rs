@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use super::config::{Faults, ThinkStyle};
+use super::config::{Faults, PromptReply, ThinkStyle};
 
 const OPEN: &str = "[[sim:";
 const CLOSE: &str = "]]";
@@ -144,6 +144,13 @@ fn apply(f: &mut Faults, item: &str) -> Result<(), String> {
         // Read by the agent script (`agent.rs`) from the conversation, not per question.
         "tool-syntax" | "tool-fault" | "tool-fault-sticky" => {}
         "chunk" => f.chunk = Some(number(value, &name)?),
+        "prompt-reply" => {
+            let v = value.unwrap_or_default();
+            f.prompt_reply = Some(
+                PromptReply::parse(v)
+                    .ok_or_else(|| format!("prompt-reply={v}: expected late, early or none"))?,
+            );
+        }
         "" => {}
         _ => return Err(format!("unknown directive {item:?}")),
     }
@@ -203,7 +210,8 @@ mod tests {
     #[test]
     fn display_round_trips_through_the_list_parser() {
         let f = parse_list(
-            "crash, after=3, slow=500, think=callback, off-by-one=off, error=408, step-end-first",
+            "crash, after=3, slow=500, think=callback, off-by-one=off, error=408, step-end-first, \
+             prompt-reply=none",
         )
         .unwrap();
         assert_eq!(parse_list(&f.to_string()).unwrap(), f);

@@ -5,11 +5,15 @@
 //! Entry points: [`Simulator::start`] (embedded: returns once both ports listen),
 //! [`run_until_signal`] (what `lingma-gw sim start` runs), [`status`] (`sim status`) and
 //! [`VERSION`]. Module map: `config` (knobs), `directives` (`[[sim:...]]` per-request faults),
-//! `server` (WebSocket, framing, JSON-RPC methods), `conn` (one connection's writer and acks),
-//! `chat` (`chat/ask` streams and faults), `agent` (scripted tool calls for agent clients), `http` (callback and login page), `state` (shared
-//! state), `store` (files in the work dir), `models` (catalogue), `log` (lingma.log and the
-//! request log).
+//! `server` (WebSocket and Unix socket, framing, JSON-RPC methods, the dialect gate), `conn` (one
+//! connection's writer and acks), `chat` (`chat/ask` and the answer streams of both dialects,
+//! faults), `acp` (`session/*`, the ACP dialect), `agent` (scripted tool calls for agent clients),
+//! `http` (callback and login page), `state` (shared state), `store` (files in the work dir),
+//! `models` (catalogue), `log` (lingma.log and the request log). A simulator can also publish
+//! the discovery file an IDE's runtime leaves (`--info-file`), so it can play "the Lingma an IDE
+//! already runs" for `--attach`.
 
+mod acp;
 pub mod agent;
 mod chat;
 pub mod config;
@@ -25,7 +29,7 @@ mod store;
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -37,7 +41,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use config::{
-    Account, CRASH_EXIT_CODE, CrashAction, Faults, LoginChallenge, SimConfig, ThinkStyle, VERSION,
+    ACP_VERSION, Account, CRASH_EXIT_CODE, CrashAction, Faults, LoginChallenge, PromptReply,
+    SimConfig, SimDialect, ThinkStyle, VERSION,
 };
 pub use log::format_ms;
 
@@ -62,6 +67,8 @@ pub enum SimError {
     },
     #[error("WebSocket and HTTP ports must differ (both {0})")]
     SamePort(u16),
+    #[error("cannot listen on the Unix socket {path}: {source}")]
+    Ipc { path: PathBuf, source: io::Error },
     #[error("{context}: {source}")]
     Io { context: String, source: io::Error },
 }
@@ -110,6 +117,7 @@ pub struct Simulator {
     http_addr: SocketAddr,
     ws_task: JoinHandle<()>,
     http_task: JoinHandle<()>,
+    ipc_task: Option<JoinHandle<()>>,
 }
 
 async fn bind(what: &'static str, port: u16) -> Result<TcpListener, SimError> {
@@ -122,6 +130,24 @@ async fn bind(what: &'static str, port: u16) -> Result<TcpListener, SimError> {
                 SimError::Bind { what, port, source }
             }
         })
+}
+
+/// Listens on a Unix socket, replacing a socket file a crashed run left behind.
+fn bind_ipc(path: &Path) -> Result<tokio::net::UnixListener, SimError> {
+    use std::os::unix::fs::FileTypeExt;
+    let ipc_err = |source| SimError::Ipc {
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Ok(meta) = std::fs::symlink_metadata(path)
+        && meta.file_type().is_socket()
+    {
+        let _ = std::fs::remove_file(path);
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(ipc_err)?;
+    }
+    tokio::net::UnixListener::bind(path).map_err(ipc_err)
 }
 
 /// Creates the work-dir skeleton and decides the login state. Runs before the startup delay, like
@@ -269,10 +295,43 @@ impl Simulator {
             tasks: TaskTracker::new(),
             cfg,
         });
+        let ipc = match &shared.cfg.ipc_socket {
+            Some(path) => Some(bind_ipc(path).inspect_err(|e| shared.log.warn(&e.to_string()))?),
+            None => None,
+        };
         let ws_task = tokio::spawn(server::accept_loop(shared.clone(), ws));
         let http_task = tokio::spawn(http::serve(shared.clone(), http));
+        let ipc_task = ipc.map(|l| tokio::spawn(server::ipc_accept_loop(shared.clone(), l)));
+        let ipc_name = shared
+            .cfg
+            .ipc_socket
+            .as_ref()
+            .map_or_else(|| "none".to_string(), |p| p.display().to_string());
+        // The discovery file names ports that already listen, so a reader never finds a runtime
+        // that is not there yet.
+        if let Some(path) = &shared.cfg.info_file {
+            let info = crate::lingma::ide::InfoFile {
+                websocket_port: Some(ws_addr.port()),
+                pid: Some(std::process::id()),
+                ipc_server_path: shared
+                    .cfg
+                    .ipc_socket
+                    .as_ref()
+                    .map(|p| p.display().to_string()),
+                is_dev: false,
+            };
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)
+                    .map_err(io_err(format!("cannot create {}", dir.display())))?;
+            }
+            crate::util::write_private(path, info.render_for(path).as_bytes())
+                .map_err(io_err(format!("cannot write {}", path.display())))?;
+            shared
+                .log
+                .info(&format!("wrote the info file {}", path.display()));
+        }
         shared.log.info(&format!(
-            "{READY_PREFIX}{}, HTTP: {}, IPC: none",
+            "{READY_PREFIX}{}, HTTP: {}, IPC: {ipc_name}",
             ws_addr.port(),
             http_addr.port()
         ));
@@ -282,6 +341,7 @@ impl Simulator {
             http_addr,
             ws_task,
             http_task,
+            ipc_task,
         })
     }
 
@@ -295,6 +355,11 @@ impl Simulator {
 
     pub fn work_dir(&self) -> &Path {
         self.shared.dir.root()
+    }
+
+    /// The Unix socket it listens on, if asked to.
+    pub fn ipc_socket(&self) -> Option<&Path> {
+        self.shared.cfg.ipc_socket.as_deref()
     }
 
     /// A token that stops the simulator gracefully when cancelled.
@@ -315,7 +380,20 @@ impl Simulator {
             self.shared.log.info("shutting down");
         }
         let _ = self.ws_task.await;
+        if let Some(t) = self.ipc_task {
+            let _ = t.await;
+        }
         let _ = tokio::time::timeout(Duration::from_secs(3), self.http_task).await;
+        // What a runtime leaves for its clients goes with it, unless it crashed (then a stale
+        // info file names a dead pid, as after a real crash).
+        if !crashed {
+            if let Some(p) = &self.shared.cfg.info_file {
+                let _ = std::fs::remove_file(p);
+            }
+            if let Some(p) = &self.shared.cfg.ipc_socket {
+                let _ = std::fs::remove_file(p);
+            }
+        }
         self.shared.tasks.close();
         let _ = tokio::time::timeout(Duration::from_secs(3), self.shared.tasks.wait()).await;
         if crashed {

@@ -1,6 +1,8 @@
-//! The WebSocket side: accepting connections (paths `/` and `/ws`, the optional
-//! `Cosy-MachineToken` check), the per-connection read loop with strict Content-Length framing,
-//! JSON-RPC classification, and every method except `chat/ask` (which lives in `chat.rs`).
+//! The JSON-RPC side: accepting connections (WebSocket at `/` and `/ws` with the optional
+//! `Cosy-MachineToken` check, and the optional Unix socket that carries the same frames as a byte
+//! stream), the per-connection read loop with strict Content-Length framing, JSON-RPC
+//! classification, the dialect gate (`--dialect`), and every method except `chat/ask`
+//! (`chat.rs`) and `session/new|set_model|prompt` (`acp.rs`).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -8,18 +10,20 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use serde_json::{Value, json};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::AsyncReadExt;
+use tokio::net::unix::OwnedReadHalf;
+use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::StatusCode;
 use tokio_tungstenite::tungstenite::{Message, protocol::WebSocketConfig};
 
-use super::chat;
 use super::conn::{self, Conn, OUT_QUEUE, Wire};
 use super::models;
 use super::state::Shared;
 use super::store::SimFiles;
 use super::store::UserInfo;
+use super::{acp, chat};
 use crate::lingma::frame::FrameDecoder;
 use crate::util::lock;
 
@@ -113,38 +117,116 @@ async fn connection(shared: Arc<Shared>, tcp: TcpStream) {
         },
     };
 
-    let (sink, mut stream) = ws.split();
+    let (sink, stream) = ws.split();
     let (tx, rx) = mpsc::channel(OUT_QUEUE);
     let faults = &shared.cfg.faults;
     let wire = Wire::from_faults(faults.split.unwrap_or(false), faults.batch.unwrap_or(false));
     let conn = Arc::new(Conn::new(shared.next_conn_id(), tx, wire));
-    lock(&shared.conns).insert(conn.id, conn.clone());
     let writer = shared.tasks.spawn(conn::writer(
         sink,
         rx,
         conn.closed.clone(),
         shared.kill.clone(),
     ));
+    serve(shared, conn, Input::Ws(stream), writer, "websocket").await;
+}
+
+/// Accepts connections on the Unix socket (`--ipc-socket`) until shutdown.
+pub async fn ipc_accept_loop(shared: Arc<Shared>, listener: UnixListener) {
+    loop {
+        let accepted = tokio::select! {
+            _ = shared.shutdown.cancelled() => break,
+            a = listener.accept() => a,
+        };
+        match accepted {
+            Ok((stream, _)) => {
+                let shared2 = shared.clone();
+                shared
+                    .tasks
+                    .spawn(async move { ipc_connection(shared2, stream).await });
+            }
+            Err(e) => {
+                shared.log.warn(&format!("ipc accept failed: {e}"));
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// One Unix socket connection: no handshake, the same frames as a plain byte stream.
+async fn ipc_connection(shared: Arc<Shared>, stream: UnixStream) {
+    let (read, write) = stream.into_split();
+    let (tx, rx) = mpsc::channel(OUT_QUEUE);
+    // Split and batch lay frames into WebSocket messages; a byte stream has no messages.
+    let conn = Arc::new(Conn::new(shared.next_conn_id(), tx, Wire::Plain));
+    let writer = shared.tasks.spawn(conn::byte_writer(
+        write,
+        rx,
+        conn.closed.clone(),
+        shared.kill.clone(),
+    ));
+    serve(shared, conn, Input::Unix(read), writer, "ipc").await;
+}
+
+/// The reading half of a connection.
+enum Input {
+    Ws(futures_util::stream::SplitStream<tokio_tungstenite::WebSocketStream<TcpStream>>),
+    Unix(OwnedReadHalf),
+}
+
+impl Input {
+    /// The next bytes; `Some(empty)` for a message that carries none, `None` once closed.
+    async fn next(&mut self) -> Option<Vec<u8>> {
+        match self {
+            Input::Ws(stream) => match stream.next().await {
+                Some(Ok(Message::Text(t))) => Some(t.as_bytes().to_vec()),
+                Some(Ok(Message::Binary(b))) => Some(b.to_vec()),
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => None,
+                Some(Ok(_)) => Some(Vec::new()),
+            },
+            Input::Unix(r) => {
+                let mut buf = vec![0u8; 8 * 1024];
+                match r.read(&mut buf).await {
+                    Ok(0) | Err(_) => None,
+                    Ok(n) => {
+                        buf.truncate(n);
+                        Some(buf)
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Serves one connection until it closes or the simulator stops.
+async fn serve(
+    shared: Arc<Shared>,
+    conn: Arc<Conn>,
+    mut input: Input,
+    writer: tokio::task::JoinHandle<()>,
+    kind: &str,
+) {
+    lock(&shared.conns).insert(conn.id, conn.clone());
     shared
         .log
-        .debug(&format!("websocket connection {} opened", conn.id));
+        .debug(&format!("{kind} connection {} opened", conn.id));
 
     let mut decoder = FrameDecoder::default();
     let mut graceful = false;
     loop {
-        let msg = tokio::select! {
+        let data = tokio::select! {
             biased;
             _ = shared.kill.cancelled() => break,
             _ = shared.shutdown.cancelled() => { graceful = true; break }
             _ = conn.closed.cancelled() => break,
-            m = stream.next() => m,
+            m = input.next() => match m {
+                Some(d) => d,
+                None => break,
+            },
         };
-        let data = match msg {
-            Some(Ok(Message::Text(t))) => t.as_bytes().to_vec(),
-            Some(Ok(Message::Binary(b))) => b.to_vec(),
-            Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
-            Some(Ok(_)) => continue,
-        };
+        if data.is_empty() {
+            continue;
+        }
         decoder.push(&data);
         loop {
             match decoder.next_frame() {
@@ -170,7 +252,7 @@ async fn connection(shared: Arc<Shared>, tcp: TcpStream) {
     }
     conn.closed.cancel();
     shared.log.debug(&format!(
-        "websocket connection {} closed ({} callbacks never acked)",
+        "{kind} connection {} closed ({} callbacks never acked)",
         conn.id,
         conn.unacked()
     ));
@@ -250,9 +332,11 @@ async fn on_frame(shared: &Arc<Shared>, conn: &Arc<Conn>, body: Vec<u8>) {
             .await;
         return;
     }
+    let dialect = shared.cfg.dialect;
     let reply = match method {
         "initialize" => initialize(shared, conn, id.clone()).await,
-        "chat/ask" => chat::ask(shared, conn, id.clone(), params).await,
+        "chat/ask" if dialect.legacy() => chat::ask(shared, conn, id.clone(), params).await,
+        "session/prompt" if dialect.acp() => acp::prompt(shared, conn, id.clone(), params).await,
         _ => dispatch(shared, conn, method, &params),
     };
     match reply {
@@ -276,14 +360,22 @@ async fn initialize(shared: &Arc<Shared>, conn: &Arc<Conn>, id: Value) -> Reply 
         "window/logMessage",
         json!({"type": 3, "message": format!("Lingma {} initialized", super::VERSION)}),
     );
-    let result = json!({
-        "jsonrpc": "2.0",
-        "id": id,
-        "result": {
-            "capabilities": {},
-            "serverInfo": {"name": "lingma", "version": super::VERSION},
-        }
+    // The desktop runtime that speaks only ACP reports its own version line (§12.1).
+    let version = if shared.cfg.dialect.legacy() {
+        super::VERSION
+    } else {
+        super::config::ACP_VERSION
+    };
+    let mut info = json!({
+        "capabilities": {},
+        "serverInfo": {"name": "lingma", "version": version},
     });
+    // Only the ACP-only runtime answers in ACP's shape; `both` keeps the legacy result exact.
+    if !shared.cfg.dialect.legacy() {
+        info["protocolVersion"] = json!(1);
+        info["agentCapabilities"] = json!({"loadSession": false});
+    }
+    let result = json!({"jsonrpc": "2.0", "id": id, "result": info});
     shared
         .log
         .debug(&format!("connection {} initialized", conn.id));
@@ -305,7 +397,10 @@ fn ms_param(params: &Value, key: &str) -> Option<i64> {
 }
 
 fn dispatch(shared: &Arc<Shared>, conn: &Arc<Conn>, method: &str, params: &Value) -> Reply {
+    let acp_on = shared.cfg.dialect.acp();
     match method {
+        "session/new" if acp_on => acp::new_session(shared, conn, params),
+        "session/set_model" if acp_on => acp::set_model(shared, params),
         "ping" => Reply::Ok(json!({"success": true})),
         "shutdown" => Reply::Ok(Value::Null),
         "auth/status" => Reply::Ok(shared.auth_status()),
@@ -416,10 +511,26 @@ fn dispatch(shared: &Arc<Shared>, conn: &Arc<Conn>, method: &str, params: &Value
             )
         }
         "chat/deleteSessionById" => {
-            let Some(sid) = str_param(params, "sessionId").or_else(|| str_param(params, "id"))
-            else {
-                return err(INVALID_PARAMS, "sessionId is required");
+            let sid = if shared.cfg.delete_needs_id {
+                // Some builds know only `{id}` (clients retry with it).
+                str_param(params, "id")
+            } else {
+                str_param(params, "sessionId").or_else(|| str_param(params, "id"))
             };
+            let Some(sid) = sid else {
+                let key = if shared.cfg.delete_needs_id {
+                    "id"
+                } else {
+                    "sessionId"
+                };
+                return err(INVALID_PARAMS, format!("{key} is required"));
+            };
+            // Deleting a session is how ACP clients stop its running prompt.
+            for c in lock(&shared.chats).values() {
+                if c.session_id == sid {
+                    c.stop.cancel();
+                }
+            }
             lock(&shared.sessions).delete(sid);
             Reply::Ok(Value::Null)
         }

@@ -243,6 +243,9 @@ pub struct ChatSession {
     /// The last answer was a broken tool call (`sim/agent.rs`): the next one corrects it.
     #[serde(skip)]
     pub agent_broken: bool,
+    /// The model `session/set_model` chose for the session's next prompts (ACP).
+    #[serde(skip)]
+    pub model: Option<String>,
 }
 
 // Built and serialised one at a time, never stored in bulk.

@@ -37,6 +37,10 @@ impl Gateway {
             .args(args)
             .envs(fast_sim_env())
             .env("LINGMA_HEALTH_INTERVAL", "0.2")
+            // Whatever the developer's shell says, a test attaches only when it asks to.
+            .env_remove("LINGMA_ATTACH")
+            .env_remove("LINGMA_ATTACH_SEARCH_DIRS")
+            .env_remove("LINGMA_DIALECT")
             .envs(env.iter().copied())
             .env_remove("API_KEYS");
         Gateway::spawn(cmd, work_dir)

@@ -289,11 +289,55 @@ pub fn read_requests(work_dir: &Path) -> Vec<Value> {
         .collect()
 }
 
-/// The `chat/ask` params the simulator in `work_dir` received, in order.
+/// The questions the simulator in `work_dir` was asked, in order, in either dialect: `chat/ask`
+/// params as sent, and each `session/prompt` in the same shape (`questionText`, `sessionId`,
+/// `requestId`, and the model as `extra.modelConfig.key`), so a test reads them the same way.
 pub fn asks(work_dir: &Path) -> Vec<Value> {
     read_requests(work_dir)
         .into_iter()
-        .filter(|r| r["method"] == "chat/ask")
-        .map(|r| r["params"].clone())
+        .filter_map(|r| match r["method"].as_str() {
+            Some("chat/ask") => Some(r["params"].clone()),
+            Some("session/prompt") => {
+                let p = &r["params"];
+                let text: Vec<&str> = p["prompt"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|b| b["text"].as_str())
+                    .collect();
+                Some(serde_json::json!({
+                    "questionText": text.join("\n"),
+                    "sessionId": p["sessionId"],
+                    "requestId": p["_meta"]["ai-coding/request-id"],
+                    "extra": {"modelConfig": {"key": p["_meta"]["ai-coding/model"]}},
+                }))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// The requests that stopped an answer, in either dialect: `chat/stop`, and
+/// `chat/deleteSessionById` of a session that had a prompt (deleting the throwaway session of the
+/// dialect probe stops nothing).
+pub fn stop_requests(work_dir: &Path) -> Vec<Value> {
+    let all = read_requests(work_dir);
+    let prompted: std::collections::HashSet<String> = all
+        .iter()
+        .filter(|r| r["method"] == "session/prompt")
+        .filter_map(|r| r["params"]["sessionId"].as_str().map(str::to_string))
+        .collect();
+    all.into_iter()
+        .filter(|r| match r["method"].as_str() {
+            Some("chat/stop") => true,
+            Some("chat/deleteSessionById") => {
+                let p = &r["params"];
+                p["sessionId"]
+                    .as_str()
+                    .or(p["id"].as_str())
+                    .is_some_and(|s| prompted.contains(s))
+            }
+            _ => false,
+        })
         .collect()
 }

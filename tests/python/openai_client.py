@@ -14,7 +14,6 @@ every check passed (1 when one failed, 2 when the `openai` package is missing).
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import os
 import sys
@@ -23,6 +22,8 @@ import time
 import traceback
 import urllib.request
 import uuid
+
+import sim_record  # beside this script: asks read the same in both dialects
 
 try:
     import openai
@@ -282,7 +283,7 @@ class Checks:
             time.sleep(0.05)
         expect(
             len(asks) == 2,
-            f"want 2 chat/ask for this conversation in the simulator's record, got {len(asks)}: "
+            f"want 2 asks for this conversation in the simulator's record, got {len(asks)}: "
             + json.dumps([{k: a.get(k) for k in ("sessionId", "questionText")} for a in asks]),
         )
         ask1, ask2 = asks
@@ -314,20 +315,7 @@ class Checks:
             return 0
 
     def _asks(self) -> list[dict]:
-        out = []
-        files = sorted(glob.glob(os.path.join(self.work_dir, "*", "logs", "sim-requests.jsonl")))
-        for path in files:
-            with open(path, encoding="utf-8") as f:
-                for line in f:
-                    try:
-                        rec = json.loads(line)
-                    except json.JSONDecodeError:
-                        continue
-                    if rec.get("method") == "chat/ask":
-                        out.append((rec.get("ts", 0), rec.get("params") or {}))
-        out.sort(key=lambda x: x[0])
-        return [p for _, p in out]
-
+        return sim_record.asks(self.work_dir)
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -15,7 +15,6 @@ The gateway must run with `--max-in-flight 1 --queue-timeout 0` (the 429 check).
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import os
 import re
@@ -23,6 +22,8 @@ import sys
 import threading
 import traceback
 import uuid
+
+import sim_record  # beside this script: asks read the same in both dialects
 
 try:
     import openai
@@ -63,16 +64,7 @@ class Checks:
         self.work_dir = work_dir
 
     def asks_for(self, marker: str) -> list[dict]:
-        asks = []
-        for path in sorted(glob.glob(os.path.join(self.work_dir, "*", "logs", "sim-requests.jsonl"))):
-            with open(path, encoding="utf-8") as f:
-                for line in f:
-                    try:
-                        r = json.loads(line)
-                    except ValueError:
-                        continue
-                    if r.get("method") == "chat/ask":
-                        asks.append(r["params"])
+        asks = sim_record.asks(self.work_dir)
         first = next((a for a in asks if marker in a.get("questionText", "")), None)
         expect(first is not None, f"no ask contains {marker!r}")
         return [a for a in asks if a.get("sessionId") == first["sessionId"]]

@@ -17,12 +17,13 @@ missing).
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import os
 import sys
 import traceback
 import uuid
+
+import sim_record  # beside this script: asks read the same in both dialects
 
 try:
     import openai
@@ -126,17 +127,7 @@ class Checks:
         return content, calls, finish
 
     def asks(self) -> list[dict]:
-        out = []
-        for path in sorted(glob.glob(os.path.join(self.work_dir, "*", "logs", "sim-requests.jsonl"))):
-            with open(path, encoding="utf-8") as f:
-                for line in f:
-                    try:
-                        r = json.loads(line)
-                    except ValueError:
-                        continue
-                    if r.get("method") == "chat/ask":
-                        out.append(r["params"])
-        return out
+        return sim_record.asks(self.work_dir)
 
     def asks_for(self, marker: str) -> list[dict]:
         """The asks of the conversation whose first question contains `marker`, in order."""
