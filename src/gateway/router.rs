@@ -12,7 +12,7 @@ use axum::routing::{get, post};
 use super::anthropic::{self, AnthropicShape};
 use super::state::AppState;
 use super::{admin, auth, health, login, openai, responses};
-use crate::error::{self, ErrorShape, GatewayError, OpenAiShape};
+use crate::error::{ErrorShape, GatewayError, OpenAiShape};
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// Names the replica that answered (`--replica-id`), on every response.
