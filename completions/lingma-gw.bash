@@ -162,7 +162,7 @@ _lingma__gw() {
             return 0
             ;;
         lingma__subcmd__gw__subcmd__chat)
-            opts="-m -s -v -q -h -V --lingma-bin --sim --work-dir --attach --lingma-dialect --instance --model --system --json --show-reasoning --config --verbose --quiet --log-format --help --version"
+            opts="-m -s -v -q -h -V --lingma-bin --sim --work-dir --startup-timeout --first-token-timeout --attach --lingma-dialect --instance --model --system --json --show-reasoning --config --verbose --quiet --log-format --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -173,6 +173,14 @@ _lingma__gw() {
                     return 0
                     ;;
                 --work-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --startup-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --first-token-timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -466,7 +474,7 @@ _lingma__gw() {
             return 0
             ;;
         lingma__subcmd__gw__subcmd__login)
-            opts="-v -q -h -V --lingma-bin --sim --work-dir --instance --no-browser --callback-url --headless --visible --username --password-stdin --browser --persistent-profile --dedicated-domain-url --timeout --config --verbose --quiet --log-format --help --version"
+            opts="-v -q -h -V --lingma-bin --sim --work-dir --startup-timeout --first-token-timeout --instance --no-browser --callback-url --headless --visible --username --password-stdin --browser --persistent-profile --dedicated-domain-url --timeout --config --verbose --quiet --log-format --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -477,6 +485,14 @@ _lingma__gw() {
                     return 0
                     ;;
                 --work-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --startup-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --first-token-timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -542,7 +558,7 @@ _lingma__gw() {
             return 0
             ;;
         lingma__subcmd__gw__subcmd__models)
-            opts="-v -q -h -V --lingma-bin --sim --work-dir --attach --lingma-dialect --instance --json --config --verbose --quiet --log-format --help --version"
+            opts="-v -q -h -V --lingma-bin --sim --work-dir --startup-timeout --first-token-timeout --attach --lingma-dialect --instance --json --config --verbose --quiet --log-format --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -553,6 +569,14 @@ _lingma__gw() {
                     return 0
                     ;;
                 --work-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --startup-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --first-token-timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -584,7 +608,7 @@ _lingma__gw() {
             return 0
             ;;
         lingma__subcmd__gw__subcmd__probe)
-            opts="-v -q -h -V --lingma-bin --sim --work-dir --attach --lingma-dialect --instance --json --config --verbose --quiet --log-format --help --version"
+            opts="-v -q -h -V --lingma-bin --sim --work-dir --startup-timeout --first-token-timeout --attach --lingma-dialect --instance --json --config --verbose --quiet --log-format --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -595,6 +619,14 @@ _lingma__gw() {
                     return 0
                     ;;
                 --work-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --startup-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --first-token-timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -626,7 +658,7 @@ _lingma__gw() {
             return 0
             ;;
         lingma__subcmd__gw__subcmd__serve)
-            opts="-v -q -h -V --lingma-bin --sim --work-dir --attach --lingma-dialect --host --port --instances --api-key --admin-token --metrics-token --metrics-public --allow-unauthenticated --max-in-flight --queue-timeout --session-reuse --no-session-reuse --default-model --ask-mode --accounts --session-bundle --shutdown-grace --max-queue --queue-memory --body-limit --header-timeout --body-timeout --idle-timeout --stream-stall-timeout --keepalive --tool-syntax --tool-description-limit --model-map --response-store-entries --response-store-ttl --replica-id --config --verbose --quiet --log-format --help --version"
+            opts="-v -q -h -V --lingma-bin --sim --work-dir --startup-timeout --first-token-timeout --attach --lingma-dialect --host --port --instances --socket-port --connections-per-instance --health-interval --api-key --admin-token --metrics-token --metrics-public --allow-unauthenticated --max-in-flight --queue-timeout --session-reuse --no-session-reuse --session-cache-max-entries --session-cache-ttl --default-model --ask-mode --accounts --session-bundle --auto-login --shutdown-grace --max-queue --queue-memory --body-limit --header-timeout --body-timeout --idle-timeout --stream-stall-timeout --keepalive --tool-syntax --tool-description-limit --model-map --response-store-entries --response-store-ttl --replica-id --config --verbose --quiet --log-format --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -637,6 +669,14 @@ _lingma__gw() {
                     return 0
                     ;;
                 --work-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --startup-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --first-token-timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -660,6 +700,18 @@ _lingma__gw() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --socket-port)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --connections-per-instance)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --health-interval)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --api-key)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -677,6 +729,14 @@ _lingma__gw() {
                     return 0
                     ;;
                 --queue-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --session-cache-max-entries)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --session-cache-ttl)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -794,7 +854,7 @@ _lingma__gw() {
             return 0
             ;;
         lingma__subcmd__gw__subcmd__session__subcmd__export)
-            opts="-o -v -q -h -V --lingma-bin --sim --work-dir --instance --output --base64 --with-history --encrypt --passphrase-stdin --config --verbose --quiet --log-format --help --version"
+            opts="-o -v -q -h -V --lingma-bin --sim --work-dir --startup-timeout --first-token-timeout --instance --output --base64 --with-history --encrypt --passphrase-stdin --config --verbose --quiet --log-format --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -805,6 +865,14 @@ _lingma__gw() {
                     return 0
                     ;;
                 --work-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --startup-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --first-token-timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -892,7 +960,7 @@ _lingma__gw() {
             return 0
             ;;
         lingma__subcmd__gw__subcmd__session__subcmd__import)
-            opts="-v -q -h -V --lingma-bin --sim --work-dir --instance --force --passphrase-stdin --no-restart --config --verbose --quiet --log-format --help --version"
+            opts="-v -q -h -V --lingma-bin --sim --work-dir --startup-timeout --first-token-timeout --instance --force --passphrase-stdin --no-restart --config --verbose --quiet --log-format --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -903,6 +971,14 @@ _lingma__gw() {
                     return 0
                     ;;
                 --work-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --startup-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --first-token-timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

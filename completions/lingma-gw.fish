@@ -24,7 +24,7 @@ function __fish_lingma_gw_using_subcommand
     contains -- $cmd[1] $argv
 end
 
-complete -c lingma-gw -n "__fish_lingma_gw_needs_command" -l config -d 'Config file (TOML); default: lingma-gw/config.toml in the user\'s config dir [env: LINGMA_GW_CONFIG]' -r -F
+complete -c lingma-gw -n "__fish_lingma_gw_needs_command" -l config -d 'Config file (TOML; keys are the flag names with `_`) [env: LINGMA_GW_CONFIG] [default: $XDG_CONFIG_HOME/lingma-gw/config.toml, if it exists]' -r -F
 complete -c lingma-gw -n "__fish_lingma_gw_needs_command" -l log-format -d 'Log format on stderr [env: LOG_FORMAT] [default: text]' -r -f -a "text\t''
 json\t''"
 complete -c lingma-gw -n "__fish_lingma_gw_needs_command" -s v -l verbose -d 'More log output (-v debug, -vv trace); overrides LOG_LEVEL'
@@ -42,7 +42,9 @@ complete -c lingma-gw -n "__fish_lingma_gw_needs_command" -f -a "man" -d 'Print 
 complete -c lingma-gw -n "__fish_lingma_gw_needs_command" -f -a "sim" -d 'The built-in Lingma simulator (same command line as the Lingma binary)'
 complete -c lingma-gw -n "__fish_lingma_gw_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand serve" -l lingma-bin -d 'The Lingma binary [env: LINGMA_BIN] [default: newest ~/.lingma/bin/<version>/<platform>/Lingma]' -r -F
-complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand serve" -l work-dir -d 'Root of the instances\' work dirs; an instance\'s is <work-dir>/<name> [env: LINGMA_WORK_DIR] [default: the user\'s data dir]' -r -F
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand serve" -l work-dir -d 'Root of the instances\' work dirs; an instance\'s is <work-dir>/<name> [env: LINGMA_WORK_DIR] [default: $XDG_DATA_HOME/lingma-gw/instances]' -r -F
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand serve" -l startup-timeout -d 'Seconds a Lingma instance has to start and answer `initialize` [env: LINGMA_STARTUP_TIMEOUT] [default: 30]' -r
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand serve" -l first-token-timeout -d 'Seconds to wait for the first token of an answer, and between two tokens [env: LINGMA_FIRST_TOKEN_TIMEOUT] [default: 120]' -r
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand serve" -l attach -d 'Use a Lingma that is already running (an IDE\'s) instead of starting one: `auto` finds it through its info file or socket; or an info file, a Unix socket, a ws:// URL. It is never started, stopped or logged in or out [env: LINGMA_ATTACH]' -r
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand serve" -l lingma-dialect -d 'The dialect to speak: chat/ask (legacy, the plugin runtime) or session/* (acp, the desktop IDE\'s runtime); auto tries session/new once [env: LINGMA_DIALECT] [default: auto]' -r -f -a "auto\t''
 legacy\t''
@@ -50,22 +52,27 @@ acp\t''"
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand serve" -l host -d 'Address to bind [env: GATEWAY_HOST] [default: 127.0.0.1]' -r
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand serve" -l port -d 'Port to bind; 0 picks a free one [env: GATEWAY_PORT] [default: 8000]' -r
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand serve" -l instances -d 'Number of Lingma instances to start, beside an --attach one [env: INSTANCE_COUNT] [default: 1, or 0 with --attach]' -r
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand serve" -l socket-port -d 'First socket port tried for the instances (their HTTP port is socket + 500) [env: LINGMA_SOCKET_PORT] [default: any free port]' -r
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand serve" -l connections-per-instance -d 'WebSocket connections, so concurrent chats, per instance [env: LINGMA_CONNECTIONS_PER_INSTANCE] [default: 4]' -r
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand serve" -l health-interval -d 'Seconds between two health checks of an instance [env: LINGMA_HEALTH_INTERVAL] [default: 5]' -r
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand serve" -l api-key -d 'Client API key for /v1 (repeat for several) [env: API_KEYS, comma-separated]' -r
-complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand serve" -l admin-token -d 'Token for /internal admin endpoints [env: ADMIN_TOKEN] [default: the API keys]' -r
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand serve" -l admin-token -d 'Token for the /internal admin endpoints [env: ADMIN_TOKEN] [default: the API keys]' -r
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand serve" -l metrics-token -d 'Token for /metrics [env: METRICS_TOKEN]' -r
-complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand serve" -l max-in-flight -d 'Chats answered at once; more wait in the queue [env: GATEWAY_MAX_IN_FLIGHT] [default: 4 per instance]' -r
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand serve" -l max-in-flight -d 'Chats answered at once; more wait in the queue [env: GATEWAY_MAX_IN_FLIGHT] [default: connections per instance × instances (an --attach runtime counts as one)]' -r
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand serve" -l queue-timeout -d 'Seconds a chat may wait for a slot before 429 [env: GATEWAY_QUEUE_TIMEOUT_SEC] [default: 30]' -r
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand serve" -l session-cache-max-entries -d 'Conversations remembered for reuse [env: SESSION_CACHE_MAX_ENTRIES] [default: 10000]' -r
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand serve" -l session-cache-ttl -d 'Seconds a conversation is remembered for reuse [env: SESSION_CACHE_TTL_SEC] [default: 3600]' -r
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand serve" -l default-model -d 'Model used when a request names none or an unknown one [env: DEFAULT_MODEL] [default: Lingma\'s default]' -r
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand serve" -l ask-mode -d 'How questions are asked [env: DEFAULT_ASK_MODE] [default: chat]' -r -f -a "chat\t''
 agent\t''"
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand serve" -l accounts -d 'Accounts file (JSON list) or inline JSON assigning accounts to instances [env: LINGMA_ACCOUNTS]' -r
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand serve" -l session-bundle -d 'Session bundle (file, or base64 text) or seed directory for work dirs that are not logged in [env: LINGMA_SESSION_BUNDLE]' -r -F
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand serve" -l shutdown-grace -d 'Seconds to let running answers finish on shutdown [env: GATEWAY_SHUTDOWN_GRACE_SEC] [default: 10]' -r
-complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand serve" -l max-queue -d 'Requests waiting for a slot; beyond that 429 at once [env: GATEWAY_MAX_QUEUE] [default: 4 x max-in-flight]' -r
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand serve" -l max-queue -d 'Requests waiting for a slot; beyond that 429 at once [env: GATEWAY_MAX_QUEUE] [default: 4 × max-in-flight]' -r
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand serve" -l queue-memory -d 'MiB of request bodies that may be read or wait for a slot at once; beyond that 429 [env: GATEWAY_QUEUE_MEMORY_MB] [default: 64]' -r
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand serve" -l body-limit -d 'Largest request body in bytes [env: GATEWAY_BODY_LIMIT] [default: 10485760]' -r
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand serve" -l header-timeout -d 'Seconds from the first byte of a request\'s headers to their end [env: GATEWAY_HEADER_TIMEOUT_SEC] [default: 10]' -r
-complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand serve" -l body-timeout -d 'Seconds to receive a whole request body [env: GATEWAY_BODY_TIMEOUT_SEC] [default: 30]' -r
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand serve" -l body-timeout -d 'Seconds to receive a whole request body (else 408) [env: GATEWAY_BODY_TIMEOUT_SEC] [default: 30]' -r
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand serve" -l idle-timeout -d 'Seconds an idle keep-alive connection stays open [env: GATEWAY_IDLE_TIMEOUT_SEC] [default: 60]' -r
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand serve" -l stream-stall-timeout -d 'Seconds a client may stop reading an answer before it is ended and Lingma stopped [env: GATEWAY_STREAM_STALL_TIMEOUT_SEC] [default: 60]' -r
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand serve" -l keepalive -d 'Seconds of silence after which a stream gets a keep-alive (SSE comment, Anthropic ping); 0 turns them off [env: GATEWAY_SSE_KEEPALIVE_SEC] [default: 15]' -r
@@ -77,36 +84,41 @@ complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand serve" -l model-map 
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand serve" -l response-store-entries -d 'Responses kept for previous_response_id (store: true); 0 keeps none [env: RESPONSE_STORE_MAX_ENTRIES] [default: 1000]' -r
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand serve" -l response-store-ttl -d 'Seconds a stored response is kept [env: RESPONSE_STORE_TTL_SEC] [default: 3600]' -r
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand serve" -l replica-id -d 'This replica\'s name, in every response\'s x-lingma-gw-replica header, /healthz and the request log [env: LINGMA_GW_REPLICA_ID] [default: the host name]' -r
-complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand serve" -l config -d 'Config file (TOML); default: lingma-gw/config.toml in the user\'s config dir [env: LINGMA_GW_CONFIG]' -r -F
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand serve" -l config -d 'Config file (TOML; keys are the flag names with `_`) [env: LINGMA_GW_CONFIG] [default: $XDG_CONFIG_HOME/lingma-gw/config.toml, if it exists]' -r -F
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand serve" -l log-format -d 'Log format on stderr [env: LOG_FORMAT] [default: text]' -r -f -a "text\t''
 json\t''"
-complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand serve" -l sim -d 'Use the built-in Lingma simulator instead of Lingma'
-complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand serve" -l metrics-public -d 'Serve /metrics without credentials [env: METRICS_PUBLIC]'
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand serve" -l sim -d 'Use the built-in Lingma simulator instead of Lingma [env: LINGMA_SIM] [default: false]'
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand serve" -l metrics-public -d 'Serve /metrics without credentials [env: METRICS_PUBLIC] [default: false]'
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand serve" -l allow-unauthenticated -d 'Allow binding a non-loopback address with no API keys'
-complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand serve" -l session-reuse -d 'Continue the upstream session when a conversation\'s history matches [env: SESSION_REUSE_ENABLED] [default: on]'
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand serve" -l session-reuse -d 'Continue the upstream session when a conversation\'s history matches (--no-session-reuse: replay every time) [env: SESSION_REUSE_ENABLED] [default: true]'
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand serve" -l no-session-reuse -d 'Replay the whole conversation in a new session every time'
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand serve" -l auto-login -d 'Let the gateway log logged-out instances in by itself through headless Chromium (docs/login.md) [env: AUTO_LOGIN_ENABLED] [default: false]'
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand serve" -s v -l verbose -d 'More log output (-v debug, -vv trace); overrides LOG_LEVEL'
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand serve" -s q -l quiet -d 'Only errors on stderr, no progress output'
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand serve" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand serve" -s V -l version -d 'Print version'
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand models" -l lingma-bin -d 'The Lingma binary [env: LINGMA_BIN] [default: newest ~/.lingma/bin/<version>/<platform>/Lingma]' -r -F
-complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand models" -l work-dir -d 'Root of the instances\' work dirs; an instance\'s is <work-dir>/<name> [env: LINGMA_WORK_DIR] [default: the user\'s data dir]' -r -F
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand models" -l work-dir -d 'Root of the instances\' work dirs; an instance\'s is <work-dir>/<name> [env: LINGMA_WORK_DIR] [default: $XDG_DATA_HOME/lingma-gw/instances]' -r -F
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand models" -l startup-timeout -d 'Seconds a Lingma instance has to start and answer `initialize` [env: LINGMA_STARTUP_TIMEOUT] [default: 30]' -r
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand models" -l first-token-timeout -d 'Seconds to wait for the first token of an answer, and between two tokens [env: LINGMA_FIRST_TOKEN_TIMEOUT] [default: 120]' -r
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand models" -l attach -d 'Use a Lingma that is already running (an IDE\'s) instead of starting one: `auto` finds it through its info file or socket; or an info file, a Unix socket, a ws:// URL. It is never started, stopped or logged in or out [env: LINGMA_ATTACH]' -r
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand models" -l lingma-dialect -d 'The dialect to speak: chat/ask (legacy, the plugin runtime) or session/* (acp, the desktop IDE\'s runtime); auto tries session/new once [env: LINGMA_DIALECT] [default: auto]' -r -f -a "auto\t''
 legacy\t''
 acp\t''"
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand models" -l instance -d 'Instance name (inst-0, inst-1, ... or the accounts file\'s names) [default: inst-0]' -r
-complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand models" -l config -d 'Config file (TOML); default: lingma-gw/config.toml in the user\'s config dir [env: LINGMA_GW_CONFIG]' -r -F
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand models" -l config -d 'Config file (TOML; keys are the flag names with `_`) [env: LINGMA_GW_CONFIG] [default: $XDG_CONFIG_HOME/lingma-gw/config.toml, if it exists]' -r -F
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand models" -l log-format -d 'Log format on stderr [env: LOG_FORMAT] [default: text]' -r -f -a "text\t''
 json\t''"
-complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand models" -l sim -d 'Use the built-in Lingma simulator instead of Lingma'
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand models" -l sim -d 'Use the built-in Lingma simulator instead of Lingma [env: LINGMA_SIM] [default: false]'
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand models" -l json -d 'Print JSON instead of a table'
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand models" -s v -l verbose -d 'More log output (-v debug, -vv trace); overrides LOG_LEVEL'
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand models" -s q -l quiet -d 'Only errors on stderr, no progress output'
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand models" -s h -l help -d 'Print help'
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand models" -s V -l version -d 'Print version'
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand chat" -l lingma-bin -d 'The Lingma binary [env: LINGMA_BIN] [default: newest ~/.lingma/bin/<version>/<platform>/Lingma]' -r -F
-complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand chat" -l work-dir -d 'Root of the instances\' work dirs; an instance\'s is <work-dir>/<name> [env: LINGMA_WORK_DIR] [default: the user\'s data dir]' -r -F
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand chat" -l work-dir -d 'Root of the instances\' work dirs; an instance\'s is <work-dir>/<name> [env: LINGMA_WORK_DIR] [default: $XDG_DATA_HOME/lingma-gw/instances]' -r -F
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand chat" -l startup-timeout -d 'Seconds a Lingma instance has to start and answer `initialize` [env: LINGMA_STARTUP_TIMEOUT] [default: 30]' -r
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand chat" -l first-token-timeout -d 'Seconds to wait for the first token of an answer, and between two tokens [env: LINGMA_FIRST_TOKEN_TIMEOUT] [default: 120]' -r
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand chat" -l attach -d 'Use a Lingma that is already running (an IDE\'s) instead of starting one: `auto` finds it through its info file or socket; or an info file, a Unix socket, a ws:// URL. It is never started, stopped or logged in or out [env: LINGMA_ATTACH]' -r
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand chat" -l lingma-dialect -d 'The dialect to speak: chat/ask (legacy, the plugin runtime) or session/* (acp, the desktop IDE\'s runtime); auto tries session/new once [env: LINGMA_DIALECT] [default: auto]' -r -f -a "auto\t''
 legacy\t''
@@ -114,10 +126,10 @@ acp\t''"
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand chat" -l instance -d 'Instance name (inst-0, inst-1, ... or the accounts file\'s names) [default: inst-0]' -r
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand chat" -s m -l model -d 'Model key or display name [default: Lingma\'s default]' -r
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand chat" -s s -l system -d 'A system message sent before the question' -r
-complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand chat" -l config -d 'Config file (TOML); default: lingma-gw/config.toml in the user\'s config dir [env: LINGMA_GW_CONFIG]' -r -F
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand chat" -l config -d 'Config file (TOML; keys are the flag names with `_`) [env: LINGMA_GW_CONFIG] [default: $XDG_CONFIG_HOME/lingma-gw/config.toml, if it exists]' -r -F
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand chat" -l log-format -d 'Log format on stderr [env: LOG_FORMAT] [default: text]' -r -f -a "text\t''
 json\t''"
-complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand chat" -l sim -d 'Use the built-in Lingma simulator instead of Lingma'
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand chat" -l sim -d 'Use the built-in Lingma simulator instead of Lingma [env: LINGMA_SIM] [default: false]'
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand chat" -l json -d 'Print one JSON object (text, model, session id, latency, usage) instead of streaming'
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand chat" -l show-reasoning -d 'Show the model\'s reasoning on stderr (also with -v)'
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand chat" -s v -l verbose -d 'More log output (-v debug, -vv trace); overrides LOG_LEVEL'
@@ -125,43 +137,47 @@ complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand chat" -s q -l quiet 
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand chat" -s h -l help -d 'Print help'
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand chat" -s V -l version -d 'Print version'
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand probe" -l lingma-bin -d 'The Lingma binary [env: LINGMA_BIN] [default: newest ~/.lingma/bin/<version>/<platform>/Lingma]' -r -F
-complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand probe" -l work-dir -d 'Root of the instances\' work dirs; an instance\'s is <work-dir>/<name> [env: LINGMA_WORK_DIR] [default: the user\'s data dir]' -r -F
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand probe" -l work-dir -d 'Root of the instances\' work dirs; an instance\'s is <work-dir>/<name> [env: LINGMA_WORK_DIR] [default: $XDG_DATA_HOME/lingma-gw/instances]' -r -F
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand probe" -l startup-timeout -d 'Seconds a Lingma instance has to start and answer `initialize` [env: LINGMA_STARTUP_TIMEOUT] [default: 30]' -r
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand probe" -l first-token-timeout -d 'Seconds to wait for the first token of an answer, and between two tokens [env: LINGMA_FIRST_TOKEN_TIMEOUT] [default: 120]' -r
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand probe" -l attach -d 'Use a Lingma that is already running (an IDE\'s) instead of starting one: `auto` finds it through its info file or socket; or an info file, a Unix socket, a ws:// URL. It is never started, stopped or logged in or out [env: LINGMA_ATTACH]' -r
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand probe" -l lingma-dialect -d 'The dialect to speak: chat/ask (legacy, the plugin runtime) or session/* (acp, the desktop IDE\'s runtime); auto tries session/new once [env: LINGMA_DIALECT] [default: auto]' -r -f -a "auto\t''
 legacy\t''
 acp\t''"
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand probe" -l instance -d 'Instance name (inst-0, inst-1, ... or the accounts file\'s names) [default: inst-0]' -r
-complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand probe" -l config -d 'Config file (TOML); default: lingma-gw/config.toml in the user\'s config dir [env: LINGMA_GW_CONFIG]' -r -F
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand probe" -l config -d 'Config file (TOML; keys are the flag names with `_`) [env: LINGMA_GW_CONFIG] [default: $XDG_CONFIG_HOME/lingma-gw/config.toml, if it exists]' -r -F
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand probe" -l log-format -d 'Log format on stderr [env: LOG_FORMAT] [default: text]' -r -f -a "text\t''
 json\t''"
-complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand probe" -l sim -d 'Use the built-in Lingma simulator instead of Lingma'
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand probe" -l sim -d 'Use the built-in Lingma simulator instead of Lingma [env: LINGMA_SIM] [default: false]'
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand probe" -l json -d 'Print JSON instead of a checklist'
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand probe" -s v -l verbose -d 'More log output (-v debug, -vv trace); overrides LOG_LEVEL'
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand probe" -s q -l quiet -d 'Only errors on stderr, no progress output'
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand probe" -s h -l help -d 'Print help'
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand probe" -s V -l version -d 'Print version'
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand login" -l lingma-bin -d 'The Lingma binary [env: LINGMA_BIN] [default: newest ~/.lingma/bin/<version>/<platform>/Lingma]' -r -F
-complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand login" -l work-dir -d 'Root of the instances\' work dirs; an instance\'s is <work-dir>/<name> [env: LINGMA_WORK_DIR] [default: the user\'s data dir]' -r -F
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand login" -l work-dir -d 'Root of the instances\' work dirs; an instance\'s is <work-dir>/<name> [env: LINGMA_WORK_DIR] [default: $XDG_DATA_HOME/lingma-gw/instances]' -r -F
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand login" -l startup-timeout -d 'Seconds a Lingma instance has to start and answer `initialize` [env: LINGMA_STARTUP_TIMEOUT] [default: 30]' -r
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand login" -l first-token-timeout -d 'Seconds to wait for the first token of an answer, and between two tokens [env: LINGMA_FIRST_TOKEN_TIMEOUT] [default: 120]' -r
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand login" -l instance -d 'Instance name (inst-0, inst-1, ... or the accounts file\'s names) [default: inst-0]' -r
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand login" -l callback-url -d 'Finish a login with the callback URL a browser was sent to (http://127.0.0.1:PORT/auth/callback?...)' -r
-complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand login" -l username -d 'Account name for --headless [env: AUTO_LOGIN_USERNAME] [default: the accounts file\'s username]' -r
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand login" -l username -d 'Account for --headless and the gateway\'s auto-login, when the accounts file names none [env: AUTO_LOGIN_USERNAME]' -r
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand login" -l browser -d 'Chromium to drive [env: CHROME, AUTO_LOGIN_BROWSER] [default: /usr/bin/chromium]' -r -F
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand login" -l dedicated-domain-url -d 'Switch Lingma to this dedicated (enterprise) domain before logging in [env: DEDICATED_DOMAIN_URL]' -r
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand login" -l timeout -d 'Seconds to wait for the login [default: 300; with --headless AUTO_LOGIN_TIMEOUT or 180]' -r
-complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand login" -l config -d 'Config file (TOML); default: lingma-gw/config.toml in the user\'s config dir [env: LINGMA_GW_CONFIG]' -r -F
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand login" -l config -d 'Config file (TOML; keys are the flag names with `_`) [env: LINGMA_GW_CONFIG] [default: $XDG_CONFIG_HOME/lingma-gw/config.toml, if it exists]' -r -F
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand login" -l log-format -d 'Log format on stderr [env: LOG_FORMAT] [default: text]' -r -f -a "text\t''
 json\t''"
-complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand login" -l sim -d 'Use the built-in Lingma simulator instead of Lingma'
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand login" -l sim -d 'Use the built-in Lingma simulator instead of Lingma [env: LINGMA_SIM] [default: false]'
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand login" -l no-browser -d 'Print the login URL but do not open a browser'
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand login" -l headless -d 'Log in through a headless Chromium with --username and a password (from --password-stdin, the accounts file\'s password_env or AUTO_LOGIN_PASSWORD)'
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand login" -l visible -d 'Show Chromium at the login page and wait until you have logged in there'
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand login" -l password-stdin -d 'Read the password for --headless from the first line of stdin'
-complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand login" -l persistent-profile -d 'Keep a browser profile per account (fewer verification prompts) instead of a fresh one [env: AUTO_LOGIN_PERSISTENT_PROFILE]'
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand login" -l persistent-profile -d 'Keep a browser profile per account (fewer verification prompts) instead of a fresh one [env: AUTO_LOGIN_PERSISTENT_PROFILE] [default: false]'
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand login" -s v -l verbose -d 'More log output (-v debug, -vv trace); overrides LOG_LEVEL'
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand login" -s q -l quiet -d 'Only errors on stderr, no progress output'
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand login" -s h -l help -d 'Print help'
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand login" -s V -l version -d 'Print version'
-complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand session; and not __fish_seen_subcommand_from export import help" -l config -d 'Config file (TOML); default: lingma-gw/config.toml in the user\'s config dir [env: LINGMA_GW_CONFIG]' -r -F
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand session; and not __fish_seen_subcommand_from export import help" -l config -d 'Config file (TOML; keys are the flag names with `_`) [env: LINGMA_GW_CONFIG] [default: $XDG_CONFIG_HOME/lingma-gw/config.toml, if it exists]' -r -F
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand session; and not __fish_seen_subcommand_from export import help" -l log-format -d 'Log format on stderr [env: LOG_FORMAT] [default: text]' -r -f -a "text\t''
 json\t''"
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand session; and not __fish_seen_subcommand_from export import help" -s v -l verbose -d 'More log output (-v debug, -vv trace); overrides LOG_LEVEL'
@@ -172,13 +188,15 @@ complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand session; and not __f
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand session; and not __fish_seen_subcommand_from export import help" -f -a "import" -d 'Install a bundle into an instance\'s work dir (raw, base64 or encrypted)'
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand session; and not __fish_seen_subcommand_from export import help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand session; and __fish_seen_subcommand_from export" -l lingma-bin -d 'The Lingma binary [env: LINGMA_BIN] [default: newest ~/.lingma/bin/<version>/<platform>/Lingma]' -r -F
-complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand session; and __fish_seen_subcommand_from export" -l work-dir -d 'Root of the instances\' work dirs; an instance\'s is <work-dir>/<name> [env: LINGMA_WORK_DIR] [default: the user\'s data dir]' -r -F
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand session; and __fish_seen_subcommand_from export" -l work-dir -d 'Root of the instances\' work dirs; an instance\'s is <work-dir>/<name> [env: LINGMA_WORK_DIR] [default: $XDG_DATA_HOME/lingma-gw/instances]' -r -F
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand session; and __fish_seen_subcommand_from export" -l startup-timeout -d 'Seconds a Lingma instance has to start and answer `initialize` [env: LINGMA_STARTUP_TIMEOUT] [default: 30]' -r
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand session; and __fish_seen_subcommand_from export" -l first-token-timeout -d 'Seconds to wait for the first token of an answer, and between two tokens [env: LINGMA_FIRST_TOKEN_TIMEOUT] [default: 120]' -r
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand session; and __fish_seen_subcommand_from export" -l instance -d 'Instance name (inst-0, inst-1, ... or the accounts file\'s names) [default: inst-0]' -r
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand session; and __fish_seen_subcommand_from export" -s o -l output -d 'Where to write the bundle; `-` is stdout [default: -]' -r -F
-complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand session; and __fish_seen_subcommand_from export" -l config -d 'Config file (TOML); default: lingma-gw/config.toml in the user\'s config dir [env: LINGMA_GW_CONFIG]' -r -F
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand session; and __fish_seen_subcommand_from export" -l config -d 'Config file (TOML; keys are the flag names with `_`) [env: LINGMA_GW_CONFIG] [default: $XDG_CONFIG_HOME/lingma-gw/config.toml, if it exists]' -r -F
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand session; and __fish_seen_subcommand_from export" -l log-format -d 'Log format on stderr [env: LOG_FORMAT] [default: text]' -r -f -a "text\t''
 json\t''"
-complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand session; and __fish_seen_subcommand_from export" -l sim -d 'Use the built-in Lingma simulator instead of Lingma'
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand session; and __fish_seen_subcommand_from export" -l sim -d 'Use the built-in Lingma simulator instead of Lingma [env: LINGMA_SIM] [default: false]'
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand session; and __fish_seen_subcommand_from export" -l base64 -d 'Write base64 on one line (for environment variables and CI secrets)'
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand session; and __fish_seen_subcommand_from export" -l with-history -d 'Also include the chat history (cache/db/*)'
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand session; and __fish_seen_subcommand_from export" -l encrypt -d 'Encrypt with a passphrase (age); the passphrase comes from --passphrase-stdin or LINGMA_BUNDLE_PASSPHRASE'
@@ -188,14 +206,16 @@ complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand session; and __fish_
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand session; and __fish_seen_subcommand_from export" -s h -l help -d 'Print help'
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand session; and __fish_seen_subcommand_from export" -s V -l version -d 'Print version'
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand session; and __fish_seen_subcommand_from import" -l lingma-bin -d 'The Lingma binary [env: LINGMA_BIN] [default: newest ~/.lingma/bin/<version>/<platform>/Lingma]' -r -F
-complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand session; and __fish_seen_subcommand_from import" -l work-dir -d 'Root of the instances\' work dirs; an instance\'s is <work-dir>/<name> [env: LINGMA_WORK_DIR] [default: the user\'s data dir]' -r -F
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand session; and __fish_seen_subcommand_from import" -l work-dir -d 'Root of the instances\' work dirs; an instance\'s is <work-dir>/<name> [env: LINGMA_WORK_DIR] [default: $XDG_DATA_HOME/lingma-gw/instances]' -r -F
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand session; and __fish_seen_subcommand_from import" -l startup-timeout -d 'Seconds a Lingma instance has to start and answer `initialize` [env: LINGMA_STARTUP_TIMEOUT] [default: 30]' -r
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand session; and __fish_seen_subcommand_from import" -l first-token-timeout -d 'Seconds to wait for the first token of an answer, and between two tokens [env: LINGMA_FIRST_TOKEN_TIMEOUT] [default: 120]' -r
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand session; and __fish_seen_subcommand_from import" -l instance -d 'Instance name (inst-0, inst-1, ... or the accounts file\'s names) [default: inst-0]' -r
-complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand session; and __fish_seen_subcommand_from import" -l config -d 'Config file (TOML); default: lingma-gw/config.toml in the user\'s config dir [env: LINGMA_GW_CONFIG]' -r -F
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand session; and __fish_seen_subcommand_from import" -l config -d 'Config file (TOML; keys are the flag names with `_`) [env: LINGMA_GW_CONFIG] [default: $XDG_CONFIG_HOME/lingma-gw/config.toml, if it exists]' -r -F
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand session; and __fish_seen_subcommand_from import" -l log-format -d 'Log format on stderr [env: LOG_FORMAT] [default: text]' -r -f -a "text\t''
 json\t''"
-complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand session; and __fish_seen_subcommand_from import" -l sim -d 'Use the built-in Lingma simulator instead of Lingma'
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand session; and __fish_seen_subcommand_from import" -l sim -d 'Use the built-in Lingma simulator instead of Lingma [env: LINGMA_SIM] [default: false]'
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand session; and __fish_seen_subcommand_from import" -l force -d 'Replace the login of a work dir that is already logged in'
-complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand session; and __fish_seen_subcommand_from import" -l passphrase-stdin -d 'Read the passphrase of an encrypted bundle from the first line of stdin (the bundle must then come from a FILE) [env: LINGMA_BUNDLE_PASSPHRASE]'
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand session; and __fish_seen_subcommand_from import" -l passphrase-stdin -d 'Read the passphrase of an encrypted bundle from the first line of stdin (the bundle must then come from a FILE); without it, LINGMA_BUNDLE_PASSPHRASE'
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand session; and __fish_seen_subcommand_from import" -l no-restart -d 'Do not restart the running instance (it keeps its old login until its next start)'
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand session; and __fish_seen_subcommand_from import" -s v -l verbose -d 'More log output (-v debug, -vv trace); overrides LOG_LEVEL'
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand session; and __fish_seen_subcommand_from import" -s q -l quiet -d 'Only errors on stderr, no progress output'
@@ -204,21 +224,21 @@ complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand session; and __fish_
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand session; and __fish_seen_subcommand_from help" -f -a "export" -d 'Write a bundle of a logged-in instance\'s login files (tar.gz + manifest)'
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand session; and __fish_seen_subcommand_from help" -f -a "import" -d 'Install a bundle into an instance\'s work dir (raw, base64 or encrypted)'
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand session; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand completions" -l config -d 'Config file (TOML); default: lingma-gw/config.toml in the user\'s config dir [env: LINGMA_GW_CONFIG]' -r -F
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand completions" -l config -d 'Config file (TOML; keys are the flag names with `_`) [env: LINGMA_GW_CONFIG] [default: $XDG_CONFIG_HOME/lingma-gw/config.toml, if it exists]' -r -F
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand completions" -l log-format -d 'Log format on stderr [env: LOG_FORMAT] [default: text]' -r -f -a "text\t''
 json\t''"
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand completions" -s v -l verbose -d 'More log output (-v debug, -vv trace); overrides LOG_LEVEL'
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand completions" -s q -l quiet -d 'Only errors on stderr, no progress output'
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand completions" -s h -l help -d 'Print help'
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand completions" -s V -l version -d 'Print version'
-complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand man" -l config -d 'Config file (TOML); default: lingma-gw/config.toml in the user\'s config dir [env: LINGMA_GW_CONFIG]' -r -F
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand man" -l config -d 'Config file (TOML; keys are the flag names with `_`) [env: LINGMA_GW_CONFIG] [default: $XDG_CONFIG_HOME/lingma-gw/config.toml, if it exists]' -r -F
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand man" -l log-format -d 'Log format on stderr [env: LOG_FORMAT] [default: text]' -r -f -a "text\t''
 json\t''"
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand man" -s v -l verbose -d 'More log output (-v debug, -vv trace); overrides LOG_LEVEL'
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand man" -s q -l quiet -d 'Only errors on stderr, no progress output'
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand man" -s h -l help -d 'Print help'
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand man" -s V -l version -d 'Print version'
-complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand sim; and not __fish_seen_subcommand_from start status version help" -l config -d 'Config file (TOML); default: lingma-gw/config.toml in the user\'s config dir [env: LINGMA_GW_CONFIG]' -r -F
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand sim; and not __fish_seen_subcommand_from start status version help" -l config -d 'Config file (TOML; keys are the flag names with `_`) [env: LINGMA_GW_CONFIG] [default: $XDG_CONFIG_HOME/lingma-gw/config.toml, if it exists]' -r -F
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand sim; and not __fish_seen_subcommand_from start status version help" -l log-format -d 'Log format on stderr [env: LOG_FORMAT] [default: text]' -r -f -a "text\t''
 json\t''"
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand sim; and not __fish_seen_subcommand_from start status version help" -s v -l verbose -d 'More log output (-v debug, -vv trace); overrides LOG_LEVEL'
@@ -257,7 +277,7 @@ complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand sim; and __fish_seen
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand sim; and __fish_seen_subcommand_from start" -l slow -d 'First-token delay (overrides --no-delay)' -r
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand sim; and __fish_seen_subcommand_from start" -l delay -d 'Delay between deltas (overrides --no-delay)' -r
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand sim; and __fish_seen_subcommand_from start" -l fault-after -d 'Answer deltas sent before crash/close/overwrite/retry fire' -r
-complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand sim; and __fish_seen_subcommand_from start" -l config -d 'Config file (TOML); default: lingma-gw/config.toml in the user\'s config dir [env: LINGMA_GW_CONFIG]' -r -F
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand sim; and __fish_seen_subcommand_from start" -l config -d 'Config file (TOML; keys are the flag names with `_`) [env: LINGMA_GW_CONFIG] [default: $XDG_CONFIG_HOME/lingma-gw/config.toml, if it exists]' -r -F
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand sim; and __fish_seen_subcommand_from start" -l log-format -d 'Log format on stderr [env: LOG_FORMAT] [default: text]' -r -f -a "text\t''
 json\t''"
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand sim; and __fish_seen_subcommand_from start" -l no-delay -d 'Set every delay (startup, first token, between chunks) to 0; fault delays still apply'
@@ -284,14 +304,14 @@ complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand sim; and __fish_seen
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand sim; and __fish_seen_subcommand_from status" -s o -l output -d 'Output format' -r -f -a "text\t''
 json\t''"
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand sim; and __fish_seen_subcommand_from status" -l workDir -d 'The Lingma work dir to inspect' -r -F
-complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand sim; and __fish_seen_subcommand_from status" -l config -d 'Config file (TOML); default: lingma-gw/config.toml in the user\'s config dir [env: LINGMA_GW_CONFIG]' -r -F
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand sim; and __fish_seen_subcommand_from status" -l config -d 'Config file (TOML; keys are the flag names with `_`) [env: LINGMA_GW_CONFIG] [default: $XDG_CONFIG_HOME/lingma-gw/config.toml, if it exists]' -r -F
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand sim; and __fish_seen_subcommand_from status" -l log-format -d 'Log format on stderr [env: LOG_FORMAT] [default: text]' -r -f -a "text\t''
 json\t''"
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand sim; and __fish_seen_subcommand_from status" -s v -l verbose -d 'More log output (-v debug, -vv trace); overrides LOG_LEVEL'
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand sim; and __fish_seen_subcommand_from status" -s q -l quiet -d 'Only errors on stderr, no progress output'
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand sim; and __fish_seen_subcommand_from status" -s h -l help -d 'Print help'
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand sim; and __fish_seen_subcommand_from status" -s V -l version -d 'Print version'
-complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand sim; and __fish_seen_subcommand_from version" -l config -d 'Config file (TOML); default: lingma-gw/config.toml in the user\'s config dir [env: LINGMA_GW_CONFIG]' -r -F
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand sim; and __fish_seen_subcommand_from version" -l config -d 'Config file (TOML; keys are the flag names with `_`) [env: LINGMA_GW_CONFIG] [default: $XDG_CONFIG_HOME/lingma-gw/config.toml, if it exists]' -r -F
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand sim; and __fish_seen_subcommand_from version" -l log-format -d 'Log format on stderr [env: LOG_FORMAT] [default: text]' -r -f -a "text\t''
 json\t''"
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand sim; and __fish_seen_subcommand_from version" -s v -l verbose -d 'More log output (-v debug, -vv trace); overrides LOG_LEVEL'

@@ -2,9 +2,7 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 fn main() -> ExitCode {
-    let cli = lingma_gw::cli::Cli::parse();
+    let cli = lingma_gw::cli::parse();
     lingma_gw::commands::run(cli)
 }

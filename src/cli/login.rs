@@ -1,4 +1,5 @@
-//! `lingma-gw login`: clap definitions only (what it does lives in `commands/login.rs`).
+//! `lingma-gw login`: clap definitions only (what it does lives in `commands/login.rs`). Flags that
+//! are settings get their help from the settings table.
 
 use std::path::PathBuf;
 
@@ -25,20 +26,15 @@ pub struct LoginArgs {
     /// Show Chromium at the login page and wait until you have logged in there
     #[arg(long)]
     pub visible: bool,
-    /// Account name for --headless [env: AUTO_LOGIN_USERNAME] [default: the accounts file's username]
     #[arg(long, value_name = "USER")]
     pub username: Option<String>,
     /// Read the password for --headless from the first line of stdin
     #[arg(long)]
     pub password_stdin: bool,
-    /// Chromium to drive [env: CHROME, AUTO_LOGIN_BROWSER] [default: /usr/bin/chromium]
     #[arg(long, value_name = "PATH")]
     pub browser: Option<PathBuf>,
-    /// Keep a browser profile per account (fewer verification prompts) instead of a fresh one
-    /// [env: AUTO_LOGIN_PERSISTENT_PROFILE]
     #[arg(long)]
     pub persistent_profile: bool,
-    /// Switch Lingma to this dedicated (enterprise) domain before logging in [env: DEDICATED_DOMAIN_URL]
     #[arg(long, value_name = "URL")]
     pub dedicated_domain_url: Option<String>,
     /// Seconds to wait for the login [default: 300; with --headless AUTO_LOGIN_TIMEOUT or 180]

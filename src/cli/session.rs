@@ -52,7 +52,7 @@ pub struct ImportArgs {
     #[arg(long)]
     pub force: bool,
     /// Read the passphrase of an encrypted bundle from the first line of stdin (the bundle must
-    /// then come from a FILE) [env: LINGMA_BUNDLE_PASSPHRASE]
+    /// then come from a FILE); without it, LINGMA_BUNDLE_PASSPHRASE
     #[arg(long)]
     pub passphrase_stdin: bool,
     /// Do not restart the running instance (it keeps its old login until its next start)

@@ -3,13 +3,9 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use clap::CommandFactory;
-
-use crate::cli::Cli;
-
 /// The completion script for `shell`.
 pub fn completion_script(shell: clap_complete::Shell) -> Vec<u8> {
-    let mut cmd = Cli::command();
+    let mut cmd = crate::cli::command();
     let mut out = Vec::new();
     clap_complete::generate(shell, &mut cmd, "lingma-gw", &mut out);
     out
@@ -19,7 +15,7 @@ pub fn completion_script(shell: clap_complete::Shell) -> Vec<u8> {
 /// description and options, so `man lingma-gw` documents every flag.
 pub fn man_page() -> std::io::Result<Vec<u8>> {
     let mut out = Vec::new();
-    let root = Cli::command();
+    let root = crate::cli::command();
     clap_mangen::Man::new(root.clone()).render(&mut out)?;
     for sub in root.get_subcommands().filter(|s| !s.is_hide_set()) {
         render_sub_section(&mut out, root.get_name(), sub)?;

@@ -18,12 +18,12 @@ use crate::lingma::discovery::live_instances;
 use crate::lingma::workdir::default_instance_name;
 use crate::login::headless::{self, BrowserOptions, Credentials, Profile, Target, Timeouts};
 use crate::login::{Secret, apply_dedicated_domain, interactive, secret_from_reader};
-use crate::settings::{LingmaSettings, LoginBrowserSettings, Sources, dedicated_domain_url};
+use crate::settings::{LingmaSettings, LoginBrowserSettings, Sources, dedicated_domain_url, table};
 
 use super::{UsageError, open_instance};
 
 pub async fn run(args: LoginArgs, sources: &Sources<'_>, quiet: bool) -> anyhow::Result<ExitCode> {
-    let settings = LingmaSettings::resolve(&args.lingma, sources)?;
+    let settings = LingmaSettings::resolve(&args.lingma, &Default::default(), sources)?;
     let interactive_tty = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
     let name = choose_instance(
         &args.instance,
@@ -205,10 +205,7 @@ fn choose_instance(arg: &InstanceArg, work_root: &Path, can_ask: bool) -> anyhow
 /// The account of the accounts file (`--accounts` is a serve flag; here LINGMA_ACCOUNTS or the
 /// config file's `accounts`) that names this instance.
 fn account_for(name: &str, sources: &Sources<'_>) -> anyhow::Result<Option<Account>> {
-    let Some(spec) = (sources.env)("LINGMA_ACCOUNTS")
-        .filter(|s| !s.trim().is_empty())
-        .or_else(|| sources.file.accounts.clone())
-    else {
+    let Some(spec) = sources.get::<String>(&table::ACCOUNTS, None)? else {
         return Ok(None);
     };
     let accounts = parse_accounts(&spec).map_err(|e| UsageError(e.to_string()))?;
@@ -230,8 +227,7 @@ fn headless_credentials(
         .username
         .clone()
         .or_else(|| account.as_ref().and_then(|a| a.username.clone()))
-        .or_else(|| (sources.env)("AUTO_LOGIN_USERNAME").filter(|s| !s.trim().is_empty()))
-        .or_else(|| sources.file.auto_login_username.clone())
+        .or(sources.get::<String>(&table::USERNAME, None)?)
         .ok_or_else(|| {
             UsageError(
                 "--headless needs an account: pass --username USER (or set AUTO_LOGIN_USERNAME)"
@@ -246,7 +242,7 @@ fn headless_credentials(
             .filter(|s| !s.is_empty())
             .map(Secret::new)
             .ok_or_else(|| UsageError(format!("the account's password_env {var} is not set")))?
-    } else if let Some(p) = (sources.env)("AUTO_LOGIN_PASSWORD").filter(|s| !s.is_empty()) {
+    } else if let Some(p) = sources.from_env::<String>(&table::AUTO_LOGIN_PASSWORD)? {
         Secret::new(p)
     } else if interactive_tty {
         Secret::new(

@@ -13,7 +13,7 @@ pub mod sim;
 
 use std::process::ExitCode;
 
-use crate::cli::{AttachArgs, Cli, Command, InstanceArg, LingmaArgs};
+use crate::cli::{AttachArgs, Cli, Command, InstanceArg, LingmaArgs, PoolArgs};
 use crate::lingma::attach::{LocalInstance, default_instance};
 use crate::lingma::discovery::LingmaBinary;
 use crate::settings::{ConfigFile, LingmaSettings, LogSettings, SettingsError, Sources};
@@ -48,7 +48,7 @@ pub async fn open_instance(
     instance: &InstanceArg,
     sources: &Sources<'_>,
 ) -> anyhow::Result<LocalInstance> {
-    let settings = LingmaSettings::resolve(lingma, sources)?;
+    let settings = LingmaSettings::resolve(lingma, &PoolArgs::default(), sources)?;
     open_with(&settings, instance).await
 }
 
@@ -59,7 +59,8 @@ pub async fn open_attachable(
     instance: &InstanceArg,
     sources: &Sources<'_>,
 ) -> anyhow::Result<LocalInstance> {
-    let settings = LingmaSettings::resolve(lingma, sources)?.with_attach(attach, sources)?;
+    let settings = LingmaSettings::resolve(lingma, &PoolArgs::default(), sources)?
+        .with_attach(attach, sources)?;
     open_with(&settings, instance).await
 }
 

@@ -56,8 +56,8 @@ impl Report {
 }
 
 pub async fn run(args: InstanceQueryArgs, sources: &Sources<'_>) -> anyhow::Result<ExitCode> {
-    let settings =
-        LingmaSettings::resolve(&args.lingma, sources)?.with_attach(&args.attach, sources)?;
+    let settings = LingmaSettings::resolve(&args.lingma, &Default::default(), sources)?
+        .with_attach(&args.attach, sources)?;
     let mut report = Report {
         steps: Vec::new(),
         dialect: None,

@@ -62,7 +62,8 @@ pub async fn run(args: ServeArgs, sources: &Sources<'_>) -> anyhow::Result<ExitC
     }
     // Bundle seeds are decoded and verified now; the pool installs them into logged-out work dirs.
     let specs = super::session::prepare_seeds(specs, &s.lingma.work_dir, sources)?;
-    let auto_login_settings = AutoLoginSettings::resolve(&s.lingma.work_dir, sources)?;
+    let auto_login_settings =
+        AutoLoginSettings::resolve(args.auto_login, &s.lingma.work_dir, sources)?;
     let auto_login_config = super::login::auto_login_config(
         &auto_login_settings,
         accounts.as_deref(),

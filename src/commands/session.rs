@@ -130,7 +130,7 @@ fn write_private(path: &Path, data: &[u8]) -> anyhow::Result<()> {
 }
 
 async fn import(args: ImportArgs, sources: &Sources<'_>, quiet: bool) -> anyhow::Result<ExitCode> {
-    let settings = LingmaSettings::resolve(&args.lingma, sources)?;
+    let settings = LingmaSettings::resolve(&args.lingma, &Default::default(), sources)?;
     let bs = BundleSettings::resolve(sources)?;
     let from_stdin = args.file.is_none() || args.file.as_deref() == Some(Path::new("-"));
     if from_stdin && args.passphrase_stdin {

@@ -1,24 +1,32 @@
-//! Resolved settings. Every setting is looked up in one fixed order, written out here for each one:
-//! command-line flag, then environment variable, then config file, then the built-in default.
+//! Resolved settings. Every setting is declared once in the settings table ([`table`]: flag,
+//! environment variables, config key, default, kind, doc) and looked up in one fixed order:
+//! command-line flag, then environment variable, then config file, then the table's default.
+//! What a value means for the program (validations, values computed from others) is written out
+//! here, one `resolve` per group of settings; how to add a setting is in [`table`]'s docs.
 //!
-//! The environment is passed in as a lookup function and the config file as a parsed struct, so
+//! The environment is passed in as a lookup function and the config file as a parsed table, so
 //! the whole precedence is unit-testable without touching the process environment.
 
+pub mod docs;
+pub mod table;
+
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use thiserror::Error;
 
 use crate::cli::{
-    AskModeArg, AttachArgs, DialectArg, GlobalArgs, LingmaArgs, LogFormat, ServeArgs, ToolSyntaxArg,
+    AskModeArg, AttachArgs, DialectArg, GlobalArgs, LingmaArgs, LogFormat, PoolArgs, ServeArgs,
+    ToolSyntaxArg,
 };
 use crate::lingma::discovery::BinaryChoice;
 use crate::lingma::ide::{AttachSpec, SearchRoots};
 use crate::lingma::{AskMode, ClientOptions, DialectChoice};
 use crate::turn::CallSyntax;
 use crate::turn::model_map::ModelMap;
+use table::{Kind, Setting};
 
 #[derive(Debug, Error)]
 pub enum SettingsError {
@@ -32,78 +40,18 @@ pub enum SettingsError {
     ConfigRead { path: PathBuf, reason: String },
     #[error("config file {path} is invalid: {reason}")]
     ConfigParse { path: PathBuf, reason: String },
+    #[error("config file key {key} is invalid: {reason}")]
+    ConfigValue { key: &'static str, reason: String },
     #[error("{0}")]
     Invalid(String),
 }
 
-/// The config file (TOML). Keys are the long flag names with `_` for `-`.
-#[derive(Debug, Default, Deserialize, Clone)]
-#[serde(deny_unknown_fields, default)]
+/// The config file (TOML): keys are the settings' keys (the long flag names with `_`; older
+/// spellings are accepted), checked against the settings table when the file is read.
+#[derive(Debug, Default, Clone)]
 pub struct ConfigFile {
-    pub log_level: Option<String>,
-    pub log_format: Option<String>,
-    pub lingma_bin: Option<PathBuf>,
-    pub sim: Option<bool>,
-    pub work_dir: Option<PathBuf>,
-    pub socket_port: Option<u16>,
-    pub startup_timeout: Option<f64>,
-    pub rpc_timeout: Option<f64>,
-    pub first_token_timeout: Option<f64>,
-    pub idle_finish: Option<f64>,
-    pub off_by_one_workaround: Option<bool>,
-    pub lingma_dialect: Option<String>,
-    pub attach: Option<String>,
-    pub attach_search_dirs: Option<Vec<PathBuf>>,
-    pub connections_per_instance: Option<usize>,
-    pub health_interval: Option<f64>,
-    pub host: Option<String>,
-    pub port: Option<u16>,
-    pub instances: Option<usize>,
-    pub api_keys: Option<Vec<String>>,
-    pub admin_token: Option<String>,
-    pub metrics_token: Option<String>,
-    pub metrics_public: Option<bool>,
-    pub max_in_flight: Option<usize>,
-    pub queue_timeout: Option<f64>,
-    pub session_reuse: Option<bool>,
-    pub session_cache_max_entries: Option<usize>,
-    pub session_cache_ttl: Option<f64>,
-    pub default_model: Option<String>,
-    pub ask_mode: Option<String>,
-    pub accounts: Option<String>,
-    pub session_bundle: Option<PathBuf>,
-    pub shutdown_grace: Option<f64>,
-    pub body_limit: Option<usize>,
-    pub max_queue: Option<usize>,
-    pub queue_memory: Option<u64>,
-    pub header_timeout: Option<f64>,
-    pub body_timeout: Option<f64>,
-    pub idle_timeout: Option<f64>,
-    pub stream_stall_timeout: Option<f64>,
-    pub keepalive: Option<f64>,
-    pub tool_syntax: Option<String>,
-    pub tool_description_limit: Option<usize>,
-    pub model_map: Option<Vec<String>>,
-    pub response_store_entries: Option<usize>,
-    pub response_store_ttl: Option<f64>,
-    pub replica_id: Option<String>,
-    // Login and session bundles (see `LoginBrowserSettings`, `AutoLoginSettings`).
-    pub auto_login_enabled: Option<bool>,
-    pub auto_login_timeout: Option<f64>,
-    pub auto_login_max_retry: Option<u32>,
-    pub auto_login_username: Option<String>,
-    pub auto_login_browser: Option<PathBuf>,
-    pub auto_login_persistent_profile: Option<bool>,
-    pub auto_login_profile_dir: Option<PathBuf>,
-    pub auto_login_frame_selectors: Option<Vec<String>>,
-    pub auto_login_password_tab_selectors: Option<Vec<String>>,
-    pub auto_login_username_selectors: Option<Vec<String>>,
-    pub auto_login_password_selectors: Option<Vec<String>>,
-    pub auto_login_submit_selectors: Option<Vec<String>>,
-    pub auto_login_captcha_selectors: Option<Vec<String>>,
-    pub auto_login_error_selectors: Option<Vec<String>>,
-    pub dedicated_domain_url: Option<String>,
-    pub bundle_max_bytes: Option<u64>,
+    /// By the setting's key (an older spelling is stored under the key).
+    values: BTreeMap<&'static str, toml::Value>,
 }
 
 impl ConfigFile {
@@ -112,9 +60,13 @@ impl ConfigFile {
         explicit: Option<&Path>,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, SettingsError> {
-        let explicit = explicit
-            .map(Path::to_path_buf)
-            .or_else(|| env("LINGMA_GW_CONFIG").map(PathBuf::from));
+        let explicit = explicit.map(Path::to_path_buf).or_else(|| {
+            table::CONFIG
+                .env
+                .iter()
+                .find_map(|n| env(n).filter(|v| !v.trim().is_empty()))
+                .map(PathBuf::from)
+        });
         let (path, required) = match explicit {
             Some(p) => (p, true),
             None => match default_config_path() {
@@ -134,10 +86,133 @@ impl ConfigFile {
                 });
             }
         };
-        toml::from_str(&text).map_err(|e| SettingsError::ConfigParse {
-            path,
-            reason: e.to_string(),
-        })
+        Self::parse(&text).map_err(|reason| SettingsError::ConfigParse { path, reason })
+    }
+
+    /// Parses and checks a config file's text: every key names a setting (once), every value has
+    /// the setting's type.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let doc: toml::Table = toml::from_str(text).map_err(|e| e.to_string())?;
+        let mut values = BTreeMap::new();
+        let mut seen: BTreeMap<&'static str, String> = BTreeMap::new();
+        for (k, v) in doc {
+            let Some(s) = table::by_key(&k).filter(|s| s.key.is_some()) else {
+                return Err(unknown_key(&k));
+            };
+            let key = s.key.unwrap_or_default();
+            if let Some(first) = seen.insert(key, k.clone()) {
+                return Err(format!("{first} and {k} set the same setting; keep one"));
+            }
+            let v = file_value(s.kind, v).map_err(|reason| format!("key {k}: {reason}"))?;
+            values.insert(key, v);
+        }
+        Ok(Self { values })
+    }
+
+    fn get(&self, s: &Setting) -> Option<&toml::Value> {
+        s.key.and_then(|k| self.values.get(k))
+    }
+}
+
+fn unknown_key(k: &str) -> String {
+    let closest = table::SETTINGS
+        .iter()
+        .filter_map(|s| s.key)
+        .map(|key| (edit_distance(k, key), key))
+        .min();
+    match closest {
+        Some((d, key)) if d <= 3 => format!("unknown key {k} (did you mean {key}?)"),
+        _ => format!(
+            "unknown key {k} (the keys are the long flag names with _; see `man lingma-gw`)"
+        ),
+    }
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
+/// A config file value checked (and normalised) against the setting's kind.
+fn file_value(kind: Kind, v: toml::Value) -> Result<toml::Value, String> {
+    use toml::Value as V;
+    let wrong = |want: &str, v: &V| Err(format!("expected {want}, found {}", v.type_str()));
+    match (kind, v) {
+        (Kind::Bool, v @ V::Boolean(_)) => Ok(v),
+        (Kind::Int, v @ V::Integer(_)) => Ok(v),
+        (Kind::Secs, V::Integer(i)) if i >= 0 => Ok(V::Float(i as f64)),
+        (Kind::Secs, V::Float(f)) if f.is_finite() && f >= 0.0 => Ok(V::Float(f)),
+        (Kind::Secs, V::Integer(_) | V::Float(_)) => {
+            Err("expected a non-negative number of seconds".into())
+        }
+        (Kind::Text | Kind::Path | Kind::Choice(_), v @ V::String(_)) => Ok(v),
+        (Kind::List | Kind::Selectors | Kind::Paths, V::Array(items)) => {
+            if items.iter().all(V::is_str) {
+                Ok(V::Array(items))
+            } else {
+                Err("expected a list of strings".into())
+            }
+        }
+        (Kind::Bool, v) => wrong("true or false", &v),
+        (Kind::Int, v) => wrong("a whole number", &v),
+        (Kind::Secs, v) => wrong("a number of seconds", &v),
+        (Kind::Text | Kind::Path | Kind::Choice(_), v) => wrong("a string", &v),
+        (Kind::List | Kind::Selectors | Kind::Paths, v) => wrong("a list of strings", &v),
+    }
+}
+
+/// An environment variable's (or a default's) text as a value of the setting's kind.
+pub(crate) fn env_text_value(kind: Kind, text: &str) -> Result<toml::Value, String> {
+    use toml::Value as V;
+    let t = text.trim();
+    match kind {
+        Kind::Bool => parse_bool(t)
+            .map(V::Boolean)
+            .ok_or_else(|| "expected true/false, 1/0, yes/no or on/off".into()),
+        Kind::Int => t.parse::<i64>().map(V::Integer).map_err(|e| e.to_string()),
+        Kind::Secs => match t.parse::<f64>() {
+            Ok(f) if f.is_finite() && f >= 0.0 => Ok(V::Float(f)),
+            _ => Err("expected a non-negative number of seconds".into()),
+        },
+        Kind::Text | Kind::Path | Kind::Choice(_) => Ok(V::String(text.to_string())),
+        Kind::List => Ok(V::Array(
+            t.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| V::String(s.into()))
+                .collect(),
+        )),
+        Kind::Paths => Ok(V::Array(
+            std::env::split_paths(t)
+                .filter(|p| !p.as_os_str().is_empty())
+                .map(|p| V::String(p.to_string_lossy().into_owned()))
+                .collect(),
+        )),
+        Kind::Selectors => {
+            let list: Vec<String> = if t.starts_with('[') {
+                serde_json::from_str(t).map_err(|e| format!("not a JSON list of strings: {e}"))?
+            } else {
+                t.split(';')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(String::from)
+                    .collect()
+            };
+            if list.is_empty() {
+                return Err("the list is empty".into());
+            }
+            Ok(V::Array(list.into_iter().map(V::String).collect()))
+        }
     }
 }
 
@@ -158,46 +233,82 @@ pub struct Sources<'a> {
 }
 
 impl Sources<'_> {
-    /// The environment variable `name`, parsed; empty counts as unset.
-    fn env<T: FromStr>(&self, name: &'static str) -> Result<Option<T>, SettingsError>
-    where
-        T::Err: std::fmt::Display,
-    {
-        match (self.env)(name).filter(|v| !v.trim().is_empty()) {
-            None => Ok(None),
-            Some(v) => v
-                .trim()
-                .parse()
-                .map(Some)
-                .map_err(|e: T::Err| SettingsError::BadEnv {
-                    name,
-                    value: v,
-                    reason: e.to_string(),
-                }),
-        }
+    /// The first of the setting's environment variables that is set (empty counts as unset).
+    fn env_text(&self, s: &Setting) -> Option<(&'static str, String)> {
+        s.env.iter().find_map(|n| {
+            (self.env)(n)
+                .filter(|v| !v.trim().is_empty())
+                .map(|v| (*n, v))
+        })
     }
 
-    fn env_bool(&self, name: &'static str) -> Result<Option<bool>, SettingsError> {
-        match (self.env)(name).filter(|v| !v.trim().is_empty()) {
-            None => Ok(None),
-            Some(v) => parse_bool(&v).map(Some).ok_or(SettingsError::BadEnv {
-                name,
-                value: v,
-                reason: "expected true/false, 1/0, yes/no or on/off".into(),
-            }),
-        }
+    /// The setting from the environment.
+    pub fn from_env<T: DeserializeOwned>(&self, s: &Setting) -> Result<Option<T>, SettingsError> {
+        let Some((name, text)) = self.env_text(s) else {
+            return Ok(None);
+        };
+        let bad = |reason: String| SettingsError::BadEnv {
+            name,
+            value: text.clone(),
+            reason,
+        };
+        let value = env_text_value(s.kind, &text).map_err(bad)?;
+        T::deserialize(value)
+            .map(Some)
+            .map_err(|e| bad(e.message().to_string()))
     }
 
-    fn env_secs(&self, name: &'static str) -> Result<Option<f64>, SettingsError> {
-        let v: Option<f64> = self.env(name)?;
-        match v {
-            Some(s) if !(s.is_finite() && s >= 0.0) => Err(SettingsError::BadEnv {
-                name,
-                value: s.to_string(),
-                reason: "expected a non-negative number of seconds".into(),
-            }),
-            other => Ok(other),
+    /// The setting from the config file.
+    pub fn from_file<T: DeserializeOwned>(&self, s: &Setting) -> Result<Option<T>, SettingsError> {
+        let Some(v) = self.file.get(s) else {
+            return Ok(None);
+        };
+        T::deserialize(v.clone())
+            .map(Some)
+            .map_err(|e| SettingsError::ConfigValue {
+                key: s.name(),
+                reason: e.message().to_string(),
+            })
+    }
+
+    /// Flag, else environment, else config file; `None` when none sets it.
+    pub fn get<T: DeserializeOwned>(
+        &self,
+        s: &Setting,
+        flag: Option<T>,
+    ) -> Result<Option<T>, SettingsError> {
+        if flag.is_some() {
+            return Ok(flag);
         }
+        if let Some(v) = self.from_env(s)? {
+            return Ok(Some(v));
+        }
+        self.from_file(s)
+    }
+
+    /// [`Sources::get`], else the table's default (`Default::Is`).
+    pub fn value<T: DeserializeOwned>(
+        &self,
+        s: &Setting,
+        flag: Option<T>,
+    ) -> Result<T, SettingsError> {
+        if let Some(v) = self.get(s, flag)? {
+            return Ok(v);
+        }
+        let table::Default::Is(text) = s.default else {
+            return Err(SettingsError::Invalid(format!(
+                "{} has no default value (a bug: resolve it with `get`)",
+                s.name()
+            )));
+        };
+        env_text_value(s.kind, text)
+            .and_then(|v| T::deserialize(v).map_err(|e| e.message().to_string()))
+            .map_err(|e| SettingsError::Invalid(format!("default of {}: {e}", s.name())))
+    }
+
+    /// A duration setting, flag > env > file > default.
+    pub fn secs(&self, s: &Setting, flag: Option<f64>) -> Result<Duration, SettingsError> {
+        secs(self.value(s, flag)?)
     }
 }
 
@@ -214,19 +325,12 @@ fn secs(v: f64) -> Result<Duration, SettingsError> {
         .map_err(|_| SettingsError::Invalid(format!("{v} is not a valid number of seconds")))
 }
 
-/// A duration setting: flag, then environment variable, then config file, then `default` seconds.
-fn secs_setting(
-    flag: Option<f64>,
-    src: &Sources,
-    env: &'static str,
-    file: Option<f64>,
-    default: f64,
-) -> Result<Duration, SettingsError> {
-    let v = match flag {
-        Some(v) => v,
-        None => src.env_secs(env)?.or(file).unwrap_or(default),
-    };
-    secs(v)
+fn dialect_choice(v: &str) -> Result<DialectChoice, SettingsError> {
+    DialectChoice::parse(v).ok_or_else(|| {
+        SettingsError::Invalid(format!(
+            "Lingma dialect {v:?} is not one of auto, legacy, acp"
+        ))
+    })
 }
 
 fn ask_mode(v: &str) -> Result<AskMode, SettingsError> {
@@ -257,24 +361,19 @@ impl LogSettings {
         } else if g.verbose == 1 {
             "debug".to_string()
         } else {
-            (src.env)("LOG_LEVEL")
-                .or_else(|| (src.env)("RUST_LOG"))
-                .filter(|s| !s.trim().is_empty())
-                .or_else(|| src.file.log_level.clone())
-                .unwrap_or_else(|| "info".into())
+            src.value::<String>(&table::LOG_LEVEL, None)?
                 .to_ascii_lowercase()
         };
         let format = match g.log_format {
             Some(f) => f,
-            None => match (src.env)("LOG_FORMAT").or_else(|| src.file.log_format.clone()) {
-                Some(f) if f.eq_ignore_ascii_case("json") => LogFormat::Json,
-                Some(f) if f.eq_ignore_ascii_case("text") || f.is_empty() => LogFormat::Text,
-                Some(f) => {
+            None => match src.value::<String>(&table::LOG_FORMAT, None)? {
+                f if f.trim().eq_ignore_ascii_case("json") => LogFormat::Json,
+                f if f.trim().eq_ignore_ascii_case("text") => LogFormat::Text,
+                f => {
                     return Err(SettingsError::Invalid(format!(
                         "log format {f:?} is not one of text, json"
                     )));
                 }
-                None => LogFormat::Text,
             },
         };
         Ok(Self { filter, format })
@@ -301,103 +400,62 @@ pub struct LingmaSettings {
 }
 
 impl LingmaSettings {
-    pub fn resolve(a: &LingmaArgs, src: &Sources) -> Result<Self, SettingsError> {
-        let f = src.file;
+    /// `pool` carries `serve`'s pool flags; other commands pass `PoolArgs::default()`.
+    pub fn resolve(a: &LingmaArgs, pool: &PoolArgs, src: &Sources) -> Result<Self, SettingsError> {
+        use table::{LINGMA_BIN, SIM};
+        // --sim and --lingma-bin are one choice: each layer decides before the next is read.
         let binary = if a.sim {
             BinaryChoice::Sim
         } else if let Some(p) = &a.lingma_bin {
             BinaryChoice::Path(p.clone())
-        } else if src.env_bool("LINGMA_SIM")? == Some(true) {
+        } else if src.from_env::<bool>(&SIM)? == Some(true) {
             BinaryChoice::Sim
-        } else if let Some(p) = (src.env)("LINGMA_BIN").filter(|s| !s.is_empty()) {
-            BinaryChoice::Path(PathBuf::from(p))
-        } else if f.sim == Some(true) {
+        } else if let Some(p) = src.from_env::<PathBuf>(&LINGMA_BIN)? {
+            BinaryChoice::Path(p)
+        } else if src.from_file::<bool>(&SIM)? == Some(true) {
             BinaryChoice::Sim
-        } else if let Some(p) = &f.lingma_bin {
-            BinaryChoice::Path(p.clone())
+        } else if let Some(p) = src.from_file::<PathBuf>(&LINGMA_BIN)? {
+            BinaryChoice::Path(p)
         } else {
             BinaryChoice::Discover
         };
-        let work_dir = a
-            .work_dir
-            .clone()
-            .or_else(|| {
-                (src.env)("LINGMA_WORK_DIR")
-                    .filter(|s| !s.is_empty())
-                    .map(PathBuf::from)
-            })
-            .or_else(|| f.work_dir.clone())
+        let work_dir = src
+            .get(&table::WORK_DIR, a.work_dir.clone())?
             .unwrap_or_else(default_work_dir);
-        let socket_port = src.env("LINGMA_SOCKET_PORT")?.or(f.socket_port);
-        let startup = src
-            .env_secs("LINGMA_STARTUP_TIMEOUT")?
-            .or(f.startup_timeout)
-            .unwrap_or(30.0);
-        let rpc = src
-            .env_secs("LINGMA_RPC_TIMEOUT")?
-            .or(f.rpc_timeout)
-            .unwrap_or(30.0);
-        let first_token = src
-            .env_secs("LINGMA_FIRST_TOKEN_TIMEOUT")?
-            .or(f.first_token_timeout)
-            .unwrap_or(120.0);
-        let idle = src
-            .env_secs("LINGMA_IDLE_FINISH_SEC")?
-            .or(f.idle_finish)
-            .unwrap_or(3.0);
-        let off_by_one = src
-            .env_bool("LINGMA_OFF_BY_ONE_WORKAROUND")?
-            .or(f.off_by_one_workaround)
-            .unwrap_or(false);
-        let connections = src
-            .env("LINGMA_CONNECTIONS_PER_INSTANCE")?
-            .or(f.connections_per_instance)
-            .unwrap_or(4);
+        let socket_port = src.get(&table::SOCKET_PORT, pool.socket_port)?;
+        let first_token = src.secs(&table::FIRST_TOKEN_TIMEOUT, a.first_token_timeout)?;
+        let connections: usize = src.value(
+            &table::CONNECTIONS_PER_INSTANCE,
+            pool.connections_per_instance,
+        )?;
         if connections == 0 {
             return Err(SettingsError::Invalid(
                 "connections per instance must be at least 1".into(),
             ));
         }
-        let health = src
-            .env_secs("LINGMA_HEALTH_INTERVAL")?
-            .or(f.health_interval)
-            .unwrap_or(5.0);
-        let dialect = match (src.env)("LINGMA_DIALECT")
-            .filter(|s| !s.trim().is_empty())
-            .or_else(|| f.lingma_dialect.clone())
-        {
-            Some(v) => DialectChoice::parse(&v).ok_or_else(|| {
-                SettingsError::Invalid(format!(
-                    "Lingma dialect {v:?} is not one of auto, legacy, acp"
-                ))
-            })?,
-            None => DialectChoice::Auto,
+        let health: f64 = src.value(&table::HEALTH_INTERVAL, pool.health_interval)?;
+        let dialect = dialect_choice(&src.value::<String>(&table::LINGMA_DIALECT, None)?)?;
+        let attach_roots = match src.get::<Vec<PathBuf>>(&table::ATTACH_SEARCH_DIRS, None)? {
+            Some(dirs) if !dirs.is_empty() => SearchRoots(dirs),
+            _ => SearchRoots::default_roots(),
         };
-        let attach_roots =
-            match (src.env)("LINGMA_ATTACH_SEARCH_DIRS").filter(|s| !s.trim().is_empty()) {
-                Some(list) => SearchRoots(std::env::split_paths(&list).collect()),
-                None => match &f.attach_search_dirs {
-                    Some(dirs) if !dirs.is_empty() => SearchRoots(dirs.clone()),
-                    _ => SearchRoots::default_roots(),
-                },
-            };
         Ok(Self {
             binary,
             attach: None,
             attach_roots,
             work_dir,
             socket_port,
-            startup_timeout: secs(startup)?,
+            startup_timeout: src.secs(&table::STARTUP_TIMEOUT, a.startup_timeout)?,
             connections_per_instance: connections,
             health_interval: secs(health.max(0.05))?,
             client: ClientOptions {
                 connect_timeout: Duration::from_secs(10),
-                rpc_timeout: secs(rpc)?,
-                first_token_timeout: secs(first_token)?,
-                stall_timeout: secs(first_token)?,
-                idle_finish: secs(idle)?,
-                off_by_one_workaround: off_by_one,
-                machine_token: (src.env)("LINGMA_MACHINE_TOKEN").filter(|s| !s.is_empty()),
+                rpc_timeout: src.secs(&table::RPC_TIMEOUT, None)?,
+                first_token_timeout: first_token,
+                stall_timeout: first_token,
+                idle_finish: src.secs(&table::IDLE_FINISH, None)?,
+                off_by_one_workaround: src.value(&table::OFF_BY_ONE_WORKAROUND, None)?,
+                machine_token: src.from_env(&table::MACHINE_TOKEN)?,
                 dialect,
                 ..ClientOptions::default()
             },
@@ -413,12 +471,7 @@ impl LingmaSettings {
                 DialectArg::Acp => DialectChoice::Fixed(crate::lingma::Dialect::Acp),
             };
         }
-        let attach = a
-            .attach
-            .clone()
-            .or_else(|| (src.env)("LINGMA_ATTACH").filter(|s| !s.trim().is_empty()))
-            .or_else(|| src.file.attach.clone());
-        self.attach = match attach {
+        self.attach = match src.get::<String>(&table::ATTACH, a.attach.clone())? {
             Some(v) => Some(
                 AttachSpec::parse(&v)
                     .map_err(|e| SettingsError::Invalid(format!("--attach/LINGMA_ATTACH: {e}")))?,
@@ -471,150 +524,66 @@ pub struct ServeSettings {
     pub replica_id: String,
 }
 
+/// A repeatable flag: given when it was given at least once.
+fn repeated(v: &[String]) -> Option<Vec<String>> {
+    (!v.is_empty()).then(|| v.to_vec())
+}
+
 impl ServeSettings {
     pub fn resolve(a: &ServeArgs, src: &Sources) -> Result<Self, SettingsError> {
-        let f = src.file;
-        let lingma = LingmaSettings::resolve(&a.lingma, src)?.with_attach(&a.attach, src)?;
-        let host = a
-            .host
-            .clone()
-            .or_else(|| (src.env)("GATEWAY_HOST").filter(|s| !s.is_empty()))
-            .or_else(|| f.host.clone())
-            .unwrap_or_else(|| "127.0.0.1".into());
-        let port = match a.port {
-            Some(p) => p,
-            None => src.env("GATEWAY_PORT")?.or(f.port).unwrap_or(8000),
-        };
+        use table::*;
+        let lingma =
+            LingmaSettings::resolve(&a.lingma, &a.pool, src)?.with_attach(&a.attach, src)?;
+        let host: String = src.value(&HOST, a.host.clone())?;
+        let port: u16 = src.value(&PORT, a.port)?;
         // An attached runtime may be the whole pool: then nothing is started unless asked.
         let attached = usize::from(lingma.attach.is_some());
-        let instances = match a.instances {
-            Some(n) => n,
-            None => src
-                .env("INSTANCE_COUNT")?
-                .or(f.instances)
-                .unwrap_or(1 - attached),
-        };
+        let instances: usize = src.get(&INSTANCES, a.instances)?.unwrap_or(1 - attached);
         if instances + attached == 0 {
             return Err(SettingsError::Invalid(
                 "--instances must be at least 1 (or give --attach)".into(),
             ));
         }
-        let api_keys: Vec<String> = if !a.api_keys.is_empty() {
-            a.api_keys.clone()
-        } else if let Some(list) = (src.env)("API_KEYS").filter(|s| !s.trim().is_empty()) {
-            list.split(',')
-                .map(str::trim)
-                .filter(|k| !k.is_empty())
-                .map(String::from)
-                .collect()
-        } else {
-            f.api_keys.clone().unwrap_or_default()
-        };
-        let pick_str = |flag: &Option<String>, env: &str, file: &Option<String>| {
-            flag.clone()
-                .or_else(|| (src.env)(env).filter(|s| !s.is_empty()))
-                .or_else(|| file.clone())
-        };
-        let admin_token = pick_str(&a.admin_token, "ADMIN_TOKEN", &f.admin_token);
-        let metrics_token = pick_str(&a.metrics_token, "METRICS_TOKEN", &f.metrics_token);
-        let metrics_public = if a.metrics_public {
-            true
-        } else {
-            src.env_bool("METRICS_PUBLIC")?
-                .or(f.metrics_public)
-                .unwrap_or(false)
-        };
-        let max_in_flight = match a.max_in_flight {
-            Some(n) => n,
-            None => src
-                .env("GATEWAY_MAX_IN_FLIGHT")?
-                .or(f.max_in_flight)
-                .unwrap_or((instances + attached) * lingma.connections_per_instance),
-        };
+        let api_keys: Vec<String> = src
+            .get(&API_KEY, repeated(&a.api_keys))?
+            .unwrap_or_default();
+        let admin_token = src.get(&ADMIN_TOKEN, a.admin_token.clone())?;
+        let metrics_token = src.get(&METRICS_TOKEN, a.metrics_token.clone())?;
+        let metrics_public = src.value(&METRICS_PUBLIC, a.metrics_public.then_some(true))?;
+        let max_in_flight = src
+            .get(&MAX_IN_FLIGHT, a.max_in_flight)?
+            .unwrap_or((instances + attached) * lingma.connections_per_instance);
         if max_in_flight == 0 {
             return Err(SettingsError::Invalid(
                 "--max-in-flight must be at least 1".into(),
             ));
         }
-        let queue_timeout = match a.queue_timeout {
-            Some(s) => s,
-            None => src
-                .env_secs("GATEWAY_QUEUE_TIMEOUT_SEC")?
-                .or(f.queue_timeout)
-                .unwrap_or(30.0),
-        };
-        let session_reuse = if a.no_session_reuse {
-            false
-        } else if a.session_reuse {
-            true
+        let reuse_flag = if a.no_session_reuse {
+            Some(false)
         } else {
-            src.env_bool("SESSION_REUSE_ENABLED")?
-                .or(f.session_reuse)
-                .unwrap_or(true)
+            a.session_reuse.then_some(true)
         };
-        let cache_max = src
-            .env("SESSION_CACHE_MAX_ENTRIES")?
-            .or(f.session_cache_max_entries)
-            .unwrap_or(10_000);
-        let cache_ttl = src
-            .env_secs("SESSION_CACHE_TTL_SEC")?
-            .or(f.session_cache_ttl)
-            .unwrap_or(3600.0);
-        let default_model = pick_str(&a.default_model, "DEFAULT_MODEL", &f.default_model);
+        let session_reuse = src.value(&SESSION_REUSE, reuse_flag)?;
+        let cache_max: usize =
+            src.value(&SESSION_CACHE_MAX_ENTRIES, a.session_cache_max_entries)?;
+        let default_model = src.get(&DEFAULT_MODEL, a.default_model.clone())?;
         let mode = match a.ask_mode {
             Some(AskModeArg::Chat) => AskMode::Chat,
             Some(AskModeArg::Agent) => AskMode::Agent,
-            None => match (src.env)("DEFAULT_ASK_MODE")
-                .filter(|s| !s.is_empty())
-                .or_else(|| f.ask_mode.clone())
-            {
-                Some(m) => ask_mode(&m)?,
-                None => AskMode::Chat,
-            },
+            None => ask_mode(&src.value::<String>(&ASK_MODE, None)?)?,
         };
-        let accounts = pick_str(&a.accounts, "LINGMA_ACCOUNTS", &f.accounts);
-        let session_bundle = a
-            .session_bundle
-            .clone()
-            .or_else(|| {
-                (src.env)("LINGMA_SESSION_BUNDLE")
-                    .filter(|s| !s.is_empty())
-                    .map(PathBuf::from)
-            })
-            .or_else(|| f.session_bundle.clone());
-        let grace = match a.shutdown_grace {
-            Some(s) => s,
-            None => src
-                .env_secs("GATEWAY_SHUTDOWN_GRACE_SEC")?
-                .or(f.shutdown_grace)
-                .unwrap_or(10.0),
-        };
-        let body_limit = match a.body_limit {
-            Some(n) => n,
-            None => src
-                .env("GATEWAY_BODY_LIMIT")?
-                .or(f.body_limit)
-                .unwrap_or(10 * 1024 * 1024),
-        };
+        let accounts = src.get(&ACCOUNTS, a.accounts.clone())?;
+        let session_bundle = src.get(&SESSION_BUNDLE, a.session_bundle.clone())?;
+        let body_limit: usize = src.value(&BODY_LIMIT, a.body_limit)?;
         if body_limit == 0 {
             return Err(SettingsError::Invalid(
                 "--body-limit must be at least 1 byte".into(),
             ));
         }
-        let max_queue = match a.max_queue {
-            Some(n) => n,
-            None => src
-                .env("GATEWAY_MAX_QUEUE")?
-                .or(f.max_queue)
-                .unwrap_or(max_in_flight.saturating_mul(4)),
-        };
-        let queue_memory_mib = match a.queue_memory {
-            Some(n) => n,
-            None => src
-                .env("GATEWAY_QUEUE_MEMORY_MB")?
-                .or(f.queue_memory)
-                .unwrap_or(64),
-        };
+        let max_queue = src
+            .get(&MAX_QUEUE, a.max_queue)?
+            .unwrap_or(max_in_flight.saturating_mul(4));
+        let queue_memory_mib: u64 = src.value(&QUEUE_MEMORY, a.queue_memory)?;
         let queue_memory = queue_memory_mib.saturating_mul(1024 * 1024);
         if queue_memory < body_limit as u64 {
             return Err(SettingsError::Invalid(format!(
@@ -622,89 +591,30 @@ impl ServeSettings {
                  --body-limit ({body_limit} bytes)"
             )));
         }
-        let header_timeout = secs_setting(
-            a.header_timeout,
-            src,
-            "GATEWAY_HEADER_TIMEOUT_SEC",
-            f.header_timeout,
-            10.0,
-        )?;
-        let body_timeout = secs_setting(
-            a.body_timeout,
-            src,
-            "GATEWAY_BODY_TIMEOUT_SEC",
-            f.body_timeout,
-            30.0,
-        )?;
-        let idle_timeout = secs_setting(
-            a.idle_timeout,
-            src,
-            "GATEWAY_IDLE_TIMEOUT_SEC",
-            f.idle_timeout,
-            60.0,
-        )?;
-        let stream_stall_timeout = secs_setting(
-            a.stream_stall_timeout,
-            src,
-            "GATEWAY_STREAM_STALL_TIMEOUT_SEC",
-            f.stream_stall_timeout,
-            60.0,
-        )?;
-        let keepalive = secs_setting(
-            a.keepalive,
-            src,
-            "GATEWAY_SSE_KEEPALIVE_SEC",
-            f.keepalive,
-            15.0,
-        )?;
+        let header_timeout = src.secs(&HEADER_TIMEOUT, a.header_timeout)?;
+        let body_timeout = src.secs(&BODY_TIMEOUT, a.body_timeout)?;
+        let idle_timeout = src.secs(&IDLE_TIMEOUT, a.idle_timeout)?;
+        let stream_stall_timeout = src.secs(&STREAM_STALL_TIMEOUT, a.stream_stall_timeout)?;
         let tool_syntax = match a.tool_syntax {
             Some(ToolSyntaxArg::Hermes) => CallSyntax::Hermes,
             Some(ToolSyntaxArg::Qwen3Coder) => CallSyntax::Qwen3Coder,
             Some(ToolSyntaxArg::Json) => CallSyntax::FencedJson,
-            None => match (src.env)("TOOL_CALL_SYNTAX")
-                .filter(|s| !s.trim().is_empty())
-                .or_else(|| f.tool_syntax.clone())
-            {
-                Some(v) => CallSyntax::parse(&v).ok_or_else(|| {
+            None => {
+                let v: String = src.value(&TOOL_SYNTAX, None)?;
+                CallSyntax::parse(&v).ok_or_else(|| {
                     SettingsError::Invalid(format!(
                         "tool syntax {v:?} is not one of hermes, qwen3-coder, json"
                     ))
-                })?,
-                None => CallSyntax::Hermes,
-            },
+                })?
+            }
         };
-        let tool_description_limit = match a.tool_description_limit {
-            Some(n) => n,
-            None => src
-                .env("TOOL_DESCRIPTION_LIMIT")?
-                .or(f.tool_description_limit)
-                .unwrap_or(512),
-        };
-        let model_map_rules: Vec<String> = if !a.model_map.is_empty() {
-            a.model_map.clone()
-        } else if let Some(list) = (src.env)("MODEL_MAP").filter(|s| !s.trim().is_empty()) {
-            list.split(',').map(str::to_string).collect()
-        } else {
-            f.model_map.clone().unwrap_or_default()
-        };
+        let model_map_rules: Vec<String> = src
+            .get(&MODEL_MAP, repeated(&a.model_map))?
+            .unwrap_or_default();
         let model_map = ModelMap::parse(model_map_rules.iter().map(String::as_str))
             .map_err(|e| SettingsError::Invalid(e.to_string()))?;
-        let response_store_entries = match a.response_store_entries {
-            Some(n) => n,
-            None => src
-                .env("RESPONSE_STORE_MAX_ENTRIES")?
-                .or(f.response_store_entries)
-                .unwrap_or(1000),
-        };
-        let response_store_ttl = secs_setting(
-            a.response_store_ttl,
-            src,
-            "RESPONSE_STORE_TTL_SEC",
-            f.response_store_ttl,
-            3600.0,
-        )?;
         let replica_id = replica_id(
-            pick_str(&a.replica_id, "LINGMA_GW_REPLICA_ID", &f.replica_id),
+            src.get(&REPLICA_ID, a.replica_id.clone())?,
             default_replica_id,
         )?;
         for (flag, d) in [
@@ -730,15 +640,15 @@ impl ServeSettings {
             metrics_public,
             allow_unauthenticated: a.allow_unauthenticated,
             max_in_flight,
-            queue_timeout: secs(queue_timeout)?,
+            queue_timeout: src.secs(&QUEUE_TIMEOUT, a.queue_timeout)?,
             session_reuse,
             session_cache_max_entries: cache_max.max(1),
-            session_cache_ttl: secs(cache_ttl)?,
+            session_cache_ttl: src.secs(&SESSION_CACHE_TTL, a.session_cache_ttl)?,
             default_model,
             ask_mode: mode,
             accounts,
             session_bundle,
-            shutdown_grace: secs(grace)?,
+            shutdown_grace: src.secs(&SHUTDOWN_GRACE, a.shutdown_grace)?,
             body_limit,
             max_queue,
             queue_memory,
@@ -746,12 +656,12 @@ impl ServeSettings {
             body_timeout,
             idle_timeout,
             stream_stall_timeout,
-            keepalive,
+            keepalive: src.secs(&KEEPALIVE, a.keepalive)?,
             tool_syntax,
-            tool_description_limit,
+            tool_description_limit: src.value(&TOOL_DESCRIPTION_LIMIT, a.tool_description_limit)?,
             model_map,
-            response_store_entries,
-            response_store_ttl,
+            response_store_entries: src.value(&RESPONSE_STORE_ENTRIES, a.response_store_entries)?,
+            response_store_ttl: src.secs(&RESPONSE_STORE_TTL, a.response_store_ttl)?,
             replica_id,
         };
         settings.check_exposure()?;
@@ -804,35 +714,6 @@ fn default_replica_id() -> Option<String> {
         .and_then(|h| h.into_string().ok())
 }
 
-/// A list setting from the environment: a JSON array, or `;`-separated (CSS selectors contain
-/// commas, so commas cannot separate them).
-fn env_list(src: &Sources, name: &'static str) -> Result<Option<Vec<String>>, SettingsError> {
-    let Some(v) = (src.env)(name).filter(|v| !v.trim().is_empty()) else {
-        return Ok(None);
-    };
-    let list: Vec<String> = if v.trim_start().starts_with('[') {
-        serde_json::from_str(&v).map_err(|e| SettingsError::BadEnv {
-            name,
-            value: v.clone(),
-            reason: format!("not a JSON list of strings: {e}"),
-        })?
-    } else {
-        v.split(';')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(String::from)
-            .collect()
-    };
-    if list.is_empty() {
-        return Err(SettingsError::BadEnv {
-            name,
-            value: v,
-            reason: "the list is empty".into(),
-        });
-    }
-    Ok(Some(list))
-}
-
 /// How `login --headless` and auto-login drive Chromium (docs/login.md).
 #[derive(Debug, Clone)]
 pub struct LoginBrowserSettings {
@@ -855,81 +736,35 @@ impl LoginBrowserSettings {
         work_root: &Path,
         src: &Sources,
     ) -> Result<Self, SettingsError> {
-        let f = src.file;
-        let executable = browser_flag
-            .map(Path::to_path_buf)
-            .or_else(|| {
-                (src.env)("CHROME")
-                    .filter(|s| !s.is_empty())
-                    .map(PathBuf::from)
-            })
-            .or_else(|| {
-                (src.env)("AUTO_LOGIN_BROWSER")
-                    .filter(|s| !s.is_empty())
-                    .map(PathBuf::from)
-            })
-            .or_else(|| f.auto_login_browser.clone())
-            .unwrap_or_else(|| PathBuf::from(crate::login::headless::DEFAULT_BROWSER));
+        use table::*;
+        let executable = src.value(&BROWSER, browser_flag.map(Path::to_path_buf))?;
         let mut locators = crate::login::headless::Locators::default();
-        // (environment variable, config file value, the locator list it sets)
-        type Slot<'a> = (&'static str, &'a Option<Vec<String>>, &'a mut Vec<String>);
-        let lists: [Slot; 7] = [
+        let lists: [(&Setting, &mut Vec<String>); 7] = [
+            (&AUTO_LOGIN_FRAME_SELECTORS, &mut locators.frame),
             (
-                "AUTO_LOGIN_FRAME_SELECTORS",
-                &f.auto_login_frame_selectors,
-                &mut locators.frame,
-            ),
-            (
-                "AUTO_LOGIN_PASSWORD_TAB_SELECTORS",
-                &f.auto_login_password_tab_selectors,
+                &AUTO_LOGIN_PASSWORD_TAB_SELECTORS,
                 &mut locators.password_tab,
             ),
-            (
-                "AUTO_LOGIN_USERNAME_SELECTORS",
-                &f.auto_login_username_selectors,
-                &mut locators.username,
-            ),
-            (
-                "AUTO_LOGIN_PASSWORD_SELECTORS",
-                &f.auto_login_password_selectors,
-                &mut locators.password,
-            ),
-            (
-                "AUTO_LOGIN_SUBMIT_SELECTORS",
-                &f.auto_login_submit_selectors,
-                &mut locators.submit,
-            ),
-            (
-                "AUTO_LOGIN_CAPTCHA_SELECTORS",
-                &f.auto_login_captcha_selectors,
-                &mut locators.captcha,
-            ),
-            (
-                "AUTO_LOGIN_ERROR_SELECTORS",
-                &f.auto_login_error_selectors,
-                &mut locators.error,
-            ),
+            (&AUTO_LOGIN_USERNAME_SELECTORS, &mut locators.username),
+            (&AUTO_LOGIN_PASSWORD_SELECTORS, &mut locators.password),
+            (&AUTO_LOGIN_SUBMIT_SELECTORS, &mut locators.submit),
+            (&AUTO_LOGIN_CAPTCHA_SELECTORS, &mut locators.captcha),
+            (&AUTO_LOGIN_ERROR_SELECTORS, &mut locators.error),
         ];
-        for (env, file, slot) in lists {
-            if let Some(v) = env_list(src, env)?.or_else(|| file.clone().filter(|l| !l.is_empty()))
+        for (setting, slot) in lists {
+            // An empty list in the file keeps the built-in selectors.
+            if let Some(v) = src
+                .get::<Vec<String>>(setting, None)?
+                .filter(|l| !l.is_empty())
             {
                 *slot = v;
             }
         }
-        let persistent_profile = persistent_flag
-            || src
-                .env_bool("AUTO_LOGIN_PERSISTENT_PROFILE")?
-                .or(f.auto_login_persistent_profile)
-                .unwrap_or(false);
-        let profile_root = (src.env)("AUTO_LOGIN_PROFILE_DIR")
-            .filter(|s| !s.is_empty())
-            .map(PathBuf::from)
-            .or_else(|| f.auto_login_profile_dir.clone())
+        let persistent_profile = src.value(&PERSISTENT_PROFILE, persistent_flag.then_some(true))?;
+        let profile_root = src
+            .get(&AUTO_LOGIN_PROFILE_DIR, None)?
             .unwrap_or_else(|| work_root.join(".browser-profiles"));
-        let timeout = src
-            .env_secs("AUTO_LOGIN_TIMEOUT")?
-            .or(f.auto_login_timeout)
-            .unwrap_or(180.0);
+        let timeout: f64 = src.value(&AUTO_LOGIN_TIMEOUT, None)?;
         if timeout <= 0.0 {
             return Err(SettingsError::Invalid(
                 "AUTO_LOGIN_TIMEOUT must be positive".into(),
@@ -950,10 +785,8 @@ pub fn dedicated_domain_url(
     flag: Option<&str>,
     src: &Sources,
 ) -> Result<Option<String>, SettingsError> {
-    let v = flag
-        .map(str::to_string)
-        .or_else(|| (src.env)("DEDICATED_DOMAIN_URL").filter(|s| !s.trim().is_empty()))
-        .or_else(|| src.file.dedicated_domain_url.clone())
+    let v = src
+        .get::<String>(&table::DEDICATED_DOMAIN_URL, flag.map(str::to_string))?
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty());
     if let Some(u) = &v {
@@ -970,7 +803,7 @@ pub fn dedicated_domain_url(
 /// The gateway's auto-login (`AUTO_LOGIN_*`).
 #[derive(Debug, Clone)]
 pub struct AutoLoginSettings {
-    /// `AUTO_LOGIN_ENABLED` > config > off.
+    /// `--auto-login` > `AUTO_LOGIN_ENABLED` > config > off.
     pub enabled: bool,
     /// `AUTO_LOGIN_MAX_RETRY` > config > 1: attempts after the first, for retryable failures.
     pub max_retry: u32,
@@ -983,32 +816,26 @@ pub struct AutoLoginSettings {
 }
 
 impl AutoLoginSettings {
-    pub fn resolve(work_root: &Path, src: &Sources) -> Result<Self, SettingsError> {
-        let f = src.file;
-        let enabled = src
-            .env_bool("AUTO_LOGIN_ENABLED")?
-            .or(f.auto_login_enabled)
-            .unwrap_or(false);
-        let max_retry = src
-            .env("AUTO_LOGIN_MAX_RETRY")?
-            .or(f.auto_login_max_retry)
-            .unwrap_or(1);
+    pub fn resolve(
+        enabled_flag: bool,
+        work_root: &Path,
+        src: &Sources,
+    ) -> Result<Self, SettingsError> {
+        use table::*;
+        let enabled = src.value(&AUTO_LOGIN, enabled_flag.then_some(true))?;
+        let max_retry: u32 = src.value(&AUTO_LOGIN_MAX_RETRY, None)?;
         if max_retry > 10 {
             return Err(SettingsError::Invalid(
                 "AUTO_LOGIN_MAX_RETRY above 10 only makes risk control stricter".into(),
             ));
         }
-        let username = (src.env)("AUTO_LOGIN_USERNAME")
-            .filter(|s| !s.trim().is_empty())
-            .or_else(|| f.auto_login_username.clone());
-        let password = (src.env)("AUTO_LOGIN_PASSWORD")
-            .filter(|s| !s.is_empty())
-            .map(crate::login::Secret::new);
         Ok(Self {
             enabled,
             max_retry,
-            username,
-            password,
+            username: src.get(&USERNAME, None)?,
+            password: src
+                .from_env::<String>(&AUTO_LOGIN_PASSWORD)?
+                .map(crate::login::Secret::new),
             browser: LoginBrowserSettings::resolve(None, false, work_root, src)?,
             dedicated_domain_url: dedicated_domain_url(None, src)?,
         })
@@ -1025,10 +852,7 @@ pub struct BundleSettings {
 
 impl BundleSettings {
     pub fn resolve(src: &Sources) -> Result<Self, SettingsError> {
-        let max = src
-            .env("LINGMA_BUNDLE_MAX_BYTES")?
-            .or(src.file.bundle_max_bytes)
-            .unwrap_or(crate::bundle::DEFAULT_MAX_BYTES);
+        let max: u64 = src.value(&table::BUNDLE_MAX_BYTES, None)?;
         if max < 1024 {
             return Err(SettingsError::Invalid(
                 "LINGMA_BUNDLE_MAX_BYTES must be at least 1024".into(),
@@ -1039,8 +863,8 @@ impl BundleSettings {
                 max_bytes: max,
                 max_entries: crate::bundle::MAX_ENTRIES,
             },
-            passphrase: (src.env)("LINGMA_BUNDLE_PASSPHRASE")
-                .filter(|s| !s.is_empty())
+            passphrase: src
+                .from_env::<String>(&table::BUNDLE_PASSPHRASE)?
                 .map(crate::login::Secret::new),
         })
     }
@@ -1067,7 +891,7 @@ mod login_settings_tests {
     fn auto_login_defaults_and_precedence() {
         let root = Path::new("/w");
         let s = with_env(&[], ConfigFile::default(), |src| {
-            AutoLoginSettings::resolve(root, src)
+            AutoLoginSettings::resolve(false, root, src)
         })
         .unwrap();
         assert!(!s.enabled);
@@ -1084,14 +908,16 @@ mod login_settings_tests {
         );
         assert!(s.password.is_none() && s.dedicated_domain_url.is_none());
 
-        let file = ConfigFile {
-            auto_login_enabled: Some(false),
-            auto_login_timeout: Some(60.0),
-            auto_login_username: Some("file@x".into()),
-            auto_login_submit_selectors: Some(vec!["#go".into()]),
-            dedicated_domain_url: Some("https://file.example".into()),
-            ..Default::default()
-        };
+        let file = ConfigFile::parse(
+            r##"
+            auto_login_enabled = false
+            auto_login_timeout = 60
+            auto_login_username = "file@x"
+            auto_login_submit_selectors = ["#go"]
+            dedicated_domain_url = "https://file.example"
+            "##,
+        )
+        .unwrap();
         let env = [
             ("AUTO_LOGIN_ENABLED", "true"),
             ("AUTO_LOGIN_MAX_RETRY", "3"),
@@ -1101,7 +927,10 @@ mod login_settings_tests {
             ("CHROME", "/opt/chrome"),
             ("AUTO_LOGIN_BROWSER", "/opt/other"),
         ];
-        let s = with_env(&env, file, |src| AutoLoginSettings::resolve(root, src)).unwrap();
+        let s = with_env(&env, file, |src| {
+            AutoLoginSettings::resolve(false, root, src)
+        })
+        .unwrap();
         assert!(s.enabled);
         assert_eq!(s.max_retry, 3);
         assert_eq!(s.username.as_deref(), Some("file@x"));
@@ -1140,7 +969,7 @@ mod login_settings_tests {
         ] {
             assert!(
                 with_env(&env, ConfigFile::default(), |src| {
-                    AutoLoginSettings::resolve(root, src)
+                    AutoLoginSettings::resolve(false, root, src)
                 })
                 .is_err(),
                 "{env:?}"
@@ -1178,8 +1007,7 @@ mod login_settings_tests {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::{Cli, Command};
-    use clap::Parser;
+    use crate::cli::Command;
     use std::collections::HashMap;
 
     fn serve(
@@ -1189,7 +1017,7 @@ mod tests {
     ) -> Result<ServeSettings, SettingsError> {
         let mut full = vec!["lingma-gw", "serve"];
         full.extend_from_slice(argv);
-        let cli = Cli::try_parse_from(full).unwrap();
+        let cli = crate::cli::try_parse_from(full).unwrap();
         let Command::Serve(args) = cli.command else {
             unreachable!()
         };
@@ -1237,12 +1065,10 @@ mod tests {
         .unwrap();
         assert_eq!((s.instances, s.max_in_flight), (2, 12));
         // flag > env > file, for both.
-        let file = ConfigFile {
-            attach: Some("/file/.info.json".into()),
-            lingma_dialect: Some("legacy".into()),
-            attach_search_dirs: Some(vec!["/file-root".into()]),
-            ..Default::default()
-        };
+        let file = ConfigFile::parse(
+            "attach = \"/file/.info.json\"\nlingma_dialect = \"legacy\"\nattach_search_dirs = [\"/file-root\"]\n",
+        )
+        .unwrap();
         let s = serve(&[], &[], file.clone()).unwrap();
         assert_eq!(
             s.lingma.attach,
@@ -1294,13 +1120,10 @@ mod tests {
 
     #[test]
     fn flag_beats_env_beats_file_beats_default() {
-        let file = ConfigFile {
-            port: Some(7000),
-            instances: Some(3),
-            default_model: Some("file-model".into()),
-            queue_timeout: Some(5.0),
-            ..Default::default()
-        };
+        let file = ConfigFile::parse(
+            "port = 7000\ninstances = 3\ndefault_model = \"file-model\"\nqueue_timeout = 5\n",
+        )
+        .unwrap();
         let s = serve(
             &["--port", "9000"],
             &[("GATEWAY_PORT", "8500"), ("INSTANCE_COUNT", "2")],
@@ -1433,10 +1256,7 @@ mod tests {
 
     #[test]
     fn replica_id_precedence_default_and_validation() {
-        let file = ConfigFile {
-            replica_id: Some("from-file".into()),
-            ..Default::default()
-        };
+        let file = ConfigFile::parse("replica_id = \"from-file\"").unwrap();
         let env = [("LINGMA_GW_REPLICA_ID", "from-env")];
         let s = serve(&["--replica-id", "r7"], &env, file.clone()).unwrap();
         assert_eq!(s.replica_id, "r7");
@@ -1466,10 +1286,162 @@ mod tests {
 
     #[test]
     fn config_file_parses_and_rejects_unknown_keys() {
-        let f: ConfigFile =
-            toml::from_str("port = 1234\napi_keys = [\"x\"]\nsim = true\n").unwrap();
-        assert_eq!(f.port, Some(1234));
-        assert!(toml::from_str::<ConfigFile>("prot = 1").is_err());
+        let f = ConfigFile::parse("port = 1234\napi_keys = [\"x\"]\nsim = true\n").unwrap();
+        let s = serve(&[], &[], f).unwrap();
+        assert_eq!(s.port, 1234);
+        assert_eq!(s.api_keys, vec!["x"]);
+        assert_eq!(s.lingma.binary, BinaryChoice::Sim);
+        let err = ConfigFile::parse("prot = 1").unwrap_err();
+        assert!(
+            err.contains("unknown key prot (did you mean port?)"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn config_keys_are_the_flag_names_and_old_spellings_still_work() {
+        let f = ConfigFile::parse("api_key = [\"k1\", \"k2\"]\nauto_login = true\n").unwrap();
+        assert_eq!(serve(&[], &[], f).unwrap().api_keys, vec!["k1", "k2"]);
+        for old in [
+            "api_keys = [\"k\"]",
+            "auto_login_enabled = true",
+            "auto_login_username = \"u\"",
+            "auto_login_browser = \"/b\"",
+            "auto_login_persistent_profile = true",
+        ] {
+            ConfigFile::parse(old).unwrap_or_else(|e| panic!("{old}: {e}"));
+        }
+        let err = ConfigFile::parse("api_key = [\"a\"]\napi_keys = [\"b\"]").unwrap_err();
+        assert!(err.contains("set the same setting"), "{err}");
+        // Every setting with a key can be set in the file with a value of its kind.
+        for s in table::SETTINGS {
+            let Some(key) = s.key else { continue };
+            let value = match s.kind {
+                Kind::Bool => "true".to_string(),
+                Kind::Int => "1".to_string(),
+                Kind::Secs => "1.5".to_string(),
+                Kind::List | Kind::Selectors | Kind::Paths => "[\"a\"]".to_string(),
+                Kind::Text | Kind::Path | Kind::Choice(_) => "\"a\"".to_string(),
+            };
+            ConfigFile::parse(&format!("{key} = {value}")).unwrap_or_else(|e| panic!("{key}: {e}"));
+        }
+    }
+
+    #[test]
+    fn config_values_are_checked_against_their_kind() {
+        for (text, want) in [
+            ("port = \"x\"", "expected a whole number"),
+            ("sim = 1", "expected true or false"),
+            ("queue_timeout = -1", "non-negative"),
+            ("api_key = \"one\"", "a list of strings"),
+            ("host = 1", "expected a string"),
+            ("startup_timeout = \"x\"", "number of seconds"),
+        ] {
+            let err = ConfigFile::parse(text).unwrap_err();
+            assert!(err.contains(want), "{text}: {err}");
+        }
+        // Secrets come from the environment only.
+        assert!(ConfigFile::parse("auto_login_password = \"x\"").is_err());
+        assert!(ConfigFile::parse("bundle_passphrase = \"x\"").is_err());
+        // Out of range for the setting's type: an error naming the key.
+        let f = ConfigFile::parse("port = 70000").unwrap();
+        assert!(matches!(
+            serve(&[], &[], f),
+            Err(SettingsError::ConfigValue { key: "port", .. })
+        ));
+    }
+
+    #[test]
+    fn new_flags_beat_their_environment_variables() {
+        let env = [
+            ("LINGMA_SOCKET_PORT", "37000"),
+            ("LINGMA_CONNECTIONS_PER_INSTANCE", "2"),
+            ("LINGMA_HEALTH_INTERVAL", "9"),
+            ("LINGMA_STARTUP_TIMEOUT", "9"),
+            ("LINGMA_FIRST_TOKEN_TIMEOUT", "9"),
+            ("SESSION_CACHE_MAX_ENTRIES", "9"),
+            ("SESSION_CACHE_TTL_SEC", "9"),
+        ];
+        let s = serve(&[], &env, ConfigFile::default()).unwrap();
+        assert_eq!(s.lingma.socket_port, Some(37000));
+        assert_eq!(s.lingma.connections_per_instance, 2);
+        assert_eq!(s.max_in_flight, 2);
+        assert_eq!(s.lingma.health_interval, Duration::from_secs(9));
+        assert_eq!(s.session_cache_max_entries, 9);
+        let s = serve(
+            &[
+                "--socket-port",
+                "38000",
+                "--connections-per-instance",
+                "3",
+                "--health-interval",
+                "1",
+                "--startup-timeout",
+                "2",
+                "--first-token-timeout",
+                "3",
+                "--session-cache-max-entries",
+                "4",
+                "--session-cache-ttl",
+                "5",
+            ],
+            &env,
+            ConfigFile::default(),
+        )
+        .unwrap();
+        assert_eq!(s.lingma.socket_port, Some(38000));
+        assert_eq!(s.lingma.connections_per_instance, 3);
+        assert_eq!(s.lingma.health_interval, Duration::from_secs(1));
+        assert_eq!(s.lingma.startup_timeout, Duration::from_secs(2));
+        assert_eq!(s.lingma.client.first_token_timeout, Duration::from_secs(3));
+        assert_eq!(s.session_cache_max_entries, 4);
+        assert_eq!(s.session_cache_ttl, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn every_default_resolves() {
+        let none = |_: &str| None;
+        let file = ConfigFile::default();
+        let src = Sources {
+            env: &none,
+            file: &file,
+        };
+        let s = serve(&[], &[], ConfigFile::default()).unwrap();
+        assert_eq!(s.lingma.startup_timeout, Duration::from_secs(30));
+        assert_eq!(s.lingma.client.rpc_timeout, Duration::from_secs(30));
+        assert_eq!(
+            s.lingma.client.first_token_timeout,
+            Duration::from_secs(120)
+        );
+        assert_eq!(s.lingma.client.idle_finish, Duration::from_secs(3));
+        assert!(!s.lingma.client.off_by_one_workaround);
+        assert_eq!(s.lingma.connections_per_instance, 4);
+        assert_eq!(s.lingma.health_interval, Duration::from_secs(5));
+        assert_eq!(s.session_cache_max_entries, 10_000);
+        assert_eq!(s.session_cache_ttl, Duration::from_secs(3600));
+        assert_eq!(s.shutdown_grace, Duration::from_secs(10));
+        assert_eq!(s.body_limit, 10 * 1024 * 1024);
+        assert_eq!(s.max_queue, 16);
+        assert_eq!(s.queue_memory, 64 * 1024 * 1024);
+        assert_eq!(s.header_timeout, Duration::from_secs(10));
+        assert_eq!(s.body_timeout, Duration::from_secs(30));
+        assert_eq!(s.idle_timeout, Duration::from_secs(60));
+        assert_eq!(s.stream_stall_timeout, Duration::from_secs(60));
+        assert_eq!(s.keepalive, Duration::from_secs(15));
+        assert_eq!(s.tool_syntax, CallSyntax::Hermes);
+        assert_eq!(s.tool_description_limit, 512);
+        assert!(s.model_map.is_empty());
+        assert_eq!(s.response_store_entries, 1000);
+        assert_eq!(s.response_store_ttl, Duration::from_secs(3600));
+        assert!(s.api_keys.is_empty() && s.admin_token.is_none() && !s.metrics_public);
+        let g = GlobalArgs {
+            config: None,
+            verbose: 0,
+            quiet: false,
+            log_format: None,
+        };
+        let log = LogSettings::resolve(&g, &src).unwrap();
+        assert_eq!((log.filter.as_str(), log.format), ("info", LogFormat::Text));
     }
 
     #[test]
@@ -1480,10 +1452,7 @@ mod tests {
             quiet: q,
             log_format: None,
         };
-        let file = ConfigFile {
-            log_level: Some("warn".into()),
-            ..Default::default()
-        };
+        let file = ConfigFile::parse("log_level = \"warn\"").unwrap();
         let env = |k: &str| (k == "LOG_LEVEL").then(|| "DEBUG".to_string());
         let none = |_: &str| None;
         let src = Sources {
