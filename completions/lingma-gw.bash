@@ -22,8 +22,14 @@ _lingma__gw() {
             lingma__gw,completions)
                 cmd="lingma__gw__subcmd__completions"
                 ;;
+            lingma__gw,export)
+                cmd="lingma__gw__subcmd__export"
+                ;;
             lingma__gw,help)
                 cmd="lingma__gw__subcmd__help"
+                ;;
+            lingma__gw,import)
+                cmd="lingma__gw__subcmd__import"
                 ;;
             lingma__gw,login)
                 cmd="lingma__gw__subcmd__login"
@@ -52,8 +58,14 @@ _lingma__gw() {
             lingma__gw__subcmd__help,completions)
                 cmd="lingma__gw__subcmd__help__subcmd__completions"
                 ;;
+            lingma__gw__subcmd__help,export)
+                cmd="lingma__gw__subcmd__help__subcmd__export"
+                ;;
             lingma__gw__subcmd__help,help)
                 cmd="lingma__gw__subcmd__help__subcmd__help"
+                ;;
+            lingma__gw__subcmd__help,import)
+                cmd="lingma__gw__subcmd__help__subcmd__import"
                 ;;
             lingma__gw__subcmd__help,login)
                 cmd="lingma__gw__subcmd__help__subcmd__login"
@@ -140,7 +152,7 @@ _lingma__gw() {
 
     case "${cmd}" in
         lingma__gw)
-            opts="-v -q -h -V --config --verbose --quiet --log-format --help --version serve models chat probe login session completions man sim help"
+            opts="-v -q -h -V --config --verbose --quiet --log-format --help --version serve models chat probe login session export import completions man sim help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -249,8 +261,58 @@ _lingma__gw() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        lingma__subcmd__gw__subcmd__export)
+            opts="-o -v -q -h -V --lingma-bin --sim --work-dir --startup-timeout --first-token-timeout --instance --output --base64 --with-history --encrypt --passphrase-stdin --config --verbose --quiet --log-format --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --lingma-bin)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --work-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --startup-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --first-token-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --instance)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         lingma__subcmd__gw__subcmd__help)
-            opts="serve models chat probe login session completions man sim help"
+            opts="serve models chat probe login session export import completions man sim help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -291,7 +353,35 @@ _lingma__gw() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        lingma__subcmd__gw__subcmd__help__subcmd__export)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         lingma__subcmd__gw__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        lingma__subcmd__gw__subcmd__help__subcmd__import)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -466,6 +556,48 @@ _lingma__gw() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        lingma__subcmd__gw__subcmd__import)
+            opts="-v -q -h -V --lingma-bin --sim --work-dir --startup-timeout --first-token-timeout --instance --force --passphrase-stdin --no-restart --config --verbose --quiet --log-format --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --lingma-bin)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --work-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --startup-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --first-token-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --instance)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;

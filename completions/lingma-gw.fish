@@ -37,6 +37,8 @@ complete -c lingma-gw -n "__fish_lingma_gw_needs_command" -f -a "chat" -d 'Ask L
 complete -c lingma-gw -n "__fish_lingma_gw_needs_command" -f -a "probe" -d 'Diagnose the setup step by step (binary, work dir, start, login, models, a chat)'
 complete -c lingma-gw -n "__fish_lingma_gw_needs_command" -f -a "login" -d 'Log a Lingma instance in (browser, pasted callback URL, or headless Chromium)'
 complete -c lingma-gw -n "__fish_lingma_gw_needs_command" -f -a "session" -d 'Move a logged-in session between machines: export and import bundles'
+complete -c lingma-gw -n "__fish_lingma_gw_needs_command" -f -a "export" -d 'Write a bundle of a logged-in instance\'s login files (`session export`)'
+complete -c lingma-gw -n "__fish_lingma_gw_needs_command" -f -a "import" -d 'Install a bundle into an instance\'s work dir (`session import`)'
 complete -c lingma-gw -n "__fish_lingma_gw_needs_command" -f -a "completions" -d 'Print a shell completion script'
 complete -c lingma-gw -n "__fish_lingma_gw_needs_command" -f -a "man" -d 'Print the man page (roff)'
 complete -c lingma-gw -n "__fish_lingma_gw_needs_command" -f -a "sim" -d 'The built-in Lingma simulator (same command line as the Lingma binary)'
@@ -224,6 +226,40 @@ complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand session; and __fish_
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand session; and __fish_seen_subcommand_from help" -f -a "export" -d 'Write a bundle of a logged-in instance\'s login files (tar.gz + manifest)'
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand session; and __fish_seen_subcommand_from help" -f -a "import" -d 'Install a bundle into an instance\'s work dir (raw, base64 or encrypted)'
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand session; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand export" -l lingma-bin -d 'The Lingma binary [env: LINGMA_BIN] [default: newest ~/.lingma/bin/<version>/<platform>/Lingma]' -r -F
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand export" -l work-dir -d 'Root of the instances\' work dirs; an instance\'s is <work-dir>/<name> [env: LINGMA_WORK_DIR] [default: $XDG_DATA_HOME/lingma-gw/instances]' -r -F
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand export" -l startup-timeout -d 'Seconds a Lingma instance has to start and answer `initialize` [env: LINGMA_STARTUP_TIMEOUT] [default: 30]' -r
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand export" -l first-token-timeout -d 'Seconds to wait for the first token of an answer, and between two tokens [env: LINGMA_FIRST_TOKEN_TIMEOUT] [default: 120]' -r
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand export" -l instance -d 'Instance name (inst-0, inst-1, ... or the accounts file\'s names) [default: inst-0]' -r
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand export" -s o -l output -d 'Where to write the bundle; `-` is stdout [default: -]' -r -F
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand export" -l config -d 'Config file (TOML; keys are the flag names with `_`) [env: LINGMA_GW_CONFIG] [default: $XDG_CONFIG_HOME/lingma-gw/config.toml, if it exists]' -r -F
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand export" -l log-format -d 'Log format on stderr [env: LOG_FORMAT] [default: text]' -r -f -a "text\t''
+json\t''"
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand export" -l sim -d 'Use the built-in Lingma simulator instead of Lingma [env: LINGMA_SIM] [default: false]'
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand export" -l base64 -d 'Write base64 on one line (for environment variables and CI secrets)'
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand export" -l with-history -d 'Also include the chat history (cache/db/*)'
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand export" -l encrypt -d 'Encrypt with a passphrase (age); the passphrase comes from --passphrase-stdin or LINGMA_BUNDLE_PASSPHRASE'
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand export" -l passphrase-stdin -d 'Read the passphrase from the first line of stdin'
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand export" -s v -l verbose -d 'More log output (-v debug, -vv trace); overrides LOG_LEVEL'
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand export" -s q -l quiet -d 'Only errors on stderr, no progress output'
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand export" -s h -l help -d 'Print help'
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand export" -s V -l version -d 'Print version'
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand import" -l lingma-bin -d 'The Lingma binary [env: LINGMA_BIN] [default: newest ~/.lingma/bin/<version>/<platform>/Lingma]' -r -F
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand import" -l work-dir -d 'Root of the instances\' work dirs; an instance\'s is <work-dir>/<name> [env: LINGMA_WORK_DIR] [default: $XDG_DATA_HOME/lingma-gw/instances]' -r -F
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand import" -l startup-timeout -d 'Seconds a Lingma instance has to start and answer `initialize` [env: LINGMA_STARTUP_TIMEOUT] [default: 30]' -r
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand import" -l first-token-timeout -d 'Seconds to wait for the first token of an answer, and between two tokens [env: LINGMA_FIRST_TOKEN_TIMEOUT] [default: 120]' -r
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand import" -l instance -d 'Instance name (inst-0, inst-1, ... or the accounts file\'s names) [default: inst-0]' -r
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand import" -l config -d 'Config file (TOML; keys are the flag names with `_`) [env: LINGMA_GW_CONFIG] [default: $XDG_CONFIG_HOME/lingma-gw/config.toml, if it exists]' -r -F
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand import" -l log-format -d 'Log format on stderr [env: LOG_FORMAT] [default: text]' -r -f -a "text\t''
+json\t''"
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand import" -l sim -d 'Use the built-in Lingma simulator instead of Lingma [env: LINGMA_SIM] [default: false]'
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand import" -l force -d 'Replace the login of a work dir that is already logged in'
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand import" -l passphrase-stdin -d 'Read the passphrase of an encrypted bundle from the first line of stdin (the bundle must then come from a FILE); without it, LINGMA_BUNDLE_PASSPHRASE'
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand import" -l no-restart -d 'Do not restart the running instance (it keeps its old login until its next start)'
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand import" -s v -l verbose -d 'More log output (-v debug, -vv trace); overrides LOG_LEVEL'
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand import" -s q -l quiet -d 'Only errors on stderr, no progress output'
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand import" -s h -l help -d 'Print help'
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand import" -s V -l version -d 'Print version'
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand completions" -l config -d 'Config file (TOML; keys are the flag names with `_`) [env: LINGMA_GW_CONFIG] [default: $XDG_CONFIG_HOME/lingma-gw/config.toml, if it exists]' -r -F
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand completions" -l log-format -d 'Log format on stderr [env: LOG_FORMAT] [default: text]' -r -f -a "text\t''
 json\t''"
@@ -322,16 +358,18 @@ complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand sim; and __fish_seen
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand sim; and __fish_seen_subcommand_from help" -f -a "status" -d 'Print the login state of a work dir without starting a server'
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand sim; and __fish_seen_subcommand_from help" -f -a "version" -d 'Print the simulated Lingma version'
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand sim; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand help; and not __fish_seen_subcommand_from serve models chat probe login session completions man sim help" -f -a "serve" -d 'Run the OpenAI-compatible HTTP gateway in front of a pool of Lingma processes'
-complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand help; and not __fish_seen_subcommand_from serve models chat probe login session completions man sim help" -f -a "models" -d 'List the models Lingma offers'
-complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand help; and not __fish_seen_subcommand_from serve models chat probe login session completions man sim help" -f -a "chat" -d 'Ask Lingma one question and stream the answer to stdout'
-complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand help; and not __fish_seen_subcommand_from serve models chat probe login session completions man sim help" -f -a "probe" -d 'Diagnose the setup step by step (binary, work dir, start, login, models, a chat)'
-complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand help; and not __fish_seen_subcommand_from serve models chat probe login session completions man sim help" -f -a "login" -d 'Log a Lingma instance in (browser, pasted callback URL, or headless Chromium)'
-complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand help; and not __fish_seen_subcommand_from serve models chat probe login session completions man sim help" -f -a "session" -d 'Move a logged-in session between machines: export and import bundles'
-complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand help; and not __fish_seen_subcommand_from serve models chat probe login session completions man sim help" -f -a "completions" -d 'Print a shell completion script'
-complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand help; and not __fish_seen_subcommand_from serve models chat probe login session completions man sim help" -f -a "man" -d 'Print the man page (roff)'
-complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand help; and not __fish_seen_subcommand_from serve models chat probe login session completions man sim help" -f -a "sim" -d 'The built-in Lingma simulator (same command line as the Lingma binary)'
-complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand help; and not __fish_seen_subcommand_from serve models chat probe login session completions man sim help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand help; and not __fish_seen_subcommand_from serve models chat probe login session export import completions man sim help" -f -a "serve" -d 'Run the OpenAI-compatible HTTP gateway in front of a pool of Lingma processes'
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand help; and not __fish_seen_subcommand_from serve models chat probe login session export import completions man sim help" -f -a "models" -d 'List the models Lingma offers'
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand help; and not __fish_seen_subcommand_from serve models chat probe login session export import completions man sim help" -f -a "chat" -d 'Ask Lingma one question and stream the answer to stdout'
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand help; and not __fish_seen_subcommand_from serve models chat probe login session export import completions man sim help" -f -a "probe" -d 'Diagnose the setup step by step (binary, work dir, start, login, models, a chat)'
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand help; and not __fish_seen_subcommand_from serve models chat probe login session export import completions man sim help" -f -a "login" -d 'Log a Lingma instance in (browser, pasted callback URL, or headless Chromium)'
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand help; and not __fish_seen_subcommand_from serve models chat probe login session export import completions man sim help" -f -a "session" -d 'Move a logged-in session between machines: export and import bundles'
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand help; and not __fish_seen_subcommand_from serve models chat probe login session export import completions man sim help" -f -a "export" -d 'Write a bundle of a logged-in instance\'s login files (`session export`)'
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand help; and not __fish_seen_subcommand_from serve models chat probe login session export import completions man sim help" -f -a "import" -d 'Install a bundle into an instance\'s work dir (`session import`)'
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand help; and not __fish_seen_subcommand_from serve models chat probe login session export import completions man sim help" -f -a "completions" -d 'Print a shell completion script'
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand help; and not __fish_seen_subcommand_from serve models chat probe login session export import completions man sim help" -f -a "man" -d 'Print the man page (roff)'
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand help; and not __fish_seen_subcommand_from serve models chat probe login session export import completions man sim help" -f -a "sim" -d 'The built-in Lingma simulator (same command line as the Lingma binary)'
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand help; and not __fish_seen_subcommand_from serve models chat probe login session export import completions man sim help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand help; and __fish_seen_subcommand_from session" -f -a "export" -d 'Write a bundle of a logged-in instance\'s login files (tar.gz + manifest)'
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand help; and __fish_seen_subcommand_from session" -f -a "import" -d 'Install a bundle into an instance\'s work dir (raw, base64 or encrypted)'
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand help; and __fish_seen_subcommand_from sim" -f -a "start" -d 'Start a simulated Lingma (same flags as `Lingma start`, plus simulator knobs)'

@@ -169,6 +169,36 @@ fn export_import_round_trip_logs_in_a_fresh_work_dir() {
     assert_eq!(mode(wd.join("cache/id")), 0o600);
     assert_eq!(mode(wd.join("cache")), 0o700);
 
+    // `export` and `import` are `session export|import` under the names ops type.
+    let short = dir.path().join("short.bundle");
+    let src = dir.path().join("src");
+    ok(&cli(
+        &[
+            "export",
+            "--sim",
+            "--work-dir",
+            path(&src),
+            "-o",
+            path(&short),
+        ],
+        &[],
+        None,
+    ));
+    assert_eq!(list(&std::fs::read(&short).unwrap()), list(&bytes));
+    let dst = dir.path().join("short-dst");
+    let o = cli(
+        &["import", "--sim", "--work-dir", path(&dst), path(&short)],
+        &[],
+        None,
+    );
+    ok(&o);
+    assert!(
+        stderr(&o).contains("Imported the session of demo"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(sim_status(&dst.join("inst-0"))["username"], "demo");
+
     // With history: the session store rides along.
     let with_history = exported(dir.path(), &["--with-history"], &[], None);
     let listing = list(&std::fs::read(&with_history).unwrap());

@@ -95,6 +95,10 @@ pub enum Command {
         #[command(subcommand)]
         command: session::SessionCommand,
     },
+    /// Write a bundle of a logged-in instance's login files (`session export`)
+    Export(session::ExportArgs),
+    /// Install a bundle into an instance's work dir (`session import`)
+    Import(session::ImportArgs),
     /// Print a shell completion script
     Completions(CompletionsArgs),
     /// Print the man page (roff)

@@ -13,6 +13,7 @@ pub mod sim;
 
 use std::process::ExitCode;
 
+use crate::cli::session::SessionCommand;
 use crate::cli::{AttachArgs, Cli, Command, InstanceArg, LingmaArgs, PoolArgs};
 use crate::lingma::attach::{LocalInstance, default_instance};
 use crate::lingma::discovery::LingmaBinary;
@@ -166,6 +167,8 @@ async fn dispatch(cli: Cli, sources: &Sources<'_>) -> anyhow::Result<ExitCode> {
         Command::Probe(args) => probe::run(args, sources).await,
         Command::Login(args) => login::run(args, sources, quiet).await,
         Command::Session { command } => session::run(command, sources, quiet).await,
+        Command::Export(args) => session::run(SessionCommand::Export(args), sources, quiet).await,
+        Command::Import(args) => session::run(SessionCommand::Import(args), sources, quiet).await,
         Command::Completions(args) => generate::completions(args.shell),
         Command::Man => generate::man(),
         Command::Sim { command } => sim::run(command).await,

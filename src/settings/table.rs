@@ -94,6 +94,8 @@ pub const LINGMA_COMMANDS: &[&str] = &[
     "login",
     "session export",
     "session import",
+    "export",
+    "import",
 ];
 
 impl Scope {
@@ -187,7 +189,13 @@ use self::Kind::*;
 const SERVE: Scope = Scope::Commands(&["serve"]);
 /// `login --headless` and the gateway's auto-login share how Chromium is driven.
 const LOGIN_AND_SERVE: Scope = Scope::Commands(&["login", "serve"]);
-const BUNDLES: Scope = Scope::Commands(&["serve", "session export", "session import"]);
+const BUNDLES: Scope = Scope::Commands(&[
+    "serve",
+    "session export",
+    "session import",
+    "export",
+    "import",
+]);
 /// The commands that can use a Lingma that is already running (`--attach`, `--lingma-dialect`).
 const ATTACHING: Scope = Scope::Commands(&["serve", "models", "chat", "probe"]);
 const CHROMIUM_SELECTORS: Default = Computed("built in (docs/login.md)");
