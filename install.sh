@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs lingma-gw from this source tree: the binary (cargo install --locked), the shell
-# completions for bash, zsh and fish, and the man page; with --systemd also the service.
-# Idempotent; --uninstall undoes it.
+# completions for bash, zsh and fish, and the man pages (lingma-gw.1 and one page per subcommand,
+# lingma-gw-serve.1, ...); with --systemd also the service. Idempotent; --uninstall undoes it.
 #
 #   ./install.sh                 install under ~/.local (binary in ~/.local/bin)
 #   ./install.sh --prefix DIR    install under DIR (DIR/bin, DIR/share/...)
@@ -59,7 +59,15 @@ bash_dir="$root/share/bash-completion/completions"
 zsh_dir="$root/share/zsh/site-functions"
 fish_dir="$root/share/fish/vendor_completions.d"
 man_dir="$root/share/man/man1"
-files=("$bash_dir/lingma-gw" "$zsh_dir/_lingma-gw" "$fish_dir/lingma-gw.fish" "$man_dir/lingma-gw.1")
+files=("$bash_dir/lingma-gw" "$zsh_dir/_lingma-gw" "$fish_dir/lingma-gw.fish")
+
+# The man pages this script installed: lingma-gw.1 and lingma-gw-*.1.
+man_pages() {
+    local f
+    for f in "$man_dir"/lingma-gw.1 "$man_dir"/lingma-gw-*.1; do
+        if [ -e "$f" ]; then printf '%s\n' "$f"; fi
+    done
+}
 
 src="$(cd "$(dirname "$0")" && pwd)"
 config_home="${XDG_CONFIG_HOME:-${HOME}/.config}"
@@ -99,7 +107,8 @@ if [ "$uninstall" = 1 ]; then
         if systemd_running; then "${systemctl[@]}" daemon-reload; fi
         echo "kept $env_file and the work dirs (logins); remove them by hand if you want them gone"
     fi
-    for f in "$bin" "${files[@]}"; do
+    mapfile -t pages < <(man_pages)
+    for f in "$bin" "${files[@]}" "${pages[@]}"; do
         if [ -e "$f" ]; then rm -f "$f"; echo "removed $f"; fi
     done
     exit 0
@@ -121,7 +130,21 @@ put() {
 put "$bash_dir/lingma-gw" "$bin" completions bash
 put "$zsh_dir/_lingma-gw" "$bin" completions zsh
 put "$fish_dir/lingma-gw.fish" "$bin" completions fish
-put "$man_dir/lingma-gw.1" "$bin" man
+
+# The man pages: written into a fresh directory, then moved; pages of an older version that the
+# new one no longer has are removed, so every page cited resolves and none is stale.
+new_pages="$(mktemp -d)"
+trap 'rm -rf "$new_pages"' EXIT
+"$bin" man --out-dir "$new_pages"
+mkdir -p "$man_dir"
+mapfile -t old_pages < <(man_pages)
+for f in "${old_pages[@]}"; do
+    if [ ! -e "$new_pages/$(basename "$f")" ]; then rm -f "$f"; echo "removed $f"; fi
+done
+for f in "$new_pages"/*.1; do
+    mv -f "$f" "$man_dir/$(basename "$f")"
+    echo "installed $man_dir/$(basename "$f")"
+done
 
 if [ -n "$systemd" ]; then
     # The shipped unit with this install's binary; nothing else changes.
@@ -159,4 +182,8 @@ case ":$PATH:" in
     *":$prefix/bin:"*) ;;
     *) echo "note: $prefix/bin is not on your PATH; add it to use lingma-gw directly" ;;
 esac
-echo "done: try 'lingma-gw serve --sim' and 'man lingma-gw'"
+case ":$(manpath 2>/dev/null || true):" in
+    *":$prefix/share/man:"*) ;;
+    *) echo "note: if 'man lingma-gw' finds nothing, add $prefix/share/man to MANPATH" ;;
+esac
+echo "done: try 'lingma-gw serve --sim', 'man lingma-gw' and 'man lingma-gw-serve'"

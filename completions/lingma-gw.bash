@@ -668,12 +668,16 @@ _lingma__gw() {
             return 0
             ;;
         lingma__subcmd__gw__subcmd__man)
-            opts="-v -q -h -V --config --verbose --quiet --log-format --help --version"
+            opts="-v -q -h -V --out-dir --readme-table --config --verbose --quiet --log-format --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --out-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

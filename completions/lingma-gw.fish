@@ -40,7 +40,7 @@ complete -c lingma-gw -n "__fish_lingma_gw_needs_command" -f -a "session" -d 'Mo
 complete -c lingma-gw -n "__fish_lingma_gw_needs_command" -f -a "export" -d 'Write a bundle of a logged-in instance\'s login files (`session export`)'
 complete -c lingma-gw -n "__fish_lingma_gw_needs_command" -f -a "import" -d 'Install a bundle into an instance\'s work dir (`session import`)'
 complete -c lingma-gw -n "__fish_lingma_gw_needs_command" -f -a "completions" -d 'Print a shell completion script'
-complete -c lingma-gw -n "__fish_lingma_gw_needs_command" -f -a "man" -d 'Print the man page (roff)'
+complete -c lingma-gw -n "__fish_lingma_gw_needs_command" -f -a "man" -d 'Print the man page (roff) or a subcommand\'s, or write them all with --out-dir'
 complete -c lingma-gw -n "__fish_lingma_gw_needs_command" -f -a "sim" -d 'The built-in Lingma simulator (same command line as the Lingma binary)'
 complete -c lingma-gw -n "__fish_lingma_gw_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand serve" -l lingma-bin -d 'The Lingma binary [env: LINGMA_BIN] [default: newest ~/.lingma/bin/<version>/<platform>/Lingma]' -r -F
@@ -267,9 +267,11 @@ complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand completions" -s v -l
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand completions" -s q -l quiet -d 'Only errors on stderr, no progress output'
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand completions" -s h -l help -d 'Print help'
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand completions" -s V -l version -d 'Print version'
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand man" -l out-dir -d 'Write every page (lingma-gw.1, lingma-gw-serve.1, ...) into DIR instead of printing one' -r -F
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand man" -l config -d 'Config file (TOML; keys are the flag names with `_`) [env: LINGMA_GW_CONFIG] [default: $XDG_CONFIG_HOME/lingma-gw/config.toml, if it exists]' -r -F
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand man" -l log-format -d 'Log format on stderr [env: LOG_FORMAT] [default: text]' -r -f -a "text\t''
 json\t''"
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand man" -l readme-table -d 'Print the README\'s settings table (Markdown) instead; for scripts/gen-docs.sh'
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand man" -s v -l verbose -d 'More log output (-v debug, -vv trace); overrides LOG_LEVEL'
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand man" -s q -l quiet -d 'Only errors on stderr, no progress output'
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand man" -s h -l help -d 'Print help'
@@ -367,7 +369,7 @@ complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand help; and not __fish
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand help; and not __fish_seen_subcommand_from serve models chat probe login session export import completions man sim help" -f -a "export" -d 'Write a bundle of a logged-in instance\'s login files (`session export`)'
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand help; and not __fish_seen_subcommand_from serve models chat probe login session export import completions man sim help" -f -a "import" -d 'Install a bundle into an instance\'s work dir (`session import`)'
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand help; and not __fish_seen_subcommand_from serve models chat probe login session export import completions man sim help" -f -a "completions" -d 'Print a shell completion script'
-complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand help; and not __fish_seen_subcommand_from serve models chat probe login session export import completions man sim help" -f -a "man" -d 'Print the man page (roff)'
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand help; and not __fish_seen_subcommand_from serve models chat probe login session export import completions man sim help" -f -a "man" -d 'Print the man page (roff) or a subcommand\'s, or write them all with --out-dir'
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand help; and not __fish_seen_subcommand_from serve models chat probe login session export import completions man sim help" -f -a "sim" -d 'The built-in Lingma simulator (same command line as the Lingma binary)'
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand help; and not __fish_seen_subcommand_from serve models chat probe login session export import completions man sim help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand help; and __fish_seen_subcommand_from session" -f -a "export" -d 'Write a bundle of a logged-in instance\'s login files (tar.gz + manifest)'

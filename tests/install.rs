@@ -1,5 +1,5 @@
-//! `install.sh --prefix TMP`: binary, completions and man page in place, idempotent, undone by
-//! `--uninstall`.
+//! `install.sh --prefix TMP`: binary, completions and man pages in place, idempotent, undone by
+//! `--uninstall`; every installed page renders with `man -l` and every page it cites is installed.
 
 use std::path::Path;
 use std::process::Command;
@@ -42,6 +42,9 @@ fn install_is_idempotent_and_uninstall_undoes_it() {
         "share/zsh/site-functions/_lingma-gw",
         "share/fish/vendor_completions.d/lingma-gw.fish",
         "share/man/man1/lingma-gw.1",
+        "share/man/man1/lingma-gw-serve.1",
+        "share/man/man1/lingma-gw-session-export.1",
+        "share/man/man1/lingma-gw-export.1",
     ];
     for f in files {
         let p = prefix.join(f);
@@ -52,12 +55,21 @@ fn install_is_idempotent_and_uninstall_undoes_it() {
             "{f} missing or empty"
         );
     }
+    let man_dir = prefix.join("share/man/man1");
+    check_man_pages(&man_dir);
+    // A page an older version installed and this one no longer has is removed on reinstall.
+    std::fs::write(man_dir.join("lingma-gw-gone.1"), ".TH gone 1\n").unwrap();
+    assert!(install(&prefix, &[]).status.success());
+    assert!(!man_dir.join("lingma-gw-gone.1").exists());
+
     let stdout = String::from_utf8_lossy(&install(&prefix, &["--uninstall"]).stdout).into_owned();
     assert!(stdout.contains("removed"), "{stdout}");
     assert!(!bin.exists());
     for f in files {
         assert!(!prefix.join(f).exists(), "{f} left behind");
     }
+    let left: Vec<_> = std::fs::read_dir(&man_dir).unwrap().collect();
+    assert!(left.is_empty(), "man pages left behind: {left:?}");
     let bad = install(&prefix, &["--frobnicate"]);
     assert_eq!(bad.status.code(), Some(2));
 }
@@ -169,4 +181,61 @@ fn home_of(var: &str, default: &str) -> std::path::PathBuf {
         .unwrap_or_else(|| {
             std::path::PathBuf::from(std::env::var_os("HOME").unwrap()).join(default)
         })
+}
+
+/// Each page renders with `man -l` without a groff warning, and every `lingma-gw-NAME(1)` a page
+/// cites is installed beside it (the SUBCOMMANDS sections cite one per subcommand).
+fn check_man_pages(dir: &Path) {
+    let pages: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(pages.len() > 10, "{pages:?}");
+    for page in &pages {
+        let out = Command::new("man")
+            .args(["--warnings", "-l"])
+            .arg(dir.join(page))
+            .env("MANWIDTH", "100")
+            .env_remove("MAN_KEEP_FORMATTING")
+            .output()
+            .expect("man is installed (scripts/setup-test-deps.sh)");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "man -l {page} failed");
+        assert!(
+            out.stderr.is_empty(),
+            "man -l {page}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            text.contains("NAME") && text.contains("SYNOPSIS"),
+            "{page}:\n{text}"
+        );
+        for word in text.split(|c: char| c.is_whitespace() || c == ',' || c == '.') {
+            if let Some(name) = word.strip_suffix("(1)") {
+                assert!(
+                    pages.contains(&format!("{name}.1")),
+                    "{page} cites {name}(1), which is not installed"
+                );
+            }
+        }
+    }
+    let main = Command::new("man")
+        .arg("-l")
+        .arg(dir.join("lingma-gw.1"))
+        .env("MANWIDTH", "100")
+        .output()
+        .unwrap();
+    let main = String::from_utf8_lossy(&main.stdout);
+    for section in [
+        "ENVIRONMENT",
+        "EXIT STATUS",
+        "FILES",
+        "EXAMPLES",
+        "SUBCOMMANDS",
+    ] {
+        assert!(
+            main.lines().any(|l| l == section),
+            "lingma-gw(1) has no {section} section"
+        );
+    }
 }

@@ -101,8 +101,8 @@ pub enum Command {
     Import(session::ImportArgs),
     /// Print a shell completion script
     Completions(CompletionsArgs),
-    /// Print the man page (roff)
-    Man,
+    /// Print the man page (roff) or a subcommand's, or write them all with --out-dir
+    Man(ManArgs),
     /// The built-in Lingma simulator (same command line as the Lingma binary)
     Sim {
         #[command(subcommand)]
@@ -294,6 +294,19 @@ pub struct ChatArgs {
     /// Show the model's reasoning on stderr (also with -v)
     #[arg(long)]
     pub show_reasoning: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// The subcommand whose page to print (`serve`, `session export`); none: the main page
+    #[arg(value_name = "COMMAND", conflicts_with = "out_dir")]
+    pub command: Vec<String>,
+    /// Write every page (lingma-gw.1, lingma-gw-serve.1, ...) into DIR instead of printing one
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: Option<PathBuf>,
+    /// Print the README's settings table (Markdown) instead; for scripts/gen-docs.sh
+    #[arg(long, hide = true, conflicts_with_all = ["command", "out_dir"])]
+    pub readme_table: bool,
 }
 
 #[derive(Debug, Args)]

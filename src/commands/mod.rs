@@ -170,7 +170,7 @@ async fn dispatch(cli: Cli, sources: &Sources<'_>) -> anyhow::Result<ExitCode> {
         Command::Export(args) => session::run(SessionCommand::Export(args), sources, quiet).await,
         Command::Import(args) => session::run(SessionCommand::Import(args), sources, quiet).await,
         Command::Completions(args) => generate::completions(args.shell),
-        Command::Man => generate::man(),
+        Command::Man(args) => generate::man(args),
         Command::Sim { command } => sim::run(command).await,
     }
 }

@@ -64,10 +64,11 @@ pub fn readme_table() -> String {
     for s in table::SETTINGS {
         let env: Vec<String> = s.env.iter().map(|e| code(e)).collect();
         let flag = flag_text(s).map(|f| code(&f)).unwrap_or_default();
-        let key = match s.key {
-            None => "(environment only)".to_string(),
-            Some(k) if s.key_aliases.is_empty() => code(k),
-            Some(k) => {
+        let key = match (s.key, s.flag) {
+            (None, None) => "(environment only)".to_string(),
+            (None, Some(_)) => String::new(),
+            (Some(k), _) if s.key_aliases.is_empty() => code(k),
+            (Some(k), _) => {
                 let old: Vec<String> = s.key_aliases.iter().map(|a| code(a)).collect();
                 format!("{} (or {})", code(k), old.join(", "))
             }
@@ -133,8 +134,8 @@ pub fn man_environment(path: Option<&str>) -> Option<String> {
             body.push(bold(f));
             body.push(roman("."));
         }
-        match s.key {
-            Some(k) => {
+        match (s.key, s.flag) {
+            (Some(k), _) => {
                 body.push(roman(" Config key: "));
                 body.push(bold(k));
                 if !s.key_aliases.is_empty() {
@@ -142,7 +143,8 @@ pub fn man_environment(path: Option<&str>) -> Option<String> {
                 }
                 body.push(roman("."));
             }
-            None => body.push(roman(" Environment only.")),
+            (None, None) => body.push(roman(" Environment only: never a flag or a file.")),
+            (None, Some(_)) => {}
         }
         if let Some(d) = s.default_text() {
             body.push(roman(format!(" Default: {d}.")));
@@ -150,7 +152,7 @@ pub fn man_environment(path: Option<&str>) -> Option<String> {
         if s.kind == table::Kind::List {
             body.push(roman(" Comma-separated."));
         }
-        if path.is_none() && !matches!(s.scope, Scope::Global) {
+        if path.is_none() && matches!(s.scope, Scope::Commands(_)) {
             body.push(roman(format!(" For {}.", s.scope.describe())));
         }
         roff.text(body);

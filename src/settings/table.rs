@@ -293,7 +293,7 @@ settings! {
         kind: Paths, scope: ATTACHING,
     }
     MACHINE_TOKEN {
-        doc: "`Cosy-MachineToken` header for Lingma (Qoder CN sidecars); environment only",
+        doc: "`Cosy-MachineToken` header for Lingma (Qoder CN sidecars)",
         env: &["LINGMA_MACHINE_TOKEN"], kind: Text, scope: Scope::Lingma,
     }
 
@@ -503,7 +503,7 @@ settings! {
         kind: Text, scope: LOGIN_AND_SERVE,
     }
     AUTO_LOGIN_PASSWORD {
-        doc: "Password for that account; environment only (never a flag or a file)",
+        doc: "Password for that account",
         env: &["AUTO_LOGIN_PASSWORD"], kind: Text, scope: LOGIN_AND_SERVE,
     }
     BROWSER {
@@ -572,7 +572,7 @@ settings! {
         default: Is("67108864"), kind: Int, scope: BUNDLES,
     }
     BUNDLE_PASSPHRASE {
-        doc: "Passphrase of encrypted bundles (or --passphrase-stdin); environment only",
+        doc: "Passphrase of encrypted bundles (or --passphrase-stdin)",
         env: &["LINGMA_BUNDLE_PASSPHRASE"], kind: Text, scope: BUNDLES,
     }
 }
