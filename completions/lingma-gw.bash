@@ -173,7 +173,7 @@ _lingma__gw() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        lingma__subcmd__gw__subcmd__chat)
+        lingma__gw__subcmd__chat)
             opts="-m -s -v -q -h -V --lingma-bin --sim --work-dir --startup-timeout --first-token-timeout --attach --lingma-dialect --instance --model --system --json --show-reasoning --config --verbose --quiet --log-format --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -239,7 +239,7 @@ _lingma__gw() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        lingma__subcmd__gw__subcmd__completions)
+        lingma__gw__subcmd__completions)
             opts="-v -q -h -V --config --verbose --quiet --log-format --help --version bash elvish fish powershell zsh"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -261,7 +261,7 @@ _lingma__gw() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        lingma__subcmd__gw__subcmd__export)
+        lingma__gw__subcmd__export)
             opts="-o -v -q -h -V --lingma-bin --sim --work-dir --startup-timeout --first-token-timeout --instance --output --base64 --with-history --encrypt --passphrase-stdin --config --verbose --quiet --log-format --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -311,7 +311,7 @@ _lingma__gw() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        lingma__subcmd__gw__subcmd__help)
+        lingma__gw__subcmd__help)
             opts="serve models chat probe login session export import completions man sim help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -325,7 +325,7 @@ _lingma__gw() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        lingma__subcmd__gw__subcmd__help__subcmd__chat)
+        lingma__gw__subcmd__help__subcmd__chat)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -339,7 +339,7 @@ _lingma__gw() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        lingma__subcmd__gw__subcmd__help__subcmd__completions)
+        lingma__gw__subcmd__help__subcmd__completions)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -353,7 +353,7 @@ _lingma__gw() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        lingma__subcmd__gw__subcmd__help__subcmd__export)
+        lingma__gw__subcmd__help__subcmd__export)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -367,7 +367,7 @@ _lingma__gw() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        lingma__subcmd__gw__subcmd__help__subcmd__help)
+        lingma__gw__subcmd__help__subcmd__help)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -381,7 +381,7 @@ _lingma__gw() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        lingma__subcmd__gw__subcmd__help__subcmd__import)
+        lingma__gw__subcmd__help__subcmd__import)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -395,7 +395,7 @@ _lingma__gw() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        lingma__subcmd__gw__subcmd__help__subcmd__login)
+        lingma__gw__subcmd__help__subcmd__login)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -409,7 +409,7 @@ _lingma__gw() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        lingma__subcmd__gw__subcmd__help__subcmd__man)
+        lingma__gw__subcmd__help__subcmd__man)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -423,7 +423,7 @@ _lingma__gw() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        lingma__subcmd__gw__subcmd__help__subcmd__models)
+        lingma__gw__subcmd__help__subcmd__models)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -437,7 +437,7 @@ _lingma__gw() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        lingma__subcmd__gw__subcmd__help__subcmd__probe)
+        lingma__gw__subcmd__help__subcmd__probe)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -451,7 +451,7 @@ _lingma__gw() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        lingma__subcmd__gw__subcmd__help__subcmd__serve)
+        lingma__gw__subcmd__help__subcmd__serve)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -465,7 +465,7 @@ _lingma__gw() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        lingma__subcmd__gw__subcmd__help__subcmd__session)
+        lingma__gw__subcmd__help__subcmd__session)
             opts="export import"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -479,7 +479,7 @@ _lingma__gw() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        lingma__subcmd__gw__subcmd__help__subcmd__session__subcmd__export)
+        lingma__gw__subcmd__help__subcmd__session__subcmd__export)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -493,7 +493,7 @@ _lingma__gw() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        lingma__subcmd__gw__subcmd__help__subcmd__session__subcmd__import)
+        lingma__gw__subcmd__help__subcmd__session__subcmd__import)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -507,7 +507,7 @@ _lingma__gw() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        lingma__subcmd__gw__subcmd__help__subcmd__sim)
+        lingma__gw__subcmd__help__subcmd__sim)
             opts="start status version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -521,7 +521,7 @@ _lingma__gw() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        lingma__subcmd__gw__subcmd__help__subcmd__sim__subcmd__start)
+        lingma__gw__subcmd__help__subcmd__sim__subcmd__start)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -535,7 +535,7 @@ _lingma__gw() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        lingma__subcmd__gw__subcmd__help__subcmd__sim__subcmd__status)
+        lingma__gw__subcmd__help__subcmd__sim__subcmd__status)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -549,7 +549,7 @@ _lingma__gw() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        lingma__subcmd__gw__subcmd__help__subcmd__sim__subcmd__version)
+        lingma__gw__subcmd__help__subcmd__sim__subcmd__version)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -563,7 +563,7 @@ _lingma__gw() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        lingma__subcmd__gw__subcmd__import)
+        lingma__gw__subcmd__import)
             opts="-v -q -h -V --lingma-bin --sim --work-dir --startup-timeout --first-token-timeout --instance --force --passphrase-stdin --no-restart --config --verbose --quiet --log-format --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -605,7 +605,7 @@ _lingma__gw() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        lingma__subcmd__gw__subcmd__login)
+        lingma__gw__subcmd__login)
             opts="-v -q -h -V --lingma-bin --sim --work-dir --startup-timeout --first-token-timeout --instance --no-browser --callback-url --headless --visible --username --password-stdin --browser --persistent-profile --dedicated-domain-url --timeout --config --verbose --quiet --log-format --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -667,7 +667,7 @@ _lingma__gw() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        lingma__subcmd__gw__subcmd__man)
+        lingma__gw__subcmd__man)
             opts="-v -q -h -V --out-dir --readme-table --config --verbose --quiet --log-format --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -693,7 +693,7 @@ _lingma__gw() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        lingma__subcmd__gw__subcmd__models)
+        lingma__gw__subcmd__models)
             opts="-v -q -h -V --lingma-bin --sim --work-dir --startup-timeout --first-token-timeout --attach --lingma-dialect --instance --json --config --verbose --quiet --log-format --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -743,7 +743,7 @@ _lingma__gw() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        lingma__subcmd__gw__subcmd__probe)
+        lingma__gw__subcmd__probe)
             opts="-v -q -h -V --lingma-bin --sim --work-dir --startup-timeout --first-token-timeout --attach --lingma-dialect --instance --json --config --verbose --quiet --log-format --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -793,7 +793,7 @@ _lingma__gw() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        lingma__subcmd__gw__subcmd__serve)
+        lingma__gw__subcmd__serve)
             opts="-v -q -h -V --lingma-bin --sim --work-dir --startup-timeout --first-token-timeout --attach --lingma-dialect --host --port --instances --socket-port --connections-per-instance --health-interval --api-key --admin-token --metrics-token --metrics-public --allow-unauthenticated --max-in-flight --queue-timeout --session-reuse --no-session-reuse --session-cache-max-entries --session-cache-ttl --default-model --ask-mode --accounts --session-bundle --auto-login --shutdown-grace --max-queue --queue-memory --body-limit --header-timeout --body-timeout --idle-timeout --stream-stall-timeout --keepalive --tool-syntax --tool-description-limit --model-map --response-store-entries --response-store-ttl --replica-id --config --verbose --quiet --log-format --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -967,7 +967,7 @@ _lingma__gw() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        lingma__subcmd__gw__subcmd__session)
+        lingma__gw__subcmd__session)
             opts="-v -q -h -V --config --verbose --quiet --log-format --help --version export import help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -989,7 +989,7 @@ _lingma__gw() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        lingma__subcmd__gw__subcmd__session__subcmd__export)
+        lingma__gw__subcmd__session__subcmd__export)
             opts="-o -v -q -h -V --lingma-bin --sim --work-dir --startup-timeout --first-token-timeout --instance --output --base64 --with-history --encrypt --passphrase-stdin --config --verbose --quiet --log-format --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1039,7 +1039,7 @@ _lingma__gw() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        lingma__subcmd__gw__subcmd__session__subcmd__help)
+        lingma__gw__subcmd__session__subcmd__help)
             opts="export import help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1053,7 +1053,7 @@ _lingma__gw() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        lingma__subcmd__gw__subcmd__session__subcmd__help__subcmd__export)
+        lingma__gw__subcmd__session__subcmd__help__subcmd__export)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1067,7 +1067,7 @@ _lingma__gw() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        lingma__subcmd__gw__subcmd__session__subcmd__help__subcmd__help)
+        lingma__gw__subcmd__session__subcmd__help__subcmd__help)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1081,7 +1081,7 @@ _lingma__gw() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        lingma__subcmd__gw__subcmd__session__subcmd__help__subcmd__import)
+        lingma__gw__subcmd__session__subcmd__help__subcmd__import)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1095,7 +1095,7 @@ _lingma__gw() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        lingma__subcmd__gw__subcmd__session__subcmd__import)
+        lingma__gw__subcmd__session__subcmd__import)
             opts="-v -q -h -V --lingma-bin --sim --work-dir --startup-timeout --first-token-timeout --instance --force --passphrase-stdin --no-restart --config --verbose --quiet --log-format --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1137,7 +1137,7 @@ _lingma__gw() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        lingma__subcmd__gw__subcmd__sim)
+        lingma__gw__subcmd__sim)
             opts="-v -q -h -V --config --verbose --quiet --log-format --help --version start status version help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1159,7 +1159,7 @@ _lingma__gw() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        lingma__subcmd__gw__subcmd__sim__subcmd__help)
+        lingma__gw__subcmd__sim__subcmd__help)
             opts="start status version help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1173,7 +1173,7 @@ _lingma__gw() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        lingma__subcmd__gw__subcmd__sim__subcmd__help__subcmd__help)
+        lingma__gw__subcmd__sim__subcmd__help__subcmd__help)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1187,7 +1187,7 @@ _lingma__gw() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        lingma__subcmd__gw__subcmd__sim__subcmd__help__subcmd__start)
+        lingma__gw__subcmd__sim__subcmd__help__subcmd__start)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1201,7 +1201,7 @@ _lingma__gw() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        lingma__subcmd__gw__subcmd__sim__subcmd__help__subcmd__status)
+        lingma__gw__subcmd__sim__subcmd__help__subcmd__status)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1215,7 +1215,7 @@ _lingma__gw() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        lingma__subcmd__gw__subcmd__sim__subcmd__help__subcmd__version)
+        lingma__gw__subcmd__sim__subcmd__help__subcmd__version)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1229,7 +1229,7 @@ _lingma__gw() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        lingma__subcmd__gw__subcmd__sim__subcmd__start)
+        lingma__gw__subcmd__sim__subcmd__start)
             opts="-v -q -h -V --workDir --socketPort --httpPort --endpoint --transportType --copyDataDir --no-delay --startup-delay-ms --first-token-delay-ms --chunk-size --chunk-delay-ms --strict-acks --machine-token --logged-out --login-challenge --accounts --credit-usage --think --no-request-log --dialect --info-file --ipc-socket --delete-needs-id --faults --crash --close --no-finish --error --quota --slow --delay --overwrite --retry --off-by-one --expired --split --batch --hang --step-end-first --fault-after --config --verbose --quiet --log-format --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1343,7 +1343,7 @@ _lingma__gw() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        lingma__subcmd__gw__subcmd__sim__subcmd__status)
+        lingma__gw__subcmd__sim__subcmd__status)
             opts="-o -v -q -h -V --output --workDir --config --verbose --quiet --log-format --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1377,7 +1377,7 @@ _lingma__gw() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        lingma__subcmd__gw__subcmd__sim__subcmd__version)
+        lingma__gw__subcmd__sim__subcmd__version)
             opts="-v -q -h -V --config --verbose --quiet --log-format --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

@@ -8,7 +8,8 @@ function __fish_lingma_gw_needs_command
     set -l cmd (commandline -opc)
     set -e cmd[1]
     argparse -s (__fish_lingma_gw_global_optspecs) -- $cmd 2>/dev/null
-    or return
+    # lingma-gw: a top-level option still waiting for its value is no subcommand
+    or return 0
     if set -q argv[1]
         # Also print the command, so this can be used to figure out what it is.
         echo $argv[1]
@@ -377,3 +378,4 @@ complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand help; and __fish_see
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand help; and __fish_seen_subcommand_from sim" -f -a "start" -d 'Start a simulated Lingma (same flags as `Lingma start`, plus simulator knobs)'
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand help; and __fish_seen_subcommand_from sim" -f -a "status" -d 'Print the login state of a work dir without starting a server'
 complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand help; and __fish_seen_subcommand_from sim" -f -a "version" -d 'Print the simulated Lingma version'
+complete -c lingma-gw -n "__fish_lingma_gw_using_subcommand completions" -f -a "bash elvish fish powershell zsh"

@@ -3,14 +3,15 @@
 # `chromium` for the headless-login tests, `nginx-light` for the scale-out test of
 # deploy/nginx/, `systemd` for `systemd-analyze verify` of deploy/systemd/, `tini` to run the
 # container image's entrypoint as the image does, `man-db` and `groff-base` for `man -l` on the
-# generated pages), the Python packages in tests/requirements.txt
+# generated pages, `bash`, `zsh` and `fish` that the completion scripts are loaded into, `tmux`
+# for the tests that need a terminal), the Python packages in tests/requirements.txt
 # (pyyaml and kubernetes-validate check deploy/k8s/), and the coding-agent CLIs (Claude Code,
 # Codex, Qwen Code) from npm into .agent-clients/.
 # Idempotent and quick when everything is already there. Needs root (or sudo) for apt-get.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-APT_PACKAGES=(prometheus chromium nginx-light systemd tini man-db groff-base)
+APT_PACKAGES=(prometheus chromium nginx-light systemd tini man-db groff-base bash zsh fish tmux)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

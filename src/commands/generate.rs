@@ -4,6 +4,8 @@
 //! Man pages: `lingma-gw.1` (options, the subcommands, EXIT STATUS, ENVIRONMENT from the settings
 //! table, FILES, EXAMPLES) and one page per subcommand (`lingma-gw-serve.1`,
 //! `lingma-gw-session-export.1`, …), so every `lingma-gw-NAME(1)` the pages cite exists.
+//!
+//! Completions: clap_complete's scripts, with the bash script repaired (see [`fix_bash`]).
 
 use std::io::Write;
 use std::path::Path;
@@ -26,6 +28,86 @@ pub fn completion_script(shell: clap_complete::Shell) -> Vec<u8> {
     let mut cmd = crate::cli::command();
     let mut out = Vec::new();
     clap_complete::generate(shell, &mut cmd, BIN, &mut out);
+    match shell {
+        clap_complete::Shell::Bash => fix_bash(&String::from_utf8_lossy(&out), BIN).into_bytes(),
+        clap_complete::Shell::Fish => {
+            let mut s = fix_fish(&String::from_utf8_lossy(&out));
+            s.push_str(&fish_positional_values(&cmd));
+            s.into_bytes()
+        }
+        _ => out,
+    }
+}
+
+/// clap_complete (up to at least 4.6.11; clap-rs/clap#6421, still open) spells the state of a
+/// subcommand two ways when the binary name has a hyphen: the loop that walks the words builds
+/// `lingma__gw__subcmd__serve`, the `case` arms that complete are labelled
+/// `lingma__subcmd__gw__subcmd__serve`. No arm ever matches, so nothing after a subcommand
+/// completes (no flags, and file names instead of flag values). The loop's spelling is the one
+/// the function name also uses, so the arms are relabelled to it. Once clap_complete is fixed
+/// the broken spelling no longer occurs and this changes nothing; `tests/completions.rs` runs the
+/// script in a real bash either way.
+pub fn fix_bash(script: &str, bin: &str) -> String {
+    const SEP: &str = "__subcmd__";
+    let loop_spelling = bin.replace('-', "__");
+    let arm_spelling = bin.replace('-', SEP);
+    if loop_spelling == arm_spelling {
+        return script.to_string();
+    }
+    script
+        .lines()
+        .map(|line| {
+            let t = line.trim_start();
+            // Only the case arms' labels: `        lingma__subcmd__gw__subcmd__serve)`.
+            if t.starts_with(&format!("{arm_spelling}{SEP}")) && t.ends_with(')') {
+                line.replacen(&arm_spelling, &loop_spelling, 1)
+            } else {
+                line.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + if script.ends_with('\n') { "\n" } else { "" }
+}
+
+/// clap_complete's fish script decides "no subcommand yet" by running `argparse` over the words
+/// before the cursor, and treats a failure as "not at the top level". While the value of a
+/// top-level option is being completed (`lingma-gw --log-format <TAB>`) that option has no value
+/// yet, so argparse fails and the option's values (`text json`) are never offered: fish falls
+/// back to file names. A failed parse is taken as "no subcommand yet" instead.
+pub fn fix_fish(script: &str) -> String {
+    const PARSE: &str = "2>/dev/null\n    or return\n";
+    script.replacen(
+        PARSE,
+        "2>/dev/null\n    # lingma-gw: a top-level option still waiting for its value is no subcommand\n    or return 0\n",
+        1,
+    )
+}
+
+/// clap_complete's fish script completes no positional argument's values
+/// (`lingma-gw completions <TAB>` would offer file names): one line per subcommand argument with
+/// a fixed set of values (`completions SHELL`) adds them.
+fn fish_positional_values(root: &clap::Command) -> String {
+    let mut out = String::new();
+    for sub in root.get_subcommands() {
+        for arg in sub.get_positionals() {
+            let values: Vec<String> = arg
+                .get_possible_values()
+                .iter()
+                .filter(|v| !v.is_hide_set())
+                .map(|v| v.get_name().to_string())
+                .collect();
+            if values.is_empty() {
+                continue;
+            }
+            out.push_str(&format!(
+                "complete -c {BIN} -n \"__fish_{fn_name}_using_subcommand {sub}\" -f -a \"{values}\"\n",
+                fn_name = BIN.replace('-', "_"),
+                sub = sub.get_name(),
+                values = values.join(" "),
+            ));
+        }
+    }
     out
 }
 
@@ -329,6 +411,50 @@ fn write_pages(dir: &Path) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bash_arms_are_relabelled_to_the_loops_spelling() {
+        let broken = "    case \"${cmd},${i}\" in\n            lingma__gw,serve)\n                cmd=\"lingma__gw__subcmd__serve\"\n                ;;\n    esac\n    case \"${cmd}\" in\n        lingma__gw)\n            ;;\n        lingma__subcmd__gw__subcmd__serve)\n            ;;\n    esac\n";
+        let fixed = fix_bash(broken, "lingma-gw");
+        assert!(
+            fixed.contains("        lingma__gw__subcmd__serve)\n"),
+            "{fixed}"
+        );
+        assert!(!fixed.contains("lingma__subcmd__gw"));
+        assert_eq!(fix_bash(&fixed, "lingma-gw"), fixed, "idempotent");
+        assert_eq!(fix_bash(broken, "lingmagw"), broken);
+    }
+
+    #[test]
+    fn fish_treats_a_failed_parse_as_the_top_level() {
+        let script = String::from_utf8(completion_script(clap_complete::Shell::Fish)).unwrap();
+        let f = script
+            .split("function __fish_lingma_gw_needs_command")
+            .nth(1)
+            .expect("the function clap_complete writes");
+        let body = &f[..f.find("\nend").unwrap()];
+        assert!(body.contains("or return 0"), "{body}");
+    }
+
+    #[test]
+    fn every_bash_arm_is_a_state_the_loop_reaches() {
+        let script = String::from_utf8(completion_script(clap_complete::Shell::Bash)).unwrap();
+        let (walk, arms) = script.split_once("    case \"${cmd}\" in").unwrap();
+        let states: std::collections::HashSet<&str> = walk
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("cmd=\""))
+            .map(|l| l.trim_end_matches('"'))
+            .collect();
+        let labels: Vec<&str> = arms
+            .lines()
+            .filter(|l| l.starts_with("        ") && !l.starts_with("         "))
+            .filter_map(|l| l.trim().strip_suffix(')'))
+            .collect();
+        assert!(labels.len() > 10, "{labels:?}");
+        for label in labels {
+            assert!(states.contains(label), "arm {label} is never reached");
+        }
+    }
 
     #[test]
     fn every_page_a_page_cites_exists() {
