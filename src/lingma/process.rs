@@ -20,8 +20,18 @@ pub enum ProcessError {
     Spawn { program: PathBuf, reason: String },
     #[error("cannot prepare work dir {path}: {reason}")]
     WorkDir { path: PathBuf, reason: String },
-    #[error("Lingma exited during start-up ({status}); see {log}")]
-    ExitedEarly { status: String, log: PathBuf },
+    #[error(
+        "Lingma exited during start-up ({status}){}{}",
+        if output.is_empty() { String::new() } else { format!(": {output}") },
+        log.as_ref().map(|l| format!("; see {}", l.display())).unwrap_or_default()
+    )]
+    ExitedEarly {
+        status: String,
+        /// Its last lines on stdout and stderr, joined.
+        output: String,
+        /// Its log, when it wrote one.
+        log: Option<PathBuf>,
+    },
     #[error("Lingma did not become ready within {}s (last error: {last})", timeout.as_secs_f32())]
     NotReady { timeout: Duration, last: String },
     #[error("port {port} is served by another process, not the Lingma just started")]
@@ -34,7 +44,14 @@ pub struct LingmaProcess {
     pub ports: Ports,
     pub work_dir: WorkDir,
     label: String,
+    /// The last lines the child wrote (stdout and stderr), for a start-up failure's message.
+    recent: std::sync::Arc<std::sync::Mutex<std::collections::VecDeque<String>>>,
+    /// The tasks draining its output; they end when the child closes its pipes.
+    drains: Vec<tokio::task::JoinHandle<()>>,
 }
+
+/// Lines of output kept for the error of a process that exits during start-up.
+const RECENT_LINES: usize = 5;
 
 impl LingmaProcess {
     /// Starts `Lingma start --workDir D --socketPort P --httpPort H`. The child gets its own process
@@ -79,6 +96,10 @@ impl LingmaProcess {
             reason: e.to_string(),
         })?;
         let pid = child.id().unwrap_or(0);
+        let recent = std::sync::Arc::new(std::sync::Mutex::new(
+            std::collections::VecDeque::with_capacity(RECENT_LINES),
+        ));
+        let mut drains = Vec::new();
         for (name, pipe) in [
             (
                 "stdout",
@@ -97,12 +118,18 @@ impl LingmaProcess {
         ] {
             if let Some(pipe) = pipe {
                 let label = label.to_string();
-                tokio::spawn(async move {
+                let recent = recent.clone();
+                drains.push(tokio::spawn(async move {
                     let mut lines = BufReader::new(pipe).lines();
                     while let Ok(Some(line)) = lines.next_line().await {
                         tracing::debug!(instance = %label, stream = name, "{line}");
+                        let mut recent = crate::util::lock(&recent);
+                        if recent.len() == RECENT_LINES {
+                            recent.pop_front();
+                        }
+                        recent.push_back(line);
                     }
-                });
+                }));
             }
         }
         tracing::debug!(instance = %label, pid, socket = ports.socket, http = ports.http, "spawned Lingma");
@@ -112,7 +139,28 @@ impl LingmaProcess {
             ports,
             work_dir: work_dir.clone(),
             label: label.to_string(),
+            recent,
+            drains,
         })
+    }
+
+    /// What the child said before it exited (its pipes are read to the end, briefly), and its
+    /// log if it wrote one: what a user needs to see why a start failed.
+    async fn exit_report(&mut self) -> (String, Option<PathBuf>) {
+        let drains = std::mem::take(&mut self.drains);
+        let _ = tokio::time::timeout(
+            Duration::from_millis(500),
+            futures_util::future::join_all(drains),
+        )
+        .await;
+        let output = crate::util::lock(&self.recent)
+            .iter()
+            .map(|l| l.trim())
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join(" / ");
+        let log = self.work_dir.lingma_log();
+        (output, log.is_file().then_some(log))
     }
 
     pub fn pid(&self) -> u32 {
@@ -133,9 +181,11 @@ impl LingmaProcess {
         let mut delay = Duration::from_millis(25);
         loop {
             if let Some(status) = self.try_exit_status() {
+                let (output, log) = self.exit_report().await;
                 return Err(ProcessError::ExitedEarly {
                     status,
-                    log: self.work_dir.lingma_log(),
+                    output,
+                    log,
                 });
             }
             let left = deadline.saturating_duration_since(Instant::now());
