@@ -6,6 +6,10 @@
 //! with `eprintln!`, which panics in whatever task logged (a request, the signal watcher). So
 //! lines go through a bounded queue to one writer thread: a full queue drops the line (and counts
 //! it), a broken pipe ends the writer quietly, and nothing on the caller's side ever waits.
+//!
+//! On a terminal a command may show a progress spinner on stderr (`commands/progress.rs`); while
+//! one is registered here, each log line is written with the spinner taken down and redrawn
+//! below it, so lines and spinner never overwrite each other.
 
 use std::io::{IsTerminal, Write};
 use std::sync::Arc;
@@ -30,6 +34,8 @@ struct SinkState {
     /// The writer gave up (the pipe is closed): lines are dropped at once.
     closed: AtomicBool,
     dropped: AtomicU64,
+    /// The spinner on stderr, if one is shown.
+    progress: std::sync::Mutex<Option<indicatif::ProgressBar>>,
 }
 
 impl StderrSink {
@@ -75,6 +81,11 @@ impl StderrSink {
     pub fn is_closed(&self) -> bool {
         self.state.closed.load(Ordering::Relaxed)
     }
+
+    /// The spinner that log lines must be written above (`None`: no spinner any more).
+    pub fn set_progress(&self, bar: Option<indicatif::ProgressBar>) {
+        *crate::util::lock(&self.state.progress) = bar;
+    }
 }
 
 fn write_lines<W: Write>(mut out: W, rx: Receiver<Vec<u8>>, state: &SinkState) {
@@ -91,7 +102,16 @@ fn write_lines<W: Write>(mut out: W, rx: Receiver<Vec<u8>>, state: &SinkState) {
                 break;
             }
         }
-        if out.write_all(&line).and_then(|_| out.flush()).is_err() {
+        // Held for the whole write: a spinner registered meanwhile (`set_progress`) waits for
+        // this line, and draws only after it.
+        let progress = crate::util::lock(&state.progress);
+        let mut write = || out.write_all(&line).and_then(|_| out.flush());
+        let written = match progress.as_ref() {
+            Some(bar) => bar.suspend(write),
+            None => write(),
+        };
+        drop(progress);
+        if written.is_err() {
             break;
         }
     }

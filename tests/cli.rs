@@ -167,11 +167,12 @@ fn usage_errors_exit_2_and_failures_exit_1() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(
-        text(&out.stderr).contains("lingma-gw login"),
-        "{}",
-        text(&out.stderr)
+    // The hint repeats the setup, so pasting it logs in this instance, not another one.
+    let want = format!(
+        "run `lingma-gw login --sim --work-dir {} --instance fresh`",
+        dir.path().display()
     );
+    assert!(text(&out.stderr).contains(&want), "{}", text(&out.stderr));
     let out = cmd(dir.path(), &["chat", "[[sim:error=500]] hi"])
         .output()
         .unwrap();
@@ -264,11 +265,10 @@ fn probe_reports_each_step() {
         .find(|s| s["name"] == "login")
         .unwrap();
     assert_eq!(login["ok"], false);
+    let hint = login["hint"].as_str().unwrap();
     assert!(
-        login["hint"]
-            .as_str()
-            .unwrap()
-            .contains("lingma-gw login --instance out")
+        hint.contains("lingma-gw login --sim --work-dir") && hint.contains("--instance out`"),
+        "{hint}"
     );
     // No binary at all.
     let out = Command::new(BIN)
@@ -342,5 +342,148 @@ fn a_killed_command_or_gateway_leaves_no_lingma_behind() {
         wait_until(Duration::from_secs(5), || processes_matching(&needle)
             .is_empty()),
         "the kernel stops the children of a killed gateway"
+    );
+}
+
+/// A hint's command, as printed between backticks after `run `.
+fn hinted_command(hint: &str) -> String {
+    let start = hint.find('`').expect("a command in backticks") + 1;
+    let len = hint[start..].find('`').unwrap();
+    hint[start..start + len].to_string()
+}
+
+/// Runs a pasted command in bash, with this build's lingma-gw first on PATH.
+fn paste(command: &str) -> Command {
+    let bin_dir = Path::new(BIN).parent().unwrap();
+    let mut c = Command::new("bash");
+    c.arg("-c")
+        .arg(command)
+        .env(
+            "PATH",
+            format!(
+                "{}:{}",
+                bin_dir.display(),
+                std::env::var("PATH").unwrap_or_default()
+            ),
+        )
+        .envs(fast_sim_env())
+        .stdin(Stdio::null());
+    c
+}
+
+fn step<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == name)
+        .unwrap_or_else(|| panic!("no {name} step in {report}"))
+}
+
+#[test]
+fn probe_login_hint_pasted_logs_in_the_same_instance() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = cmd(dir.path(), &["probe", "--json", "--instance", "out"])
+        .env("LINGMA_SIM_LOGGED_OUT", "1")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let hint = step(&report, "login")["hint"].as_str().unwrap().to_string();
+    let login = hinted_command(&hint);
+    assert_eq!(
+        login,
+        format!(
+            "lingma-gw login --sim --work-dir {} --instance out",
+            dir.path().display()
+        )
+    );
+    // Pasted as is (plus what a remote user adds), it logs in instance `out` of this work dir.
+    let mut child = paste(&format!("{login} --no-browser --timeout 60"))
+        .env("LINGMA_SIM_LOGGED_OUT", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut url = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut url,
+    )
+    .unwrap();
+    let callback = common::callback_url_for(url.trim(), "demo@example.com", "demo-password");
+    writeln!(child.stdin.take().unwrap(), "{callback}").unwrap();
+    let done = common::output_within(child, Duration::from_secs(60));
+    assert!(done.status.success(), "{}", text(&done.stderr));
+    assert!(text(&done.stderr).contains("Logged in as demo (instance out)"));
+    let out = cmd(dir.path(), &["probe", "--json", "--instance", "out"])
+        .env("LINGMA_SIM_LOGGED_OUT", "1")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stdout));
+    no_sim_left(dir.path());
+}
+
+#[test]
+fn a_binary_that_fails_to_start_is_reported_with_its_output_not_a_missing_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = dir.path().join("Lingma");
+    std::fs::write(
+        &fake,
+        "#!/bin/sh\ncase \"$1\" in version) echo 2.11.1 ;; *) echo 'boom: libfoo.so.1 is missing' >&2; exit 3 ;; esac\n",
+    )
+    .unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let work = dir.path().join("w");
+    let out = Command::new(BIN)
+        .args([
+            "probe",
+            "--json",
+            "--lingma-bin",
+            fake.to_str().unwrap(),
+            "--work-dir",
+        ])
+        .arg(&work)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(step(&report, "binary")["ok"], true);
+    let instance = step(&report, "instance");
+    assert_eq!(instance["ok"], false);
+    let detail = instance["detail"].as_str().unwrap();
+    assert!(detail.contains("boom: libfoo.so.1 is missing"), "{detail}");
+    assert!(!work.join("inst-0/logs/lingma.log").exists());
+    let hint = instance["hint"].as_str().unwrap();
+    assert!(
+        !hint.contains("lingma.log") && !detail.contains("lingma.log"),
+        "{hint}"
+    );
+    // The hint's command, pasted, shows Lingma's own output.
+    let probe = hinted_command(hint);
+    assert_eq!(
+        probe,
+        format!(
+            "lingma-gw probe --lingma-bin {} --work-dir {} --instance inst-0 -v",
+            fake.display(),
+            work.display()
+        )
+    );
+    let out = paste(&probe).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stdout).contains("FAIL  instance"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(
+        text(&out.stderr).contains("boom: libfoo.so.1 is missing"),
+        "{}",
+        text(&out.stderr)
     );
 }

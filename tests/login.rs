@@ -13,8 +13,8 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 use common::{
-    BIN, Gateway, fast_sim_env, output_within, processes_matching, read_requests, wait_for_async,
-    wait_until, wait_until_async,
+    BIN, Gateway, callback_url_for, fast_sim_env, output_within, processes_matching, read_requests,
+    wait_for_async, wait_until, wait_until_async,
 };
 use serde_json::{Value, json};
 
@@ -70,38 +70,6 @@ fn sim_status(work_dir: &Path) -> Value {
 
 fn lingma_log(work_dir: &Path) -> String {
     std::fs::read_to_string(work_dir.join("logs/lingma.log")).unwrap_or_default()
-}
-
-/// What a browser does on the simulator's login page: submit the account, get the redirect to
-/// the instance's `/auth/callback` (the URL a remote browser ends on).
-fn callback_url_for(login_url: &str, user: &str, password: &str) -> String {
-    let u = url::Url::parse(login_url).unwrap();
-    let state = u
-        .query_pairs()
-        .find(|(k, _)| k == "state")
-        .unwrap()
-        .1
-        .into_owned();
-    let submit = format!("http://127.0.0.1:{}/lingma/login/submit", u.port().unwrap());
-    let body = json!({"state": state, "loginId": user, "password": password}).to_string();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let v: Value = rt.block_on(async {
-        reqwest::Client::new()
-            .post(submit)
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    });
-    assert_eq!(v["result"], "ok", "{v}");
-    v["redirect"].as_str().unwrap().to_string()
 }
 
 /// A running `login --no-browser` and the URL it printed.
@@ -678,5 +646,104 @@ async fn several_running_instances_need_instance_when_not_interactive() {
             .contains("several instances are running (inst-0, inst-1): pass --instance NAME"),
         "{}",
         stderr(&out)
+    );
+}
+
+/// A login that times out on a temporary instance suggests running it again, with the setup's
+/// flags, and not `--callback-url`: that instance is gone, and its login with it.
+#[test]
+fn a_timed_out_login_on_a_temporary_instance_does_not_offer_the_callback_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("w");
+    let out = cli(
+        &[
+            "login",
+            "--sim",
+            "--work-dir",
+            path(&root),
+            "--no-browser",
+            "--timeout",
+            "1",
+        ],
+        &[("LINGMA_SIM_LOGGED_OUT", "1")],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("did not finish within 1s"), "{err}");
+    assert!(
+        err.contains(&format!(
+            "run `lingma-gw login --sim --work-dir {} --instance inst-0` again",
+            root.display()
+        )),
+        "{err}"
+    );
+    assert!(!err.contains("--callback-url"), "{err}");
+}
+
+/// On the instance a gateway runs, the login outlives the command: the hint offers finishing it
+/// with the callback URL, and that command, pasted with the URL, does.
+#[tokio::test]
+async fn a_timed_out_login_on_the_gateway_instance_offers_a_callback_url_that_works() {
+    let g = Gateway::start(&[], &[("LINGMA_SIM_LOGGED_OUT", "1")]);
+    let root = g.work_dir.clone();
+    assert!(
+        wait_until_async(Duration::from_secs(20), || async {
+            root.join("inst-0/lingma-gw.instance.json").exists()
+        })
+        .await
+    );
+    let r = root.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        cli(
+            &[
+                "login",
+                "--sim",
+                "--work-dir",
+                path(&r),
+                "--no-browser",
+                "--timeout",
+                "1",
+            ],
+            &[],
+            b"",
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    let finish = format!(
+        "lingma-gw login --sim --work-dir {} --instance inst-0 --callback-url URL",
+        root.display()
+    );
+    assert!(err.contains(&finish), "{err}");
+    let login_url = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let pasted = tokio::task::spawn_blocking(move || {
+        let callback = callback_url_for(&login_url, "demo@example.com", "demo-password");
+        let command = finish.replace("URL", &format!("'{callback}'"));
+        let bin_dir = Path::new(BIN).parent().unwrap().to_path_buf();
+        Command::new("bash")
+            .arg("-c")
+            .arg(command)
+            .env(
+                "PATH",
+                format!(
+                    "{}:{}",
+                    bin_dir.display(),
+                    std::env::var("PATH").unwrap_or_default()
+                ),
+            )
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(pasted.status.success(), "{}", stderr(&pasted));
+    assert!(
+        stderr(&pasted).contains("Logged in as demo"),
+        "{}",
+        stderr(&pasted)
     );
 }

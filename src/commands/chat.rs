@@ -1,4 +1,6 @@
-//! `lingma-gw chat`: one question, the answer streamed to stdout as it arrives.
+//! `lingma-gw chat`: one question, the answer streamed to stdout as it arrives. On a terminal a
+//! spinner on stderr says what it waits for (a temporary instance starting, the first token) and
+//! is gone before the first character of the answer.
 
 use std::io::{IsTerminal, Read, Write};
 use std::process::ExitCode;
@@ -14,21 +16,42 @@ use crate::turn::prompt::{HistoryStyle, build_question};
 use crate::turn::usage::{estimate_prompt_tokens, estimate_tokens};
 use crate::turn::{Message, Role};
 
+use super::progress::{Spinner, Ui};
 use super::{UsageError, not_logged_in, open_attachable};
 use crate::lingma::attach::LocalInstance;
 
 /// Exit code after Ctrl-C, as shells expect (128 + SIGINT).
 const INTERRUPTED: u8 = 130;
 
-pub async fn run(args: ChatArgs, sources: &Sources<'_>, verbose: bool) -> anyhow::Result<ExitCode> {
+pub async fn run(
+    args: ChatArgs,
+    sources: &Sources<'_>,
+    verbose: bool,
+    ui: &Ui,
+) -> anyhow::Result<ExitCode> {
     let question = read_prompt(args.prompt.as_deref())?;
     let mut messages = Vec::new();
     if let Some(system) = args.system.as_deref().filter(|s| !s.trim().is_empty()) {
         messages.push(Message::new(Role::System, system));
     }
     messages.push(Message::new(Role::User, question));
-    let inst = open_attachable(&args.lingma, &args.attach, &args.instance, sources).await?;
-    let outcome = ask(&inst, &args, &messages, verbose || args.show_reasoning).await;
+    let spinner = ui.spinner("opening Lingma…");
+    let inst = open_attachable(
+        &args.lingma,
+        &args.attach,
+        &args.instance,
+        sources,
+        &spinner,
+    )
+    .await?;
+    let outcome = ask(
+        &inst,
+        &args,
+        &messages,
+        verbose || args.show_reasoning,
+        spinner,
+    )
+    .await;
     inst.close().await;
     outcome
 }
@@ -62,11 +85,13 @@ async fn ask(
     args: &ChatArgs,
     messages: &[Message],
     show_reasoning: bool,
+    spinner: Spinner,
 ) -> anyhow::Result<ExitCode> {
     let client = &inst.client;
+    spinner.set_message(format!("asking instance {}…", inst.name));
     let auth = client.auth_status().await?;
     if !auth.logged_in() {
-        return Err(not_logged_in(inst));
+        return Err(not_logged_in(inst, &args.lingma));
     }
     let registry = client.query_models().await?;
     let model = match registry.resolve(args.model.as_deref(), None) {
@@ -94,6 +119,16 @@ async fn ask(
             mode: Default::default(),
         })
         .await?;
+    spinner.set_message(format!(
+        "waiting for the first token{}…",
+        model
+            .as_deref()
+            .map(|m| format!(" from {m}"))
+            .unwrap_or_default()
+    ));
+    // Taken off the terminal before the first character of the answer (with --json it stays,
+    // saying the answer is coming, until the one JSON object is printed).
+    let mut spinner = Some(spinner);
     let mut first_token: Option<Duration> = None;
     let mut stdout = std::io::stdout().lock();
     let dim = std::io::stderr().is_terminal();
@@ -104,6 +139,9 @@ async fn ask(
         let ev = tokio::select! {
             ev = stream.next() => ev,
             _ = interrupt.recv() => {
+                if let Some(s) = spinner.take() {
+                    s.finish();
+                }
                 // Tell Lingma, but do not keep a user who pressed Ctrl-C waiting on it.
                 let _ = tokio::time::timeout(Duration::from_secs(2), stream.stop()).await;
                 if !args.json && !ended_with_newline {
@@ -117,6 +155,15 @@ async fn ask(
             Some(ev) => ev?,
             None => anyhow::bail!("the Lingma stream ended without a finish"),
         };
+        if first_token.is_none() && matches!(ev, ChatEvent::Answer(_) | ChatEvent::Reasoning(_)) {
+            if args.json {
+                if let Some(s) = &spinner {
+                    s.set_message("receiving the answer…");
+                }
+            } else if let Some(s) = spinner.take() {
+                s.finish();
+            }
+        }
         match ev {
             ChatEvent::Answer(t) => {
                 first_token.get_or_insert_with(|| started.elapsed());
@@ -148,6 +195,9 @@ async fn ask(
                 text = full;
             }
             ChatEvent::Finished(f) => {
+                if let Some(s) = spinner.take() {
+                    s.finish();
+                }
                 if args.json {
                     let prompt_tokens = estimate_prompt_tokens(messages);
                     let completion = estimate_tokens(&text) + estimate_tokens(&reasoning);

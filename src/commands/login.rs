@@ -1,6 +1,12 @@
 //! `lingma-gw login`: pick the instance (asking when several run and we are interactive), attach
 //! to it or start it, say who is logged in if someone is, else log in: interactively (URL, browser,
 //! pasted callback), with `--callback-url`, headless through Chromium, or in a visible Chromium.
+//!
+//! On a terminal a spinner shows while the instance starts and while headless Chromium works;
+//! while waiting for a pasted callback URL there is none (it would redraw the line being typed).
+//! A failed login says what to run next with the flags that reach the same instance, and offers
+//! `--callback-url` only when the instance will still be there (a running `serve` owns it): a
+//! temporary instance stops with this command, and its login with it.
 
 use std::io::IsTerminal;
 use std::path::Path;
@@ -20,9 +26,15 @@ use crate::login::headless::{self, BrowserOptions, Credentials, Profile, Target,
 use crate::login::{Secret, apply_dedicated_domain, interactive, secret_from_reader};
 use crate::settings::{LingmaSettings, LoginBrowserSettings, Sources, dedicated_domain_url, table};
 
-use super::{UsageError, open_instance};
+use super::progress::Ui;
+use super::{UsageError, open_instance, suggest};
 
-pub async fn run(args: LoginArgs, sources: &Sources<'_>, quiet: bool) -> anyhow::Result<ExitCode> {
+pub async fn run(
+    args: LoginArgs,
+    sources: &Sources<'_>,
+    quiet: bool,
+    ui: &Ui,
+) -> anyhow::Result<ExitCode> {
     let settings = LingmaSettings::resolve(&args.lingma, &Default::default(), sources)?;
     let interactive_tty = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
     let name = choose_instance(
@@ -56,14 +68,17 @@ pub async fn run(args: LoginArgs, sources: &Sources<'_>, quiet: bool) -> anyhow:
     } else {
         None
     };
+    let spinner = ui.spinner("opening Lingma…");
     let inst = open_instance(
         &args.lingma,
         &InstanceArg {
             instance: Some(name.clone()),
         },
         sources,
+        &spinner,
     )
     .await?;
+    spinner.finish();
     let result = login(
         &inst,
         &args,
@@ -72,10 +87,12 @@ pub async fn run(args: LoginArgs, sources: &Sources<'_>, quiet: bool) -> anyhow:
         &browser_settings,
         timeout,
         quiet,
+        ui,
     )
     .await;
+    let attached = inst.attached();
     inst.close().await;
-    let (status, newly) = result?;
+    let (status, newly) = result.map_err(|e| with_next_step(e, &args, &name, attached))?;
     let who = if status.name.is_empty() {
         "an account".to_string()
     } else {
@@ -87,6 +104,35 @@ pub async fn run(args: LoginArgs, sources: &Sources<'_>, quiet: bool) -> anyhow:
     Ok(ExitCode::SUCCESS)
 }
 
+/// A failed interactive login, with the command to run next: the same setup, and the callback URL
+/// only when the instance the login was started on is still running after this command.
+fn with_next_step(e: anyhow::Error, args: &LoginArgs, name: &str, attached: bool) -> anyhow::Error {
+    let again = suggest("login", &args.lingma, Some(name), &[]);
+    match e.downcast_ref::<interactive::InteractiveError>() {
+        Some(interactive::InteractiveError::Timeout(_)) if attached => {
+            let finish = suggest(
+                "login",
+                &args.lingma,
+                Some(name),
+                &["--callback-url", "URL"],
+            );
+            e.context(format!(
+                "run `{again}` again; or, if your browser ended on an http://127.0.0.1:PORT/auth/callback?... \
+                 page, finish this login with `{finish}` (the URL of that page)"
+            ))
+        }
+        Some(interactive::InteractiveError::Timeout(_)) => e.context(format!(
+            "run `{again}` again (the instance this login was started on has stopped, so its \
+             callback URL cannot finish it: paste the URL while the command waits)"
+        )),
+        Some(interactive::InteractiveError::CallbackRejected(_)) => {
+            e.context(format!("start a new login with `{again}`"))
+        }
+        _ => e,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn login(
     inst: &LocalInstance,
     args: &LoginArgs,
@@ -95,6 +141,7 @@ async fn login(
     browser: &LoginBrowserSettings,
     timeout: Duration,
     quiet: bool,
+    ui: &Ui,
 ) -> anyhow::Result<(AuthStatus, bool)> {
     let status = inst.client.auth_status().await?;
     if status.logged_in() {
@@ -146,12 +193,15 @@ async fn login(
             work_dir: inst.work_dir.root(),
             cancel: None,
         };
-        return Ok((headless::login(&target, creds, &opts).await?, true));
+        let spinner = (!args.visible).then(|| ui.spinner("logging in through headless Chromium…"));
+        let status = headless::login(&target, creds, &opts).await;
+        drop(spinner);
+        return Ok((status?, true));
     }
-    let stderr_tty = std::io::stderr().is_terminal();
     let opts = interactive::Options {
         open_browser: !args.no_browser && headless::has_display(),
-        spinner: stderr_tty && !quiet,
+        // Never while someone may be typing the callback URL on this terminal.
+        spinner: ui.enabled() && !std::io::stdin().is_terminal(),
         chatty: !quiet,
         read_stdin: true,
         callback_url: args.callback_url.clone(),

@@ -1,12 +1,15 @@
 //! One file per subcommand: the glue between the CLI, the settings and the library. This file
-//! owns what every command shares: logging set-up, the runtime, and mapping errors to exit codes
-//! (0 ok, 1 the operation failed, 2 usage or configuration error).
+//! owns what every command shares: logging set-up, the runtime, mapping errors to exit codes
+//! (0 ok, 1 the operation failed, 2 usage or configuration error), opening an instance (with a
+//! spinner on a terminal), and the commands that hints tell the user to run, spelled so that
+//! pasting one reaches the same setup.
 
 pub mod chat;
 pub mod generate;
 pub mod login;
 pub mod models;
 pub mod probe;
+pub mod progress;
 pub mod serve;
 pub mod session;
 pub mod sim;
@@ -24,33 +27,90 @@ use crate::settings::{ConfigFile, LingmaSettings, LogSettings, SettingsError, So
 #[error("{0}")]
 pub struct UsageError(pub String);
 
-/// The instance is not logged in (exit 1, with what to do).
+/// The instance is not logged in (exit 1, with the command that logs it in).
 #[derive(Debug, thiserror::Error)]
-#[error("Lingma is not logged in{}: run `lingma-gw login{}`", if .0.is_empty() { String::new() } else { format!(" (instance {})", .0) }, if .0.is_empty() { String::new() } else { format!(" --instance {}", .0) })]
-pub struct NotLoggedIn(pub String);
+#[error("Lingma is not logged in (instance {instance}): run `{login}`")]
+pub struct NotLoggedIn {
+    pub instance: String,
+    pub login: String,
+}
 
 /// The runtime `--attach` found is not logged in: only its IDE logs it in (exit 1).
 #[derive(Debug, thiserror::Error)]
 #[error("the Lingma at {0} is not logged in: log in through the IDE that runs it")]
 pub struct AttachedNotLoggedIn(pub String);
 
-/// The error a command gives when `inst` is not logged in, with what to do about it.
-pub fn not_logged_in(inst: &LocalInstance) -> anyhow::Error {
+/// The error a command gives when `inst` is not logged in, with what to do about it (the login
+/// command for the setup `lingma` chose).
+pub fn not_logged_in(inst: &LocalInstance, lingma: &LingmaArgs) -> anyhow::Error {
     if inst.runtime.is_some() {
         AttachedNotLoggedIn(inst.endpoint.to_string()).into()
     } else {
-        NotLoggedIn(String::new()).into()
+        NotLoggedIn::new(lingma, &inst.name).into()
     }
 }
 
-/// Attach to the instance `serve` runs, or start a temporary one.
+impl NotLoggedIn {
+    pub fn new(lingma: &LingmaArgs, instance: &str) -> Self {
+        Self {
+            instance: instance.to_string(),
+            login: suggest("login", lingma, Some(instance), &[]),
+        }
+    }
+}
+
+/// `lingma-gw SUB` with the flags that chose the setup as the user gave them (`--sim`,
+/// `--lingma-bin`, `--work-dir`) and the instance, quoted for a POSIX shell: a hint's command
+/// reaches the same instance when pasted. Settings that came from the environment or the config
+/// file are still there when it is pasted, so they are not repeated.
+pub fn suggest(sub: &str, lingma: &LingmaArgs, instance: Option<&str>, extra: &[&str]) -> String {
+    let mut words: Vec<String> = vec!["lingma-gw".into()];
+    words.extend(sub.split(' ').map(String::from));
+    if lingma.sim {
+        words.push("--sim".into());
+    }
+    if let Some(b) = &lingma.lingma_bin {
+        words.push("--lingma-bin".into());
+        words.push(b.display().to_string());
+    }
+    if let Some(d) = &lingma.work_dir {
+        words.push("--work-dir".into());
+        words.push(d.display().to_string());
+    }
+    if let Some(i) = instance {
+        words.push("--instance".into());
+        words.push(i.to_string());
+    }
+    words.extend(extra.iter().map(|s| s.to_string()));
+    words
+        .iter()
+        .map(|w| shell_word(w))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A word as a POSIX shell reads it back: as is when safe, else in single quotes.
+pub fn shell_word(w: &str) -> String {
+    let safe = !w.is_empty()
+        && w.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-./:@%+=,".contains(c));
+    if safe {
+        w.to_string()
+    } else {
+        format!("'{}'", w.replace('\'', r"'\''"))
+    }
+}
+
+/// Attach to the instance `serve` runs, or start a temporary one; `spinner` says which, while it
+/// happens.
 pub async fn open_instance(
     lingma: &LingmaArgs,
     instance: &InstanceArg,
     sources: &Sources<'_>,
+    spinner: &progress::Spinner,
 ) -> anyhow::Result<LocalInstance> {
     let settings = LingmaSettings::resolve(lingma, &PoolArgs::default(), sources)?;
-    open_with(&settings, instance).await
+    open_with(&settings, instance, spinner).await
 }
 
 /// [`open_instance`] for the commands that take `--attach`: the runtime it names when given.
@@ -59,17 +119,20 @@ pub async fn open_attachable(
     attach: &AttachArgs,
     instance: &InstanceArg,
     sources: &Sources<'_>,
+    spinner: &progress::Spinner,
 ) -> anyhow::Result<LocalInstance> {
     let settings = LingmaSettings::resolve(lingma, &PoolArgs::default(), sources)?
         .with_attach(attach, sources)?;
-    open_with(&settings, instance).await
+    open_with(&settings, instance, spinner).await
 }
 
 async fn open_with(
     settings: &LingmaSettings,
     instance: &InstanceArg,
+    spinner: &progress::Spinner,
 ) -> anyhow::Result<LocalInstance> {
     if let Some(spec) = &settings.attach {
+        spinner.set_message(format!("connecting to the running Lingma ({spec})…"));
         return Ok(LocalInstance::attach_to(
             spec,
             &settings.attach_roots,
@@ -85,6 +148,15 @@ async fn open_with(
         Some(n) => return Err(UsageError(format!("instance name {n:?} is invalid")).into()),
         None => default_instance(&settings.work_dir),
     };
+    let work_dir = crate::lingma::WorkDir::of_instance(&settings.work_dir, &name);
+    if crate::lingma::discovery::live_instance(&work_dir).is_some() {
+        spinner.set_message(format!("connecting to the running instance {name}…"));
+    } else {
+        spinner.set_message(format!(
+            "starting a temporary Lingma instance {name} (up to {} s)…",
+            settings.startup_timeout.as_secs()
+        ));
+    }
     Ok(LocalInstance::open(
         &binary,
         &settings.work_dir,
@@ -134,7 +206,8 @@ pub fn run(cli: Cli) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    crate::logging::init(&log);
+    let sink = crate::logging::init(&log);
+    let ui = progress::Ui::new(cli.global.quiet, Some(sink));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -145,7 +218,7 @@ pub fn run(cli: Cli) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let result = runtime.block_on(dispatch(cli, &sources));
+    let result = runtime.block_on(dispatch(cli, &sources, &ui));
     // Children and background tasks get a moment to finish their own cleanup.
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));
     match result {
@@ -157,18 +230,22 @@ pub fn run(cli: Cli) -> ExitCode {
     }
 }
 
-async fn dispatch(cli: Cli, sources: &Sources<'_>) -> anyhow::Result<ExitCode> {
+async fn dispatch(cli: Cli, sources: &Sources<'_>, ui: &progress::Ui) -> anyhow::Result<ExitCode> {
     let verbose = cli.global.verbose > 0;
     let quiet = cli.global.quiet;
     match cli.command {
-        Command::Serve(args) => serve::run(args, sources).await,
-        Command::Models(args) => models::run(args, sources).await,
-        Command::Chat(args) => chat::run(args, sources, verbose).await,
-        Command::Probe(args) => probe::run(args, sources).await,
-        Command::Login(args) => login::run(args, sources, quiet).await,
-        Command::Session { command } => session::run(command, sources, quiet).await,
-        Command::Export(args) => session::run(SessionCommand::Export(args), sources, quiet).await,
-        Command::Import(args) => session::run(SessionCommand::Import(args), sources, quiet).await,
+        Command::Serve(args) => serve::run(args, sources, ui).await,
+        Command::Models(args) => models::run(args, sources, ui).await,
+        Command::Chat(args) => chat::run(args, sources, verbose, ui).await,
+        Command::Probe(args) => probe::run(args, sources, ui).await,
+        Command::Login(args) => login::run(args, sources, quiet, ui).await,
+        Command::Session { command } => session::run(command, sources, quiet, ui).await,
+        Command::Export(args) => {
+            session::run(SessionCommand::Export(args), sources, quiet, ui).await
+        }
+        Command::Import(args) => {
+            session::run(SessionCommand::Import(args), sources, quiet, ui).await
+        }
         Command::Completions(args) => generate::completions(args.shell),
         Command::Man(args) => generate::man(args),
         Command::Sim { command } => sim::run(command).await,
@@ -179,4 +256,34 @@ async fn dispatch(cli: Cli, sources: &Sources<'_>) -> anyhow::Result<ExitCode> {
 fn report_error(line: &str) {
     use std::io::Write;
     let _ = writeln!(std::io::stderr(), "{line}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggested_commands_carry_the_setup_as_given() {
+        let lingma = LingmaArgs {
+            sim: true,
+            work_dir: Some("/tmp/my dir".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            suggest("login", &lingma, Some("inst-0"), &[]),
+            "lingma-gw login --sim --work-dir '/tmp/my dir' --instance inst-0"
+        );
+        let lingma = LingmaArgs {
+            lingma_bin: Some("/opt/it's/Lingma".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            suggest("probe", &lingma, None, &["-v"]),
+            r"lingma-gw probe --lingma-bin '/opt/it'\''s/Lingma' -v"
+        );
+        assert_eq!(
+            NotLoggedIn::new(&LingmaArgs::default(), "alice").to_string(),
+            "Lingma is not logged in (instance alice): run `lingma-gw login --instance alice`"
+        );
+    }
 }

@@ -7,22 +7,34 @@ use crate::cli::InstanceQueryArgs;
 use crate::lingma::ModelRegistry;
 use crate::settings::Sources;
 
-use super::{NotLoggedIn, open_attachable};
+use super::open_attachable;
+use super::progress::Ui;
 
-pub async fn run(args: InstanceQueryArgs, sources: &Sources<'_>) -> anyhow::Result<ExitCode> {
-    let inst = open_attachable(&args.lingma, &args.attach, &args.instance, sources).await?;
+pub async fn run(
+    args: InstanceQueryArgs,
+    sources: &Sources<'_>,
+    ui: &Ui,
+) -> anyhow::Result<ExitCode> {
+    let spinner = ui.spinner("opening Lingma…");
+    let inst = open_attachable(
+        &args.lingma,
+        &args.attach,
+        &args.instance,
+        sources,
+        &spinner,
+    )
+    .await?;
+    spinner.set_message(format!("asking instance {} for its models…", inst.name));
     let result = async {
         let auth = inst.client.auth_status().await?;
         if !auth.logged_in() {
-            if inst.runtime.is_some() {
-                return Err(super::not_logged_in(&inst));
-            }
-            return Err(NotLoggedIn(inst.name.clone()).into());
+            return Err(super::not_logged_in(&inst, &args.lingma));
         }
         Ok::<_, anyhow::Error>(inst.client.query_models().await?)
     }
     .await;
     inst.close().await;
+    spinner.finish();
     let registry = result?;
     let text = if args.json {
         let mut s = serde_json::to_string_pretty(&registry.models)?;

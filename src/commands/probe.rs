@@ -1,19 +1,38 @@
 //! `lingma-gw probe`: a step-by-step diagnosis a user can paste into a bug report. Each step says
-//! ok or failed, with a hint; the exit code is 1 when any step failed. With `--attach` the first
-//! steps are finding the running runtime instead of the binary and the work dir; both paths then
-//! name the dialect the runtime speaks (`--json`: `"dialect"`).
+//! ok or failed, with a hint that can be pasted as is (it repeats `--sim`, `--lingma-bin`,
+//! `--work-dir`, `--attach` and the instance, and names only files that exist); the exit code is 1
+//! when any step failed. With `--attach` the first steps are finding the running runtime instead
+//! of the binary and the work dir; both paths then name the dialect the runtime speaks (`--json`:
+//! `"dialect"`). Each step's line is printed as the step ends, with a spinner on the running one
+//! when stderr is a terminal; `--json` prints one object at the end.
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::cli::InstanceQueryArgs;
+use crate::cli::{InstanceQueryArgs, LingmaArgs};
 use crate::lingma::attach::{LocalInstance, default_instance};
 use crate::lingma::discovery::LingmaBinary;
 use crate::lingma::ide::AttachSpec;
 use crate::lingma::{ChatEvent, ChatRequest, Dialect, WorkDir};
 use crate::settings::{LingmaSettings, Sources};
+
+use super::progress::{Spinner, Ui};
+use super::suggest;
+
+/// Every step's name, in order (the checklist's first column is as wide as the longest).
+const STEPS: [&str; 9] = [
+    "binary",
+    "work dir",
+    "instance",
+    "attach",
+    "initialize",
+    "dialect",
+    "login",
+    "models",
+    "chat",
+];
 
 #[derive(Debug, Serialize)]
 pub struct Step {
@@ -25,13 +44,30 @@ pub struct Step {
     pub ms: u64,
 }
 
-struct Report {
+/// The steps so far; in text mode each is printed as it is recorded.
+struct Report<'a> {
     steps: Vec<Step>,
     /// What the `dialect` step found.
     dialect: Option<Dialect>,
+    /// Print each step's line when it ends (text mode).
+    stream: bool,
+    ui: &'a Ui,
+    /// The spinner of the running step.
+    running: Option<Spinner>,
+    /// The flags that chose the setup, for hints.
+    lingma: &'a LingmaArgs,
+    /// `--attach` as given, for hints.
+    attach: Option<&'a str>,
 }
 
-impl Report {
+impl Report<'_> {
+    /// Step `name` begins: a spinner says what it does.
+    fn begin(&mut self, name: &str, what: &str) {
+        // The old spinner goes first: it unregisters itself from the log writer when dropped.
+        self.running = None;
+        self.running = Some(self.ui.spinner(format!("{name}: {what}…")));
+    }
+
     fn record(
         &mut self,
         name: &'static str,
@@ -44,7 +80,7 @@ impl Report {
             Ok(d) => (d, None),
             Err((d, h)) => (d, Some(h)),
         };
-        self.steps.push(Step {
+        self.push(Step {
             name,
             ok,
             detail,
@@ -53,21 +89,53 @@ impl Report {
         });
         ok
     }
+
+    fn push(&mut self, step: Step) {
+        // The spinner leaves the terminal before the line is written where it was.
+        if let Some(s) = self.running.take() {
+            s.finish();
+        }
+        if self.stream {
+            // A closed stdout (`| head`) ends the output, not the probe.
+            let _ = super::print_stdout(render(&step).as_bytes());
+        }
+        self.steps.push(step);
+    }
+
+    /// A command the user can paste to see more (`lingma-gw probe -v` on the same setup).
+    fn verbose_probe(&self, instance: Option<&str>) -> String {
+        let mut extra = Vec::new();
+        if let Some(a) = self.attach {
+            extra.extend(["--attach", a]);
+        }
+        extra.push("-v");
+        suggest("probe", self.lingma, instance, &extra)
+    }
 }
 
-pub async fn run(args: InstanceQueryArgs, sources: &Sources<'_>) -> anyhow::Result<ExitCode> {
+pub async fn run(
+    args: InstanceQueryArgs,
+    sources: &Sources<'_>,
+    ui: &Ui,
+) -> anyhow::Result<ExitCode> {
     let settings = LingmaSettings::resolve(&args.lingma, &Default::default(), sources)?
         .with_attach(&args.attach, sources)?;
     let mut report = Report {
         steps: Vec::new(),
         dialect: None,
+        stream: !args.json,
+        ui,
+        running: None,
+        lingma: &args.lingma,
+        attach: args.attach.attach.as_deref(),
     };
     match &settings.attach {
         Some(spec) => probe_attached(&settings, spec, &mut report).await,
         None => probe(&settings, args.instance.instance.clone(), &mut report).await,
     }
+    report.running = None;
     let all_ok = report.steps.iter().all(|s| s.ok);
-    let text = if args.json {
+    if args.json {
         let mut s = serde_json::to_string_pretty(&serde_json::json!({
             "ok": all_ok,
             "version": env!("CARGO_PKG_VERSION"),
@@ -75,11 +143,8 @@ pub async fn run(args: InstanceQueryArgs, sources: &Sources<'_>) -> anyhow::Resu
             "steps": report.steps,
         }))?;
         s.push('\n');
-        s
-    } else {
-        render(&report.steps)
-    };
-    super::print_stdout(text.as_bytes())?;
+        super::print_stdout(s.as_bytes())?;
+    }
     Ok(if all_ok {
         ExitCode::SUCCESS
     } else {
@@ -87,24 +152,20 @@ pub async fn run(args: InstanceQueryArgs, sources: &Sources<'_>) -> anyhow::Resu
     })
 }
 
-fn render(steps: &[Step]) -> String {
-    let width = steps.iter().map(|s| s.name.len()).max().unwrap_or(0);
-    let mut out = String::new();
-    for s in steps {
-        let mark = if s.ok { "ok  " } else { "FAIL" };
-        out.push_str(&format!(
-            "{mark}  {:width$}  {} ({} ms)\n",
-            s.name, s.detail, s.ms
-        ));
-        if let Some(h) = &s.hint {
-            out.push_str(&format!("      {:width$}  hint: {h}\n", ""));
-        }
+/// One step's line (and its hint's), the name column as wide as the longest step name.
+fn render(s: &Step) -> String {
+    let width = STEPS.iter().map(|n| n.len()).max().unwrap_or(0);
+    let mark = if s.ok { "ok  " } else { "FAIL" };
+    let mut out = format!("{mark}  {:width$}  {} ({} ms)\n", s.name, s.detail, s.ms);
+    if let Some(h) = &s.hint {
+        out.push_str(&format!("      {:width$}  hint: {h}\n", ""));
     }
     out
 }
 
-async fn probe(settings: &LingmaSettings, instance: Option<String>, report: &mut Report) {
+async fn probe(settings: &LingmaSettings, instance: Option<String>, report: &mut Report<'_>) {
     let t = Instant::now();
+    report.begin("binary", "asking the Lingma binary for its version");
     let binary = match LingmaBinary::resolve(&settings.binary) {
         Ok(b) => {
             let version = b.version().await;
@@ -133,6 +194,7 @@ async fn probe(settings: &LingmaSettings, instance: Option<String>, report: &mut
     };
 
     let t = Instant::now();
+    report.begin("work dir", "checking that the work dir is writable");
     let name = instance.unwrap_or_else(|| default_instance(&settings.work_dir));
     let work_dir = WorkDir::of_instance(&settings.work_dir, &name);
     let dir = work_dir.root();
@@ -155,6 +217,13 @@ async fn probe(settings: &LingmaSettings, instance: Option<String>, report: &mut
     }
 
     let t = Instant::now();
+    report.begin(
+        "instance",
+        &format!(
+            "opening instance {name} (a temporary one starts within {} s)",
+            settings.startup_timeout.as_secs()
+        ),
+    );
     let inst = match LocalInstance::open(
         &binary,
         &settings.work_dir,
@@ -166,14 +235,17 @@ async fn probe(settings: &LingmaSettings, instance: Option<String>, report: &mut
     {
         Ok(i) => i,
         Err(e) => {
-            report.record(
-                "instance",
-                t,
-                Err((
-                    e.to_string(),
-                    format!("see {} and run with -v", work_dir.lingma_log().display()),
-                )),
-            );
+            let log = work_dir.lingma_log();
+            let more = report.verbose_probe(Some(&name));
+            let hint = if log.is_file() {
+                format!(
+                    "see {}, and run `{more}` for Lingma's own output",
+                    log.display()
+                )
+            } else {
+                format!("Lingma wrote no log; run `{more}` to see all of its output")
+            };
+            report.record("instance", t, Err((e.to_string(), hint)));
             return;
         }
     };
@@ -187,7 +259,7 @@ async fn probe(settings: &LingmaSettings, instance: Option<String>, report: &mut
         t,
         Ok(format!("{how} {name} at {}", inst.endpoint)),
     );
-    report.steps.push(Step {
+    report.push(Step {
         name: "initialize",
         ok: true,
         detail: format!(
@@ -204,8 +276,9 @@ async fn probe(settings: &LingmaSettings, instance: Option<String>, report: &mut
 }
 
 /// `--attach`: find the runtime, connect, and the same checks; the runtime is left running.
-async fn probe_attached(settings: &LingmaSettings, spec: &AttachSpec, report: &mut Report) {
+async fn probe_attached(settings: &LingmaSettings, spec: &AttachSpec, report: &mut Report<'_>) {
     let t = Instant::now();
+    report.begin("attach", &format!("finding the running Lingma ({spec})"));
     let inst = match LocalInstance::attach_to(
         spec,
         &settings.attach_roots,
@@ -241,7 +314,7 @@ async fn probe_attached(settings: &LingmaSettings, spec: &AttachSpec, report: &m
         None => inst.endpoint.to_string(),
     };
     report.record("attach", t, Ok(found));
-    report.steps.push(Step {
+    report.push(Step {
         name: "initialize",
         ok: true,
         detail: format!(
@@ -258,8 +331,9 @@ async fn probe_attached(settings: &LingmaSettings, spec: &AttachSpec, report: &m
 }
 
 /// Which dialect the runtime speaks: forced by the settings, or found with one `session/new`.
-async fn dialect_step(inst: &LocalInstance, report: &mut Report) -> bool {
+async fn dialect_step(inst: &LocalInstance, report: &mut Report<'_>) -> bool {
     let t = Instant::now();
+    report.begin("dialect", "finding which dialect the runtime speaks");
     let forced = inst.client.dialect().is_some();
     let result = match inst.client.detect_dialect().await {
         Ok(d) => {
@@ -277,14 +351,20 @@ async fn dialect_step(inst: &LocalInstance, report: &mut Report) -> bool {
         }
         Err(e) => Err((
             e.to_string(),
-            "the runtime answers neither dialect's first call; run with -v".into(),
+            format!(
+                "the runtime answers neither dialect's first call; run `{}`",
+                report.verbose_probe(report.attach.is_none().then_some(inst.name.as_str()))
+            ),
         )),
     };
     report.record("dialect", t, result)
 }
 
-async fn checks_on(inst: &LocalInstance, report: &mut Report) {
+async fn checks_on(inst: &LocalInstance, report: &mut Report<'_>) {
+    // The instance name means nothing to a runtime found with --attach.
+    let instance = inst.runtime.is_none().then_some(inst.name.as_str());
     let t = Instant::now();
+    report.begin("login", "asking who is logged in");
     let logged_in = match inst.client.auth_status().await {
         Ok(a) if a.logged_in() => report.record(
             "login",
@@ -303,7 +383,10 @@ async fn checks_on(inst: &LocalInstance, report: &mut Report) {
                 if inst.runtime.is_some() {
                     "log in through the IDE that runs this Lingma".to_string()
                 } else {
-                    format!("run `lingma-gw login --instance {}`", inst.name)
+                    format!(
+                        "run `{}`",
+                        suggest("login", report.lingma, Some(&inst.name), &[])
+                    )
                 },
             )),
         ),
@@ -312,7 +395,10 @@ async fn checks_on(inst: &LocalInstance, report: &mut Report) {
             t,
             Err((
                 e.to_string(),
-                "the instance does not answer auth/status; run with -v".into(),
+                format!(
+                    "the instance does not answer auth/status; run `{}`",
+                    report.verbose_probe(instance)
+                ),
             )),
         ),
     };
@@ -320,6 +406,7 @@ async fn checks_on(inst: &LocalInstance, report: &mut Report) {
         return;
     }
     let t = Instant::now();
+    report.begin("models", "listing the models");
     let models = inst.client.query_models().await;
     let default = match &models {
         Ok(r) if !r.is_empty() => {
@@ -338,11 +425,16 @@ async fn checks_on(inst: &LocalInstance, report: &mut Report) {
             return;
         }
         Err(e) => {
-            report.record("models", t, Err((e.to_string(), "run with -v".into())));
+            let hint = format!("run `{}`", report.verbose_probe(instance));
+            report.record("models", t, Err((e.to_string(), hint)));
             return;
         }
     };
     let t = Instant::now();
+    report.begin(
+        "chat",
+        "asking \"Reply with exactly: pong\" and waiting for the answer",
+    );
     let result = async {
         let mut stream = inst
             .client
@@ -374,11 +466,14 @@ async fn checks_on(inst: &LocalInstance, report: &mut Report) {
         Err("the answer stream ended without a finish".to_string())
     }
     .await;
-    report.record(
-        "chat",
-        t,
-        result.map_err(|e| (e, "see the instance log and run with -v".into())),
-    );
+    let log = inst.work_dir.lingma_log();
+    let more = report.verbose_probe(instance);
+    let hint = if inst.runtime.is_none() && log.is_file() {
+        format!("see {} and run `{more}`", log.display())
+    } else {
+        format!("run `{more}`")
+    };
+    report.record("chat", t, result.map_err(|e| (e, hint)));
 }
 
 fn empty_dash(s: &str) -> &str {

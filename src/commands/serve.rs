@@ -1,5 +1,7 @@
 //! `lingma-gw serve`: resolve settings, start the pool, bind, print `listening on http://ADDR`,
 //! serve until SIGTERM/SIGINT, let running answers finish within the grace period, stop the pool.
+//! On a terminal a spinner counts the instances that are up while the pool starts (log lines go
+//! above it); it is gone before `listening on` is printed.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -25,8 +27,9 @@ use crate::turn::reuse::SessionCache;
 use crate::turn::{Engine, EngineConfig};
 
 use super::UsageError;
+use super::progress::Ui;
 
-pub async fn run(args: ServeArgs, sources: &Sources<'_>) -> anyhow::Result<ExitCode> {
+pub async fn run(args: ServeArgs, sources: &Sources<'_>, ui: &Ui) -> anyhow::Result<ExitCode> {
     let s = ServeSettings::resolve(&args, sources)?;
     // Only instances the pool starts need a Lingma binary; an attached one runs already.
     let binary = if s.instances > 0 {
@@ -113,13 +116,24 @@ pub async fn run(args: ServeArgs, sources: &Sources<'_>) -> anyhow::Result<ExitC
         stop_grace: Duration::from_secs(5),
         backoff: Backoff::default(),
     })?;
-    tokio::select! {
-        _ = pool.wait_settled(s.lingma.startup_timeout + Duration::from_secs(1)) => {}
-        _ = shutdown.cancelled() => {
-            pool.shutdown().await;
-            return Ok(ExitCode::SUCCESS);
+    let starting = ui.spinner(starting_message(&pool, s.lingma.startup_timeout));
+    let settled = pool.wait_settled(s.lingma.startup_timeout + Duration::from_secs(1));
+    tokio::pin!(settled);
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    loop {
+        tokio::select! {
+            _ = &mut settled => break,
+            _ = tick.tick(), if starting.is_shown() => {
+                starting.set_message(starting_message(&pool, s.lingma.startup_timeout));
+            }
+            _ = shutdown.cancelled() => {
+                starting.finish();
+                pool.shutdown().await;
+                return Ok(ExitCode::SUCCESS);
+            }
         }
     }
+    starting.finish();
     for snap in pool.snapshots() {
         tracing::info!(instance = %snap.name, state = %snap.state, user = snap.user.as_deref().unwrap_or(""), "instance started");
     }
@@ -204,6 +218,18 @@ pub async fn run(args: ServeArgs, sources: &Sources<'_>) -> anyhow::Result<ExitC
     pool.shutdown().await;
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// "starting 2 Lingma instances: 1 up" for the start-up spinner.
+fn starting_message(pool: &Pool, timeout: Duration) -> String {
+    let snaps = pool.snapshots();
+    let up = snaps.iter().filter(|s| s.state.settled()).count();
+    format!(
+        "starting {} Lingma instance{} (up to {} s): {up} up…",
+        snaps.len(),
+        if snaps.len() == 1 { "" } else { "s" },
+        timeout.as_secs()
+    )
 }
 
 async fn wait_for_signal() {

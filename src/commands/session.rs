@@ -7,6 +7,10 @@
 //! within about a second, and the new process reads the imported login. This needs no gateway
 //! address or admin token, only the same user as the work dir's owner. Import then waits for the
 //! new process and checks that it is logged in.
+//!
+//! On a terminal (no `-q`) a spinner says which stage runs (starting the instance, packing,
+//! encrypting, reading, verifying, restarting) and a byte count follows a bundle being read from
+//! stdin or written out, so a large bundle shows it is moving.
 
 use std::io::{Read, Write};
 use std::path::Path;
@@ -24,16 +28,18 @@ use crate::login::{Secret, secret_from_reader};
 use crate::pool::InstanceSpec;
 use crate::settings::{BundleSettings, LingmaSettings, Sources};
 
+use super::progress::{CountingReader, Ui};
 use super::{NotLoggedIn, UsageError, open_instance};
 
 pub async fn run(
     cmd: SessionCommand,
     sources: &Sources<'_>,
     quiet: bool,
+    ui: &Ui,
 ) -> anyhow::Result<ExitCode> {
     match cmd {
-        SessionCommand::Export(a) => export(a, sources, quiet).await,
-        SessionCommand::Import(a) => import(a, sources, quiet).await,
+        SessionCommand::Export(a) => export(a, sources, quiet, ui).await,
+        SessionCommand::Import(a) => import(a, sources, quiet, ui).await,
     }
 }
 
@@ -49,7 +55,12 @@ fn passphrase(from_stdin: bool, settings: &BundleSettings) -> anyhow::Result<Opt
     Ok(settings.passphrase.clone())
 }
 
-async fn export(args: ExportArgs, sources: &Sources<'_>, quiet: bool) -> anyhow::Result<ExitCode> {
+async fn export(
+    args: ExportArgs,
+    sources: &Sources<'_>,
+    quiet: bool,
+    ui: &Ui,
+) -> anyhow::Result<ExitCode> {
     let bs = BundleSettings::resolve(sources)?;
     let pass = if args.encrypt {
         Some(passphrase(args.passphrase_stdin, &bs)?.ok_or_else(|| {
@@ -64,13 +75,18 @@ async fn export(args: ExportArgs, sources: &Sources<'_>, quiet: bool) -> anyhow:
         }
         None
     };
-    let inst = open_instance(&args.lingma, &args.instance, sources).await?;
+    let spinner = ui.spinner("opening Lingma…");
+    let inst = open_instance(&args.lingma, &args.instance, sources, &spinner).await?;
     let result = async {
+        spinner.set_message(format!("asking instance {} who is logged in…", inst.name));
         let status = inst.client.auth_status().await?;
         if !status.logged_in() {
-            return Err(anyhow::Error::new(NotLoggedIn(inst.name.clone()))
-                .context(format!("refusing to export instance {}", inst.name)));
+            return Err(
+                anyhow::Error::new(NotLoggedIn::new(&args.lingma, &inst.name))
+                    .context(format!("refusing to export instance {}", inst.name)),
+            );
         }
+        spinner.set_message(format!("packing the session of {}…", status.name));
         let opts = ExportOptions {
             with_history: args.with_history,
             account: Some(status.name.clone()),
@@ -87,15 +103,21 @@ async fn export(args: ExportArgs, sources: &Sources<'_>, quiet: bool) -> anyhow:
     inst.close().await;
     let (mut data, account, name) = result?;
     if let Some(p) = &pass {
+        spinner.set_message(format!("encrypting {} bytes…", data.len()));
         data = bundle::encrypt(&data, p.expose())?;
     }
     if args.base64 {
         data = bundle::to_base64(&data);
     }
+    spinner.finish();
     match args.output.as_deref() {
-        None => write_stdout(&data)?,
-        Some(p) if p == Path::new("-") => write_stdout(&data)?,
-        Some(p) => write_private(p, &data)?,
+        None => write_stdout(&data, ui)?,
+        Some(p) if p == Path::new("-") => write_stdout(&data, ui)?,
+        Some(p) => {
+            let bar = ui.bytes(Some(data.len() as u64), format!("writing {}", p.display()));
+            write_private(p, &data)?;
+            bar.inc(data.len() as u64);
+        }
     }
     if !quiet {
         let dest = match args.output.as_deref() {
@@ -111,14 +133,21 @@ async fn export(args: ExportArgs, sources: &Sources<'_>, quiet: bool) -> anyhow:
     Ok(ExitCode::SUCCESS)
 }
 
-fn write_stdout(data: &[u8]) -> anyhow::Result<()> {
+/// Chunks of a bundle written to stdout, so a byte count can follow a large one.
+const CHUNK: usize = 64 * 1024;
+
+fn write_stdout(data: &[u8], ui: &Ui) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     if std::io::IsTerminal::is_terminal(&out) && data.starts_with(&[0x1f, 0x8b]) {
         bail!(UsageError(
             "refusing to write a binary bundle to a terminal: use -o FILE or --base64".into()
         ));
     }
-    out.write_all(data)?;
+    let bar = ui.bytes(Some(data.len() as u64), "writing the bundle to stdout");
+    for chunk in data.chunks(CHUNK) {
+        out.write_all(chunk)?;
+        bar.inc(chunk.len() as u64);
+    }
     out.flush()?;
     Ok(())
 }
@@ -129,7 +158,12 @@ fn write_private(path: &Path, data: &[u8]) -> anyhow::Result<()> {
         .with_context(|| format!("cannot write {}", path.display()))
 }
 
-async fn import(args: ImportArgs, sources: &Sources<'_>, quiet: bool) -> anyhow::Result<ExitCode> {
+async fn import(
+    args: ImportArgs,
+    sources: &Sources<'_>,
+    quiet: bool,
+    ui: &Ui,
+) -> anyhow::Result<ExitCode> {
     let settings = LingmaSettings::resolve(&args.lingma, &Default::default(), sources)?;
     let bs = BundleSettings::resolve(sources)?;
     let from_stdin = args.file.is_none() || args.file.as_deref() == Some(Path::new("-"));
@@ -144,11 +178,15 @@ async fn import(args: ImportArgs, sources: &Sources<'_>, quiet: bool) -> anyhow:
     let pass = passphrase(args.passphrase_stdin, &bs)?;
     let input = if from_stdin {
         let mut data = Vec::new();
-        std::io::stdin()
-            .lock()
-            .take(bs.limits.max_bytes + 1)
-            .read_to_end(&mut data)
-            .context("cannot read the bundle from stdin")?;
+        let bar = ui.bytes(None, "reading the bundle from stdin");
+        CountingReader {
+            inner: std::io::stdin().lock(),
+            spinner: &bar,
+        }
+        .take(bs.limits.max_bytes + 1)
+        .read_to_end(&mut data)
+        .context("cannot read the bundle from stdin")?;
+        drop(bar);
         if data.len() as u64 > bs.limits.max_bytes {
             return Err(BundleError::InputTooLarge {
                 input: "the bundle on stdin".into(),
@@ -159,6 +197,7 @@ async fn import(args: ImportArgs, sources: &Sources<'_>, quiet: bool) -> anyhow:
         data
     } else {
         let p = args.file.clone().unwrap_or_default();
+        let _reading = ui.spinner(format!("reading {}…", p.display()));
         bundle::read_input(&p, bs.limits)?
     };
     let name = match &args.instance.instance {
@@ -168,6 +207,11 @@ async fn import(args: ImportArgs, sources: &Sources<'_>, quiet: bool) -> anyhow:
     };
     let work_dir = WorkDir::of_instance(&settings.work_dir, &name);
     let running = live_instance(&work_dir);
+    let spinner = ui.spinner(format!(
+        "verifying the bundle ({} bytes) and installing it into {}…",
+        input.len(),
+        work_dir.root().display()
+    ));
     let (b, installed) = bundle::import(
         &input,
         work_dir.root(),
@@ -179,6 +223,7 @@ async fn import(args: ImportArgs, sources: &Sources<'_>, quiet: bool) -> anyhow:
         BundleError::AlreadyLoggedIn(_) => anyhow::Error::new(UsageError(e.to_string())),
         other => anyhow::Error::new(other).context("cannot import the bundle"),
     })?;
+    spinner.finish();
     if !quiet {
         let m = &b.manifest;
         eprintln!(
@@ -196,7 +241,9 @@ async fn import(args: ImportArgs, sources: &Sources<'_>, quiet: bool) -> anyhow:
     }
     match running {
         Some(file) if !args.no_restart => {
+            let spinner = ui.spinner(format!("restarting the running instance {name}…"));
             let user = restart(&work_dir, &file, &settings).await?;
+            spinner.finish();
             if !quiet {
                 eprintln!("Restarted the running instance {name}: logged in as {user}.");
             }

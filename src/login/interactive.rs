@@ -5,7 +5,10 @@
 //! prompt (any line on stdin); it is submitted with `login/auth_callback`.
 //!
 //! What is printed: the URL alone on stdout (so scripts can pick it up), everything meant for the
-//! person on stderr; the spinner only when stderr is a terminal and `-q` is not given.
+//! person on stderr; a spinner only when the command asks for one (stderr a terminal, no `-q`,
+//! and stdin not a terminal: a spinner redraws its line and would draw over a URL being typed or
+//! pasted there). Errors say what happened; the command adds what to run next, since only it
+//! knows the flags that reach the same instance.
 
 use std::time::{Duration, Instant};
 
@@ -17,16 +20,13 @@ use crate::lingma::{AuthStatus, LingmaClient, LingmaError};
 
 #[derive(Debug, Error)]
 pub enum InteractiveError {
-    #[error(
-        "the login did not finish within {}s: run `lingma-gw login` again, or paste the callback \
-         URL your browser ended on (`--callback-url URL`)", .0.as_secs()
-    )]
+    #[error("the login did not finish within {}s", .0.as_secs())]
     Timeout(Duration),
     #[error(transparent)]
     BadCallbackUrl(#[from] CallbackUrlError),
     #[error(
         "Lingma refused the callback: {0}. A callback URL works once, and only for the login \
-         started by the instance it is given to; start a new login with `lingma-gw login`"
+         started by the instance it is given to"
     )]
     CallbackRejected(String),
     #[error(transparent)]
@@ -37,7 +37,7 @@ pub enum InteractiveError {
 pub struct Options {
     /// Open the URL in the system browser.
     pub open_browser: bool,
-    /// Show a spinner on stderr.
+    /// Show a spinner on stderr while waiting (never while someone may be typing on stdin).
     pub spinner: bool,
     /// Print hints on stderr.
     pub chatty: bool,
@@ -123,6 +123,15 @@ pub async fn login(
         pb.enable_steady_tick(Duration::from_millis(120));
         pb
     });
+    if spinner.is_none() {
+        hint(
+            opts,
+            &format!(
+                "Waiting up to {} s for the login to finish.",
+                opts.timeout.as_secs()
+            ),
+        );
+    }
     let result = wait(client, opts).await;
     if let Some(pb) = spinner {
         pb.finish_and_clear();

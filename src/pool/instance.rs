@@ -66,7 +66,7 @@ impl InstanceState {
     }
 
     /// States in which start-up is over, one way or the other.
-    pub(super) fn settled(self) -> bool {
+    pub fn settled(self) -> bool {
         matches!(
             self,
             Self::Ready | Self::NotLoggedIn | Self::Failed | Self::Stopped | Self::Gone

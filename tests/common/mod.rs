@@ -9,6 +9,7 @@
 //! - `wait`: the one polling helper (sync and async), child exits and outputs with deadlines.
 //! - `procs`: signals and what `/proc` says (processes, descriptors, connections, memory).
 //! - `clients`: real clients: the Python SDK scripts and the npm-installed coding-agent CLIs.
+//! - `tmux`: a command on a real terminal: what it draws, what the screen shows, keys typed.
 //!
 //! Each test binary uses a part of it.
 #![allow(dead_code, unused_imports)]
@@ -17,6 +18,7 @@ pub mod clients;
 pub mod gateway;
 pub mod procs;
 pub mod sim;
+pub mod tmux;
 pub mod wait;
 pub mod ws;
 
@@ -26,7 +28,8 @@ pub use procs::{
     processes_matching, signal, tcp_connections_to,
 };
 pub use sim::{
-    READY, Sim, SimBuilder, asks, parse_ready, read_requests, sim_command, stop_requests,
+    READY, Sim, SimBuilder, asks, callback_url_for, parse_ready, read_requests, sim_command,
+    stop_requests,
 };
 pub use wait::{output_within, wait_child, wait_for, wait_for_async, wait_until, wait_until_async};
 pub use ws::{

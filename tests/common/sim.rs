@@ -341,3 +341,37 @@ pub fn stop_requests(work_dir: &Path) -> Vec<Value> {
         })
         .collect()
 }
+
+/// What a browser does on the simulator's login page for `login_url`: submit the account, get the
+/// redirect to the instance's `/auth/callback` (the URL a remote browser ends on, which a user
+/// pastes into `lingma-gw login`).
+pub fn callback_url_for(login_url: &str, user: &str, password: &str) -> String {
+    let u = url::Url::parse(login_url).unwrap();
+    let state = u
+        .query_pairs()
+        .find(|(k, _)| k == "state")
+        .unwrap()
+        .1
+        .into_owned();
+    let submit = format!("http://127.0.0.1:{}/lingma/login/submit", u.port().unwrap());
+    let body =
+        serde_json::json!({"state": state, "loginId": user, "password": password}).to_string();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let v: Value = rt.block_on(async {
+        reqwest::Client::new()
+            .post(submit)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    });
+    assert_eq!(v["result"], "ok", "{v}");
+    v["redirect"].as_str().unwrap().to_string()
+}
