@@ -71,6 +71,8 @@ impl LingmaLog {
         write_line(&self.file, line.as_bytes());
     }
 
+    // The file first: whoever sees a line on stderr (the readiness line) may read the file at
+    // once and must find it there too.
     pub fn info(&self, msg: &str) {
         self.line("INFO", msg);
         tracing::info!(target: "lingma_sim", "{msg}");
