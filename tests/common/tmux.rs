@@ -14,6 +14,8 @@ pub struct Tmux {
     socket: String,
     dir: tempfile::TempDir,
     raw: PathBuf,
+    /// Where the shell writes the command's exit status.
+    status: PathBuf,
 }
 
 /// A word as `sh` reads it back.
@@ -22,9 +24,10 @@ pub fn sh_quote(s: &str) -> String {
 }
 
 impl Tmux {
-    /// Starts `argv` (with `env` added) on a 160x50 terminal. The command waits for a line on
-    /// its terminal before it runs, so that recording starts before its first byte; `start`
-    /// sends that line.
+    /// Starts `argv` (with `env` added) on a 160x50 terminal, run by a bash that then writes its
+    /// exit status down. It waits for a line on its terminal before it runs, so that recording
+    /// starts before the command's first byte; `start` sends that line. Ctrl-C (`send_keys`)
+    /// reaches the command; bash waits for it and carries on when it was not ended by the signal.
     pub fn start(argv: &[&str], env: &[(&str, &str)]) -> Tmux {
         let dir = tempfile::tempdir().unwrap();
         let socket = format!("lingma-gw-test-{}", std::process::id())
@@ -35,20 +38,26 @@ impl Tmux {
             "set -g remain-on-exit on\nset -g history-limit 5000\nset -g status off\n",
         )
         .unwrap();
-        let mut words: Vec<String> = vec!["exec".into(), "env".into()];
+        let status = dir.path().join("status");
+        let mut words: Vec<String> = vec!["env".into()];
         words.extend(env.iter().map(|(k, v)| sh_quote(&format!("{k}={v}"))));
         words.extend(argv.iter().map(|a| sh_quote(a)));
-        let script = format!("read -r _go; {}", words.join(" "));
+        let script = format!(
+            "read -r _go; {}; echo $? > {}",
+            words.join(" "),
+            sh_quote(status.to_str().unwrap())
+        );
         let t = Tmux {
             raw: dir.path().join("raw.out"),
             socket,
             dir,
+            status,
         };
         let status = Command::new("tmux")
             .args(["-L", &t.socket, "-f"])
             .arg(&conf)
             .args(["new-session", "-d", "-x", "160", "-y", "50", "-s", "t"])
-            .args(["sh", "-c", &script])
+            .args(["bash", "--norc", "--noprofile", "-c", &script])
             .env("TERM", "xterm-256color")
             .status()
             .expect("tmux is installed (scripts/setup-test-deps.sh)");
@@ -123,19 +132,14 @@ impl Tmux {
         .unwrap_or_else(|s| panic!("the command never wrote {needle:?}; it wrote:\n{s:?}"))
     }
 
-    /// The command's exit status, once it has ended.
+    /// The command's exit status, once it has ended (the shell that ran it writes it down: tmux
+    /// itself was seen to leave an ended command unreaped, without a status, under load).
     pub fn wait_exit(&self, timeout: Duration) -> i32 {
         let found = wait_for(timeout, || {
-            let s = self.tmux(&[
-                "display-message",
-                "-p",
-                "-t",
-                "t",
-                "#{pane_dead} #{pane_dead_status}",
-            ]);
-            match s.trim().split_once(' ') {
-                Some(("1", code)) => code.parse::<i32>().map_err(|_| s.clone()),
-                _ => Err(s),
+            let s = std::fs::read_to_string(&self.status).unwrap_or_default();
+            match s.trim().parse::<i32>() {
+                Ok(code) if s.ends_with('\n') => Ok(code),
+                _ => Err(()),
             }
         });
         found.unwrap_or_else(|_| {
