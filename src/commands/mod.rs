@@ -207,7 +207,7 @@ pub fn run(cli: Cli) -> ExitCode {
         }
     };
     let sink = crate::logging::init(&log);
-    let ui = progress::Ui::new(cli.global.quiet, Some(sink));
+    let ui = progress::Ui::new(cli.global.quiet, Some(sink.clone()));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -221,6 +221,8 @@ pub fn run(cli: Cli) -> ExitCode {
     let result = runtime.block_on(dispatch(cli, &sources, &ui));
     // Children and background tasks get a moment to finish their own cleanup.
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    // The last log lines go out before the process ends (or before the error below).
+    sink.flush(std::time::Duration::from_secs(1));
     match result {
         Ok(code) => code,
         Err(e) => {

@@ -239,23 +239,27 @@ impl GuardedIo {
     }
 
     /// `Pending`, or the timeout error when `deadline` has passed (the timer wakes the task then).
+    ///
+    /// The timer is moved only when the deadline comes earlier than it. A keep-alive connection
+    /// pushes its idle deadline later with every request; rather than take the timer out of the
+    /// timer wheel and put it back each time, a timer that fires early is set again then.
     fn wait_for(
         timer: &mut Pin<Box<Sleep>>,
         cx: &mut Context<'_>,
         deadline: Instant,
         what: &'static str,
     ) -> Poll<io::Error> {
-        if Instant::now() >= deadline {
-            return Poll::Ready(io::Error::new(io::ErrorKind::TimedOut, what));
-        }
         let at = tokio::time::Instant::from_std(deadline);
-        if timer.deadline() != at {
+        if timer.deadline() > at {
             timer.as_mut().reset(at);
         }
-        match timer.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(io::Error::new(io::ErrorKind::TimedOut, what)),
-            Poll::Pending => Poll::Pending,
+        while timer.as_mut().poll(cx).is_ready() {
+            if tokio::time::Instant::now() >= at {
+                return Poll::Ready(io::Error::new(io::ErrorKind::TimedOut, what));
+            }
+            timer.as_mut().reset(at);
         }
+        Poll::Pending
     }
 
     fn on_write<T>(&mut self, cx: &mut Context<'_>, r: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
