@@ -316,12 +316,20 @@ mod tests {
         let (_release, rx) = std::sync::mpsc::channel();
         let sink = StderrSink::spawn(Stuck(rx));
         // Far more than the buffer holds: every send returns at once, and the excess is counted.
-        let line = [b'x'; 1023].iter().chain(b"\n").copied().collect::<Vec<u8>>();
+        let line = [b'x'; 1023]
+            .iter()
+            .chain(b"\n")
+            .copied()
+            .collect::<Vec<u8>>();
         let lines = 2 * PENDING_LIMIT / line.len();
         for _ in 0..lines {
             sink.send(&line);
         }
-        assert!(sink.dropped() >= (lines / 2 - 1) as u64, "{}", sink.dropped());
+        assert!(
+            sink.dropped() >= (lines / 2 - 1) as u64,
+            "{}",
+            sink.dropped()
+        );
     }
 
     /// Records each `write` the writer thread makes.
@@ -377,7 +385,10 @@ mod tests {
         for line in text.lines() {
             let words: Vec<&str> = line.split(' ').collect();
             let (t, i): (usize, usize) = (words[1].parse().unwrap(), words[3].parse().unwrap());
-            assert_eq!(i, next[t], "thread {t}'s lines out of order or torn: {line:?}");
+            assert_eq!(
+                i, next[t],
+                "thread {t}'s lines out of order or torn: {line:?}"
+            );
             next[t] += 1;
         }
         assert_eq!(next, [2000; 4]);
