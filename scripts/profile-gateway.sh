@@ -6,14 +6,20 @@
 # Runs the benchmark at one concurrency and mode, records the `lingma-gw serve` process it starts
 # with `perf record --call-graph dwarf` for the length of the run, and splits the samples into the
 # gateway's layers with scripts/perf-layers.py, scaled to the run's measured CPU per chat. Needs
-# perf (Debian: linux-perf) and a release build (`cargo build --release --workspace`).
+# perf (Debian: linux-perf) and a release build (`cargo build --release --workspace`). With
+# PROFILE_KEEP=DIR the recording and its `perf script` text stay in DIR for a closer look.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 mode=${1:-complete}
 conc=${2:-64}
-out=$(mktemp -d)
-trap 'rm -rf "$out"' EXIT
+if [ -n "${PROFILE_KEEP:-}" ]; then
+    out=$PROFILE_KEEP
+    mkdir -p "$out"
+else
+    out=$(mktemp -d)
+    trap 'rm -rf "$out"' EXIT
+fi
 
 command -v perf >/dev/null || { echo "perf is not installed (apt-get install linux-perf)" >&2; exit 1; }
 [ -x target/release/bench ] && [ -x target/release/lingma-gw ] ||
@@ -41,4 +47,5 @@ grep -A3 '^CPU per request' "$out/bench.log"
 # The gateway's own column (client + gw + sim) of the one row.
 us=$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1]))["latency"][0]; print(r["gateway_cpu"]["gateway_us"])' \
     "$out/results.json" 2>/dev/null || true)
-perf script -i "$out/perf.data" 2>/dev/null | python3 scripts/perf-layers.py ${us:+--us-per-chat "$us"}
+perf script -i "$out/perf.data" 2>/dev/null >"$out/perf.txt"
+python3 scripts/perf-layers.py ${us:+--us-per-chat "$us"} <"$out/perf.txt"
