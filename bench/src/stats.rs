@@ -100,6 +100,9 @@ pub struct Comparison {
     /// Direct CPU per request over gateway CPU per request, all processes counted: the share of
     /// direct throughput the gateway path can reach on a CPU-bound machine, however busy it is.
     pub cpu_throughput_ratio: f64,
+    /// The gateway process's CPU per request over the direct client's: what the gateway costs
+    /// compared with the `LingmaClient` it wraps (its pool runs the same client).
+    pub gateway_vs_client_cpu: f64,
     /// `None`: closed loop (flat out). `Some(rate)`: both sides paced to `rate` requests/s.
     pub paced_rps: Option<f64>,
 }
@@ -145,6 +148,7 @@ impl Comparison {
             direct_cpu: CpuPerRequest::default(),
             gateway_cpu: CpuPerRequest::default(),
             cpu_throughput_ratio: 0.0,
+            gateway_vs_client_cpu: 0.0,
             paced_rps: None,
         }
     }
@@ -166,11 +170,9 @@ impl Comparison {
     pub fn with_cpu(mut self, direct: CpuPerRequest, gateway: CpuPerRequest) -> Self {
         self.direct_cpu = direct;
         self.gateway_cpu = gateway;
-        self.cpu_throughput_ratio = if gateway.total_us > 0.0 {
-            direct.total_us / gateway.total_us
-        } else {
-            0.0
-        };
+        let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
+        self.cpu_throughput_ratio = ratio(direct.total_us, gateway.total_us);
+        self.gateway_vs_client_cpu = ratio(gateway.gateway_us, direct.client_us);
         self
     }
 }
@@ -206,5 +208,11 @@ mod tests {
         assert!((c.added_p50_ms - 1.0).abs() < 1e-9);
         assert!((c.ratio_p99 - 1.5).abs() < 1e-9);
         assert!((c.throughput_ratio - 0.5).abs() < 1e-9);
+        let c = c.with_cpu(
+            CpuPerRequest::new(100_000, 0, 100_000, 1),
+            CpuPerRequest::new(50_000, 150_000, 100_000, 1),
+        );
+        assert!((c.gateway_vs_client_cpu - 1.5).abs() < 1e-9);
+        assert!((c.cpu_throughput_ratio - 200.0 / 300.0).abs() < 1e-9);
     }
 }
