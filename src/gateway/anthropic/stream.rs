@@ -1,13 +1,11 @@
 //! Turn events rendered as Anthropic Messages: the SSE stream in Anthropic's exact event order,
 //! and the one message object of a non-streaming answer.
 
-use std::convert::Infallible;
-
-use axum::body::{Body, Bytes};
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::body::Bytes;
+use axum::response::Response;
 use serde_json::{Value, json};
 
+use crate::gateway::event_stream;
 use crate::turn::{FinishReason, Turn, TurnEvent, TurnOutput};
 
 /// `msg_` + 24 hex characters.
@@ -70,19 +68,13 @@ pub fn response(turn: Turn, model: String, thinking: bool) -> Response {
         next_index: 0,
         open: None,
     };
-    let body = futures_util::stream::unfold(state, |mut s| async move {
-        let bytes = s.advance().await?;
-        Some((Ok::<Bytes, Infallible>(bytes), s))
-    });
-    let mut resp = (StatusCode::OK, Body::from_stream(body)).into_response();
-    let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/event-stream"),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
-    resp
+    event_stream::response(state)
+}
+
+impl event_stream::EventSource for Stream {
+    fn next_bytes(&mut self) -> impl Future<Output = Option<Bytes>> + Send {
+        self.advance()
+    }
 }
 
 /// The kind of the content block that is open.

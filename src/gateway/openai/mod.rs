@@ -10,16 +10,15 @@ pub mod models;
 pub mod request;
 pub mod response;
 
-use std::convert::Infallible;
-
 use axum::Json;
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use crate::error::{GatewayError, OpenAiShape};
+use crate::gateway::event_stream;
 use crate::turn::{Turn, TurnEvent};
 
 use super::extract::{ApiJson, Caller};
@@ -74,7 +73,7 @@ async fn answer(
     let mut chunks = ChunkBuilder::new(new_completion_id(), crate::util::unix_secs(), turn.model());
     chunks.legacy = chat.legacy_functions;
     if chat.stream {
-        return Ok(sse_response(SseState {
+        return Ok(event_stream::response(SseState {
             turn,
             chunks,
             include_usage: chat.include_usage,
@@ -95,21 +94,10 @@ async fn answer(
     .into_response())
 }
 
-/// A `text/event-stream` response whose body is produced by polling `state`.
-fn sse_response(state: SseState) -> Response {
-    let body = futures_util::stream::unfold(state, |mut s| async move {
-        let bytes = s.advance().await?;
-        Some((Ok::<Bytes, Infallible>(bytes), s))
-    });
-    let mut resp = (StatusCode::OK, Body::from_stream(body)).into_response();
-    let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/event-stream"),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
-    resp
+impl event_stream::EventSource for SseState {
+    fn next_bytes(&mut self) -> impl Future<Output = Option<Bytes>> + Send {
+        self.advance()
+    }
 }
 
 enum Phase {

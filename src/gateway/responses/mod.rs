@@ -17,16 +17,15 @@ pub mod request;
 pub mod store;
 pub mod stream;
 
-use std::convert::Infallible;
-
 use axum::Json;
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use crate::error::{GatewayError, OpenAiShape};
+use crate::gateway::event_stream;
 use crate::turn::{Message, Turn, TurnEvent};
 
 use super::anthropic::LINGMA_MODEL_HEADER;
@@ -107,7 +106,7 @@ async fn answer(
         req.custom_tools,
     );
     let mut resp = if req.stream {
-        sse_response(Sse {
+        event_stream::response(Sse {
             turn,
             builder,
             keep,
@@ -146,20 +145,10 @@ fn store_response(builder: &Builder, keep: Keep) {
         .insert(&builder.id, builder.response(), conversation);
 }
 
-fn sse_response(state: Sse) -> Response {
-    let body = futures_util::stream::unfold(state, |mut s| async move {
-        let bytes = s.advance().await?;
-        Some((Ok::<Bytes, Infallible>(bytes), s))
-    });
-    let mut resp = (StatusCode::OK, Body::from_stream(body)).into_response();
-    let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/event-stream"),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
-    resp
+impl event_stream::EventSource for Sse {
+    fn next_bytes(&mut self) -> impl Future<Output = Option<Bytes>> + Send {
+        self.advance()
+    }
 }
 
 struct Sse {
