@@ -703,7 +703,10 @@ fn verdicts(rows: &[Comparison], hold: Option<&hold::HoldResult>) -> Vec<(String
         .filter(|r| r.concurrency == top && r.paced_rps.is_none())
     {
         out.push((
-            format!("gateway CPU <= 1.3x client, c={top}, {}", r.mode),
+            format!(
+                "gateway CPU <= {TARGET_GATEWAY_VS_CLIENT_CPU}x client, c={top}, {}",
+                r.mode
+            ),
             r.gateway_vs_client_cpu <= TARGET_GATEWAY_VS_CLIENT_CPU,
             format!(
                 "{:.2}x ({:.0} / {:.0} us)",
@@ -716,7 +719,10 @@ fn verdicts(rows: &[Comparison], hold: Option<&hold::HoldResult>) -> Vec<(String
         .filter(|r| r.concurrency == 16 && r.paced_rps.is_some())
     {
         out.push((
-            format!("added p99 < 0.5 ms, c=16 paced, {}", r.mode),
+            format!(
+                "added p99 < {TARGET_ADDED_P99_MS} ms, c=16 paced, {}",
+                r.mode
+            ),
             r.added_p99_ms < TARGET_ADDED_P99_MS,
             format!("{:+.3} ms", r.added_p99_ms),
         ));
@@ -724,7 +730,7 @@ fn verdicts(rows: &[Comparison], hold: Option<&hold::HoldResult>) -> Vec<(String
     if let Some(h) = hold {
         let peak = mb(h.gateway_held.hwm_kb);
         out.push((
-            format!("gateway RSS < 60 MB, {} streams", h.streams),
+            format!("gateway RSS < {TARGET_RSS_MB} MB, {} streams", h.streams),
             peak < TARGET_RSS_MB && h.opened == h.streams,
             format!("{peak:.1} MB peak"),
         ));

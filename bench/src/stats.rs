@@ -76,6 +76,11 @@ impl CpuPerRequest {
     }
 }
 
+/// `a / b`, or 0 when there is nothing to divide by (an empty run).
+fn ratio(a: f64, b: f64) -> f64 {
+    if b > 0.0 { a / b } else { 0.0 }
+}
+
 /// A gateway run next to the direct run of the same load.
 #[derive(Debug, Clone, Serialize)]
 pub struct Comparison {
@@ -128,7 +133,6 @@ impl Comparison {
                 n as f64 / wall.as_secs_f64()
             }
         };
-        let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
         let direct_rps = rps(direct.len(), direct_wall);
         let gateway_rps = rps(gateway.len(), gateway_wall);
         Comparison {
@@ -170,7 +174,6 @@ impl Comparison {
     pub fn with_cpu(mut self, direct: CpuPerRequest, gateway: CpuPerRequest) -> Self {
         self.direct_cpu = direct;
         self.gateway_cpu = gateway;
-        let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
         self.cpu_throughput_ratio = ratio(direct.total_us, gateway.total_us);
         self.gateway_vs_client_cpu = ratio(gateway.gateway_us, direct.client_us);
         self
