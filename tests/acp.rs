@@ -3,10 +3,11 @@
 //! reasoning, the context window, several prompts at once on one connection, a reader that stays
 //! behind cut off without stalling the others, stopping by deleting the session (and the `{id}`
 //! retry), the prompt reply early, late or never, errors; dialect detection and forcing; and the
-//! same dialect over a Unix socket.
+//! same dialect over a Unix socket; `try_next` (the events that need no waiting) against `next`.
 
 mod common;
 
+use std::task::Poll;
 use std::time::Duration;
 
 use common::{Sim, asks, fast_sim_env, stop_requests};
@@ -454,4 +455,59 @@ async fn the_acp_dialect_over_a_unix_socket() {
     assert!(sim.log_text().contains("ipc connection"));
     sim.stop().await;
     assert!(!sock.exists(), "the socket file goes with a clean exit");
+}
+
+#[tokio::test]
+async fn events_taken_without_waiting_are_the_same_and_nothing_is_made_up() {
+    let sim = start_sim("acp", &[]).await;
+    let client = connect(&sim, opts()).await;
+    let q = "[[sim:chunk=3]] Reply with exactly: one two three four five six seven eight";
+    let (waited, _, fin) = run(&client, ask(q)).await;
+    assert_eq!(fin.unwrap().ended_by, EndedBy::Finish);
+
+    // The same answer read the way the turn engine reads it: what is there first, then waiting.
+    let mut stream = client.chat(ask(q)).await.unwrap();
+    let mut taken = Vec::new();
+    let finish = loop {
+        let ev = match stream.try_next() {
+            Poll::Ready(ev) => ev,
+            Poll::Pending => stream.next().await,
+        };
+        match ev.expect("the stream ended without a finish").unwrap() {
+            ChatEvent::Answer(t) => taken.push(t),
+            ChatEvent::Finished(f) => break f,
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    assert_eq!(
+        (taken.concat(), finish.ended_by),
+        (waited.concat(), EndedBy::Finish)
+    );
+    assert!(matches!(stream.try_next(), Poll::Ready(None)));
+
+    // A turn without chat_finish: once its words are read, what still arrives (step_end, the
+    // legacy snapshot) is no event, so nothing is ready until the idle gap would end it.
+    let patient = ClientOptions {
+        idle_finish: Duration::from_secs(60),
+        ..opts()
+    };
+    let client = connect(&sim, patient).await;
+    let mut stream = client
+        .chat(ask("[[sim:no-finish]] Reply with exactly: quiet words"))
+        .await
+        .unwrap();
+    let mut text = String::new();
+    while text != "quiet words" {
+        match stream.next().await.unwrap().unwrap() {
+            ChatEvent::Answer(t) => text.push_str(&t),
+            other => panic!("unexpected {other:?} before the words were read"),
+        }
+    }
+    loop {
+        match stream.try_next() {
+            Poll::Pending => break,
+            Poll::Ready(Some(Ok(ChatEvent::Answer(t)))) if t.is_empty() => {}
+            other => panic!("nothing but empty deltas may be ready: {other:?}"),
+        }
+    }
 }

@@ -16,6 +16,7 @@
 use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::Mutex;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -237,17 +238,34 @@ impl AcpStream {
         Ok(())
     }
 
-    pub async fn next(&mut self) -> Option<Result<ChatEvent, ChatError>> {
+    /// The next event if it needs no waiting: one already queued, or one made from updates that
+    /// the reader already delivered (so a burst of updates costs no timer per update).
+    pub fn try_next(&mut self) -> Poll<Option<Result<ChatEvent, ChatError>>> {
         loop {
             if let Some(ev) = self.queue.pop_front() {
                 if matches!(ev, ChatEvent::Finished(_)) {
                     self.done = true;
                     self.route = None;
                 }
-                return Some(Ok(ev));
+                return Poll::Ready(Some(Ok(ev)));
             }
             if self.done {
-                return None;
+                return Poll::Ready(None);
+            }
+            // An empty or closed channel: `next` waits, or tells a lag from a lost connection.
+            let Some(msg) = self.route.as_mut().and_then(Route::try_recv) else {
+                return Poll::Pending;
+            };
+            if let Err(e) = self.handle(msg) {
+                return Poll::Ready(Some(self.fail(e)));
+            }
+        }
+    }
+
+    pub async fn next(&mut self) -> Option<Result<ChatEvent, ChatError>> {
+        loop {
+            if let Poll::Ready(ev) = self.try_next() {
+                return ev;
             }
             let stopped_at = *lock(&self.stopped_at);
             let (deadline, phase) = match stopped_at {

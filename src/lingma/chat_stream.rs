@@ -10,6 +10,7 @@
 //! gap), and the off-by-one workaround (a trigger ask whose answer carries the real one).
 
 use std::collections::VecDeque;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -234,6 +235,16 @@ impl ChatStream {
         }
     }
 
+    /// The next event if it is ready without waiting (already received, or its message already
+    /// read off the connection); `Poll::Pending` when [`ChatStream::next`] would have to wait.
+    /// A consumer that reads a burst of events this way skips setting up its own timers per event.
+    pub fn try_next(&mut self) -> Poll<Option<Result<ChatEvent, ChatError>>> {
+        match &mut self.inner {
+            Inner::Legacy(s) => s.try_next(),
+            Inner::Acp(s) => s.try_next(),
+        }
+    }
+
     /// Reads the stream to its end and returns the finish (with the whole answer).
     pub async fn collect(mut self) -> Result<ChatFinish, ChatError> {
         while let Some(ev) = self.next().await {
@@ -347,18 +358,27 @@ impl LegacyStream {
             .map(|_| ())
     }
 
+    /// An event already decided (its callbacks need no call to Lingma to interpret, so only
+    /// the queue counts here).
+    fn try_next(&mut self) -> Poll<Option<Result<ChatEvent, ChatError>>> {
+        if let Some(ev) = self.queue.pop_front() {
+            if matches!(ev, ChatEvent::Finished(_)) {
+                self.done = true;
+                self.rpc.unsubscribe();
+            }
+            return Poll::Ready(Some(Ok(ev)));
+        }
+        if self.done {
+            return Poll::Ready(None);
+        }
+        Poll::Pending
+    }
+
     /// The next event; `None` after the finish event or an error.
     pub async fn next(&mut self) -> Option<Result<ChatEvent, ChatError>> {
         loop {
-            if let Some(ev) = self.queue.pop_front() {
-                if matches!(ev, ChatEvent::Finished(_)) {
-                    self.done = true;
-                    self.rpc.unsubscribe();
-                }
-                return Some(Ok(ev));
-            }
-            if self.done {
-                return None;
+            if let Poll::Ready(ev) = self.try_next() {
+                return ev;
             }
             // Lingma 2.11 was captured sending step_end *before* the answer deltas, so the idle
             // gap that ends a turn without chat/finish only counts once the answer has begun.

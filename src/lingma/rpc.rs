@@ -338,6 +338,12 @@ impl Route {
         self.rx.recv().await
     }
 
+    /// The next message if one is already waiting; `None` when the channel is empty or closed
+    /// ([`Route::recv`] tells those apart).
+    pub fn try_recv(&mut self) -> Option<ServerMessage> {
+        self.rx.try_recv().ok()
+    }
+
     /// Whether the reader cut this route off because its consumer stayed behind too long.
     pub fn lagged(&self) -> bool {
         self.lagged.load(Ordering::Acquire)

@@ -12,6 +12,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -313,6 +314,7 @@ impl Engine {
             reasked: false,
             pending: VecDeque::new(),
             cacheable: true,
+            fast_streak: 0,
             finished: false,
         })
     }
@@ -462,6 +464,9 @@ fn chat_error(e: &ChatError, instance: &str) -> GatewayError {
     }
 }
 
+/// At most this many ready events in a row skip the keep-alive timer and the shutdown check.
+const FAST_STREAK: u8 = 16;
+
 /// One answer in progress, with everything it holds: dropping it releases the slot and the
 /// connection (discarded unless the answer ended cleanly) and stops the upstream answer.
 pub struct Turn {
@@ -510,6 +515,8 @@ pub struct Turn {
     pending: VecDeque<TurnEvent>,
     /// False when what the client got differs from what Lingma's session holds.
     cacheable: bool,
+    /// Events taken in a row without waiting (see `advance`).
+    fast_streak: u8,
     /// The finish (or an error) was handed out.
     finished: bool,
 }
@@ -619,6 +626,16 @@ impl Turn {
 
     /// Reads one Lingma event (or times out into a keep-alive) and turns it into pending events.
     async fn advance(&mut self) -> Result<(), GatewayError> {
+        // Events that are already there are taken without setting up a keep-alive timer and a
+        // shutdown wait per event (a burst of deltas is the common case under load). Every
+        // FAST_STREAK events the slow path runs anyway, so a shutdown is never missed for long.
+        if self.fast_streak < FAST_STREAK
+            && let Poll::Ready(next) = self.stream.try_next()
+        {
+            self.fast_streak += 1;
+            return self.on_upstream_event(next).await;
+        }
+        self.fast_streak = 0;
         let keepalive = self.engine.config.keepalive;
         let quiet_until = self.last_event + keepalive;
         let next = tokio::select! {
@@ -630,6 +647,14 @@ impl Turn {
                 return Ok(());
             }
         };
+        self.on_upstream_event(next).await
+    }
+
+    /// One item of the Lingma stream, turned into pending events.
+    async fn on_upstream_event(
+        &mut self,
+        next: Option<Result<ChatEvent, ChatError>>,
+    ) -> Result<(), GatewayError> {
         let ev = match next {
             Some(Ok(ev)) => ev,
             Some(Err(e)) => return Err(chat_error(&e, self.lease.instance())),
