@@ -13,12 +13,14 @@
 //! legacy socket. Several prompts share a connection, each on its own route (`rpc.rs`), keyed by
 //! its request id and its session.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::Mutex;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::chat_stream::{
@@ -375,9 +377,26 @@ impl AcpStream {
     }
 
     fn handle(&mut self, msg: ServerMessage) -> Result<(), ChatError> {
-        let p = &msg.params;
         // Only messages routed here reach this stream: every one is a sign of life.
         self.last_message = Instant::now();
+        // Most messages of an answer are its chunks: read those without building a `Value`.
+        if msg.method == "session/update"
+            && let Some(ChunkUpdate { update }) = msg.params_as()
+        {
+            match update.kind.as_ref() {
+                "agent_message_chunk" => {
+                    self.on_answer_chunk(update.text());
+                    return Ok(());
+                }
+                "agent_thought_chunk" => {
+                    self.on_thought_chunk(update.text());
+                    return Ok(());
+                }
+                _ => {}
+            }
+        }
+        let params = msg.params();
+        let p = &params;
         match msg.method.as_str() {
             "session/update" => self.on_update(p),
             "error" | "fatal_error" => Err(ChatError::Upstream {
@@ -408,22 +427,8 @@ impl AcpStream {
             .and_then(Value::as_str)
             .unwrap_or("");
         match kind {
-            "agent_message_chunk" => {
-                let text = content_text(update);
-                if !text.is_empty() {
-                    self.got_delta = true;
-                    let pieces = self.splitter.push(&text);
-                    self.push_pieces(pieces);
-                }
-            }
-            "agent_thought_chunk" => {
-                let text = content_text(update);
-                if !text.is_empty() {
-                    self.got_delta = true;
-                    self.reasoning.push_str(&text);
-                    self.queue.push_back(ChatEvent::Reasoning(text));
-                }
-            }
+            "agent_message_chunk" => self.on_answer_chunk(content_text(update)),
+            "agent_thought_chunk" => self.on_thought_chunk(content_text(update)),
             "notification" => {
                 let kind = update
                     .get("type")
@@ -474,6 +479,22 @@ impl AcpStream {
         Ok(())
     }
 
+    fn on_answer_chunk(&mut self, text: String) {
+        if !text.is_empty() {
+            self.got_delta = true;
+            let pieces = self.splitter.push(&text);
+            self.push_pieces(pieces);
+        }
+    }
+
+    fn on_thought_chunk(&mut self, text: String) {
+        if !text.is_empty() {
+            self.got_delta = true;
+            self.reasoning.push_str(&text);
+            self.queue.push_back(ChatEvent::Reasoning(text));
+        }
+    }
+
     fn push_pieces(&mut self, pieces: Vec<Piece>) {
         for piece in pieces {
             match piece {
@@ -507,6 +528,38 @@ impl AcpStream {
 }
 
 /// The text of a chunk: `content.text`, or the text blocks of a `content` list.
+/// A `session/update` as its chunks come, parsed in place: `{"update": {"sessionUpdate": …,
+/// "content": {"text": …}}}` (other members skipped). Content given as a list of blocks does not
+/// fit and takes the `Value` path ([`content_text`]).
+#[derive(Deserialize)]
+struct ChunkUpdate<'a> {
+    #[serde(borrow)]
+    update: ChunkBody<'a>,
+}
+
+#[derive(Deserialize)]
+struct ChunkBody<'a> {
+    #[serde(rename = "sessionUpdate", borrow)]
+    kind: Cow<'a, str>,
+    #[serde(borrow, default)]
+    content: Option<ChunkContent<'a>>,
+}
+
+#[derive(Deserialize)]
+struct ChunkContent<'a> {
+    #[serde(borrow, default)]
+    text: Option<Cow<'a, str>>,
+}
+
+impl ChunkBody<'_> {
+    fn text(self) -> String {
+        self.content
+            .and_then(|c| c.text)
+            .map(Cow::into_owned)
+            .unwrap_or_default()
+    }
+}
+
 fn content_text(update: &Value) -> String {
     match update.get("content") {
         Some(Value::Array(blocks)) => blocks
@@ -570,6 +623,35 @@ mod tests {
         assert_eq!(v["_meta"]["ai-coding/model"], "m");
         assert_eq!(v["_meta"]["ai-coding/enabled-mcp-servers"], json!([]));
         assert!(v.get("requestId").is_none() && v.get("contextParams").is_none());
+    }
+
+    #[test]
+    fn chunks_are_read_in_place_and_other_shapes_take_the_value_path() {
+        let typed = |s: &str| {
+            serde_json::from_str::<ChunkUpdate>(s)
+                .ok()
+                .map(|c| (c.update.kind.to_string(), c.update.text()))
+        };
+        let chunk = r#"{"sessionId":"s","update":{"sessionUpdate":"agent_message_chunk",
+            "content":{"type":"text","text":"a\"b\u00e9"}},"_meta":{"x":[1,{"y":null}]}}"#;
+        assert_eq!(
+            typed(chunk),
+            Some(("agent_message_chunk".into(), "a\"b\u{e9}".into()))
+        );
+        // No content, as `content_text` reads it: an empty chunk.
+        let empty = r#"{"update":{"sessionUpdate":"agent_thought_chunk","content":null}}"#;
+        assert_eq!(
+            typed(empty),
+            Some(("agent_thought_chunk".into(), String::new()))
+        );
+        // Blocks, or a text that is not a string: not this shape.
+        let blocks =
+            r#"{"update":{"sessionUpdate":"agent_message_chunk","content":[{"text":"a"}]}}"#;
+        assert_eq!(typed(blocks), None);
+        assert_eq!(
+            typed(r#"{"update":{"sessionUpdate":"x","content":{"text":5}}}"#),
+            None
+        );
     }
 
     #[test]

@@ -425,7 +425,8 @@ impl LegacyStream {
     }
 
     async fn handle(&mut self, msg: ServerMessage) -> Result<(), ChatError> {
-        let p = &msg.params;
+        let params = msg.params();
+        let p = &params;
         let request_id = p.get("requestId").and_then(Value::as_str);
         let for_us = |id: &str| request_id == Some(id);
         // Qoder CN reports failures as `error`/`fatal_error`, with our requestId or none (one ask

@@ -22,12 +22,15 @@
 //! route's own) only for so long: a consumer that stays behind longer is cut off
 //! ([`Route::lagged`]) and the others go on. Alone on its connection it waits like a legacy chat.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use futures_util::FutureExt;
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
@@ -67,9 +70,29 @@ pub enum RpcError {
 #[derive(Debug, Clone)]
 pub struct ServerMessage {
     pub method: String,
-    pub params: Value,
+    /// The params as they came (`null` when absent), valid JSON: their reader parses them, as a
+    /// [`Value`] or into a type of its own (most messages of an answer are read by a typed,
+    /// borrowing parse, which costs far less than building a `Value`).
+    params: Box<RawValue>,
     /// Present when the server sent a request (already acknowledged by the reader).
     pub id: Option<Value>,
+}
+
+impl ServerMessage {
+    /// The params as a [`Value`].
+    pub fn params(&self) -> Value {
+        serde_json::from_str(self.params.get()).unwrap_or(Value::Null)
+    }
+
+    /// The params parsed as `T`, borrowing from the message where `T` does; `None` when they do
+    /// not have that shape.
+    pub fn params_as<'a, T: Deserialize<'a>>(&'a self) -> Option<T> {
+        serde_json::from_str(self.params.get()).ok()
+    }
+}
+
+fn null_params() -> Box<RawValue> {
+    RawValue::from_string("null".into()).expect("null is JSON")
 }
 
 /// A call waiting for its result: its method, where the result goes, and the route it belongs to
@@ -484,21 +507,51 @@ enum Dispatched {
     Done,
 }
 
+/// The keys a server message can be routed by, in the order they are tried.
+#[derive(Deserialize, Default)]
+struct RouteKeys<'a> {
+    #[serde(rename = "_meta", borrow, default)]
+    meta: Option<MetaKeys<'a>>,
+    #[serde(rename = "requestId", borrow, default)]
+    request_id: Option<Cow<'a, str>>,
+    #[serde(rename = "sessionId", borrow, default)]
+    session_id: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize, Default)]
+struct MetaKeys<'a> {
+    #[serde(rename = "ai-coding/request-id", borrow, default)]
+    request_id: Option<Cow<'a, str>>,
+}
+
 /// The route a server message belongs to: the first of its keys that is registered.
-fn route_for(shared: &Shared, params: &Value) -> Option<Arc<RouteEntry>> {
+fn route_for(shared: &Shared, msg: &ServerMessage) -> Option<Arc<RouteEntry>> {
     let routes = lock(&shared.routes);
     if routes.is_empty() {
         return None;
     }
-    let keys = [
-        params.pointer("/_meta/ai-coding~1request-id"),
-        params.get("requestId"),
-        params.get("sessionId"),
-    ];
-    keys.into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .find_map(|k| routes.get(k).cloned())
+    let find = |keys: [Option<&str>; 3]| {
+        keys.into_iter()
+            .flatten()
+            .find_map(|k| routes.get(k).cloned())
+    };
+    match msg.params_as::<RouteKeys>() {
+        Some(k) => find([
+            k.meta.as_ref().and_then(|m| m.request_id.as_deref()),
+            k.request_id.as_deref(),
+            k.session_id.as_deref(),
+        ]),
+        // A key that is not a string (or params that are not an object): what is a string counts.
+        None => {
+            let p = msg.params();
+            find([
+                p.pointer("/_meta/ai-coding~1request-id")
+                    .and_then(Value::as_str),
+                p.get("requestId").and_then(Value::as_str),
+                p.get("sessionId").and_then(Value::as_str),
+            ])
+        }
+    }
 }
 
 /// Whether anyone but route `id`'s consumer waits on this connection: another route, the
@@ -517,7 +570,7 @@ async fn deliver(
     msg: ServerMessage,
     unflushed: &mut usize,
 ) -> Result<(), RpcError> {
-    let (tx, delivery, route) = match route_for(shared, &msg.params) {
+    let (tx, delivery, route) = match route_for(shared, &msg) {
         Some(r) => (r.tx.clone(), r.delivery, Some(r)),
         None => match lock(&shared.subscriber).clone() {
             Some(sub) => (sub.tx, sub.delivery, None),
@@ -582,16 +635,27 @@ async fn deliver(
     Ok(())
 }
 
+/// One message as it arrives: the params stay text (see [`ServerMessage`]); a `null` member
+/// counts as absent.
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(borrow, default)]
+    method: Option<Cow<'a, str>>,
+    #[serde(default)]
+    id: Option<Value>,
+    #[serde(borrow, default)]
+    params: Option<&'a RawValue>,
+    #[serde(default)]
+    result: Option<Value>,
+    #[serde(default)]
+    error: Option<Value>,
+}
+
 async fn dispatch(shared: &Shared, body: &[u8]) -> Result<Dispatched, RpcError> {
-    let mut msg: Value =
+    let msg: Envelope =
         serde_json::from_slice(body).map_err(|e| RpcError::BadMessage(e.to_string()))?;
-    // Moved out, not cloned: a callback's params are handed over as they are.
-    let params = msg
-        .as_object_mut()
-        .and_then(|m| m.remove("params"))
-        .unwrap_or(Value::Null);
-    let method = msg.get("method").and_then(Value::as_str);
-    let id = msg.get("id").filter(|v| !v.is_null());
+    let method = msg.method.as_deref();
+    let id = msg.id.as_ref();
     match (method, id) {
         (None, Some(id)) => {
             let Some(id) = id.as_i64() else {
@@ -603,7 +667,7 @@ async fn dispatch(shared: &Shared, body: &[u8]) -> Result<Dispatched, RpcError> 
                 tracing::debug!(id, "response for a call nobody waits for (timed out?)");
                 return Ok(Dispatched::Done);
             };
-            let result = if let Some(err) = msg.get("error") {
+            let result = if let Some(err) = &msg.error {
                 Err(RpcError::Remote {
                     method,
                     code: err.get("code").and_then(Value::as_i64).unwrap_or(0),
@@ -615,8 +679,7 @@ async fn dispatch(shared: &Shared, body: &[u8]) -> Result<Dispatched, RpcError> 
                     data: err.get("data").cloned().map(Box::new),
                 })
             } else {
-                let result = msg.as_object_mut().and_then(|m| m.remove("result"));
-                Ok(result.unwrap_or(Value::Null))
+                Ok(msg.result.unwrap_or(Value::Null))
             };
             let _ = tx.send(result);
             Ok(Dispatched::Done)
@@ -631,7 +694,7 @@ async fn dispatch(shared: &Shared, body: &[u8]) -> Result<Dispatched, RpcError> 
             Ok(Dispatched::Deliver {
                 msg: ServerMessage {
                     method: method.to_string(),
-                    params,
+                    params: msg.params.map_or_else(null_params, RawValue::to_owned),
                     id: id.cloned(),
                 },
                 acked: id.is_some(),
@@ -646,6 +709,52 @@ async fn dispatch(shared: &Shared, body: &[u8]) -> Result<Dispatched, RpcError> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn envelopes_keep_params_as_text_and_a_null_member_is_absent() {
+        let e: Envelope = serde_json::from_str(
+            r#"{"jsonrpc":"2.0","id":null,"method":"m","params":{"b":1,"a":[2]}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (e.method.as_deref(), e.id, e.params.map(RawValue::get)),
+            (Some("m"), None, Some(r#"{"b":1,"a":[2]}"#))
+        );
+        let e: Envelope =
+            serde_json::from_str(r#"{"id":3,"result":{"x":1},"error":null}"#).unwrap();
+        assert_eq!(
+            (e.id, e.result, e.error),
+            (Some(json!(3)), Some(json!({"x": 1})), None)
+        );
+        assert!(serde_json::from_str::<Envelope>(r#"[{"id":1}]"#).is_err());
+    }
+
+    #[test]
+    fn a_message_is_parsed_by_its_reader_and_routed_by_its_keys() {
+        let msg = |params: &str| ServerMessage {
+            method: "session/update".into(),
+            params: RawValue::from_string(params.into()).unwrap(),
+            id: None,
+        };
+        let m = msg(r#"{"requestId":"r","sessionId":"s","_meta":{"ai-coding/request-id":"m"}}"#);
+        assert_eq!(m.params()["_meta"]["ai-coding/request-id"], "m");
+        let k: RouteKeys = m.params_as().unwrap();
+        assert_eq!(
+            (
+                k.meta.unwrap().request_id.as_deref(),
+                k.request_id.as_deref(),
+                k.session_id.as_deref()
+            ),
+            (Some("m"), Some("r"), Some("s"))
+        );
+        // A key that is not a string: no typed keys (route_for falls back to the Value).
+        assert!(
+            msg(r#"{"requestId":7,"sessionId":"s"}"#)
+                .params_as::<RouteKeys>()
+                .is_none()
+        );
+        assert_eq!(msg("null").params(), Value::Null);
+    }
 
     #[test]
     fn acks_follow_the_plugin_contract() {
