@@ -18,7 +18,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use crate::error::{GatewayError, OpenAiShape};
-use crate::gateway::event_stream;
+use crate::gateway::event_stream::{self, TextTemplate};
 use crate::turn::{Turn, TurnEvent};
 
 use super::extract::{ApiJson, Caller};
@@ -74,6 +74,8 @@ async fn answer(
     chunks.legacy = chat.legacy_functions;
     if chat.stream {
         return Ok(event_stream::response(SseState {
+            text: TextTemplate::new(|t| sse_vec(&chunks.content(t))),
+            reasoning: TextTemplate::new(|t| sse_vec(&chunks.reasoning(t))),
             turn,
             chunks,
             include_usage: chat.include_usage,
@@ -111,6 +113,9 @@ enum Phase {
 struct SseState {
     turn: Turn,
     chunks: ChunkBuilder,
+    /// The text and reasoning chunks, rendered once (`None`: render each one whole).
+    text: Option<TextTemplate>,
+    reasoning: Option<TextTemplate>,
     include_usage: bool,
     phase: Phase,
 }
@@ -126,8 +131,14 @@ impl SseState {
             Phase::Running => {
                 let c = &self.chunks;
                 match self.turn.next().await? {
-                    Ok(TurnEvent::Text(t)) => Some(sse(&c.content(&t))),
-                    Ok(TurnEvent::Reasoning(t)) => Some(sse(&c.reasoning(&t))),
+                    Ok(TurnEvent::Text(t)) => Some(match &self.text {
+                        Some(template) => template.fill(&t),
+                        None => sse(&c.content(&t)),
+                    }),
+                    Ok(TurnEvent::Reasoning(t)) => Some(match &self.reasoning {
+                        Some(template) => template.fill(&t),
+                        None => sse(&c.reasoning(&t)),
+                    }),
                     Ok(TurnEvent::ToolCallStart { index, id, name }) => {
                         Some(sse(&c.call_start(index, &id, &name)))
                     }
