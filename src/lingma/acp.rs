@@ -527,7 +527,6 @@ impl AcpStream {
     }
 }
 
-/// The text of a chunk: `content.text`, or the text blocks of a `content` list.
 /// A `session/update` as its chunks come, parsed in place: `{"update": {"sessionUpdate": …,
 /// "content": {"text": …}}}` (other members skipped). Content given as a list of blocks does not
 /// fit and takes the `Value` path ([`content_text`]).
@@ -560,6 +559,7 @@ impl ChunkBody<'_> {
     }
 }
 
+/// The text of a chunk: `content.text`, or the text blocks of a `content` list.
 fn content_text(update: &Value) -> String {
     match update.get("content") {
         Some(Value::Array(blocks)) => blocks

@@ -358,8 +358,8 @@ impl LegacyStream {
             .map(|_| ())
     }
 
-    /// An event already decided (its callbacks need no call to Lingma to interpret, so only
-    /// the queue counts here).
+    /// An event already decided. Only the queue counts here: handling a waiting callback may need
+    /// a call to Lingma (the trigger ask of the off-by-one workaround), which `next` makes.
     fn try_next(&mut self) -> Poll<Option<Result<ChatEvent, ChatError>>> {
         if let Some(ev) = self.queue.pop_front() {
             if matches!(ev, ChatEvent::Finished(_)) {
