@@ -29,7 +29,7 @@ use super::admission::{Admission, AdmissionPermit, BodyReservation};
 use super::limits::{Limit, OutputLimiter};
 use super::model_map::ModelMap;
 use super::prompt::{self, HistoryStyle};
-use super::reuse::{SessionCache, SessionEntry, canonical_json};
+use super::reuse::{ConversationDigest, SessionCache, SessionEntry, canonical_json};
 use super::tools::decode::{self, Problem};
 use super::tools::parser::{Block, Scanner, Segment};
 use super::tools::render::{self, RenderOptions};
@@ -164,10 +164,11 @@ impl Engine {
         let wait = self.config.instance_wait.saturating_sub(permit.waited());
         let offered = !tools.is_empty() && req.tool_choice != ToolChoice::None;
         let scope = format!("{}\n{}", req.identity, tools_digest(&tools, offered));
-        let hit = if self.config.session_reuse {
-            self.sessions.take(&scope, &req.messages)
+        let (hit, digest) = if self.config.session_reuse {
+            let (hit, digest) = self.sessions.lookup(&scope, &req.messages);
+            (hit, Some(digest))
         } else {
-            None
+            (None, None)
         };
         let affinity = Selection::Affinity {
             key: req
@@ -282,8 +283,7 @@ impl Engine {
         let scanner = offered.then(Scanner::default);
         Ok(Turn {
             engine: self.clone(),
-            scope,
-            messages: req.messages,
+            digest,
             tools,
             choice: req.tool_choice,
             parallel: req.parallel_tool_calls,
@@ -471,8 +471,9 @@ const FAST_STREAK: u8 = 16;
 /// connection (discarded unless the answer ended cleanly) and stops the upstream answer.
 pub struct Turn {
     engine: Arc<Engine>,
-    scope: String,
-    messages: Vec<Message>,
+    /// The request's conversation, hashed for the session cache (`None` without session reuse);
+    /// a successful turn adds its answer and stores it. The messages themselves are not kept.
+    digest: Option<ConversationDigest>,
     tools: ToolSet,
     choice: ToolChoice,
     parallel: bool,
@@ -985,17 +986,13 @@ impl Turn {
         e.metrics.observe_chat(self.streaming, elapsed);
         e.metrics
             .add_tokens(usage.prompt_tokens, usage.completion_tokens);
-        if self.cacheable && e.config.session_reuse {
-            let mut conversation = std::mem::take(&mut self.messages);
-            conversation.push(Message {
-                role: Role::Assistant,
-                content: self.text.clone(),
-                tool_calls: self.calls.clone(),
-                ..Message::default()
-            });
-            e.sessions.insert(
-                &self.scope,
-                &conversation,
+        if self.cacheable
+            && e.config.session_reuse
+            && let Some(mut digest) = self.digest.take()
+        {
+            digest.push_answer(&self.text, &self.calls);
+            e.sessions.insert_digest(
+                digest,
                 SessionEntry {
                     instance: self.lease.instance().to_string(),
                     session_id: self.stream.session_id().to_string(),

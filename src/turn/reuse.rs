@@ -11,8 +11,13 @@
 //!   each message: its role, its text (an assistant's trimmed: clients drop the whitespace around
 //!   the text before a call), its tool calls (id, name, and the arguments as canonical JSON with
 //!   sorted keys: clients echo calls as parsed objects or re-serialised strings, never the bytes
-//!   the model wrote) and a tool result's call id and error flag. Only digests are stored, never
-//!   conversation text.
+//!   the model wrote) and a tool result's call id and error flag, then the number of messages.
+//!   Only digests are stored, never conversation text.
+//! * The digest runs message by message ([`ConversationDigest`]): a request's history is hashed
+//!   once. [`lookup`](SessionCache::lookup) hashes up to the candidate prefix, looks it up, goes on
+//!   over the new messages and hands the state to the turn, which adds its answer and
+//!   [`insert_digest`](SessionCache::insert_digest)s it; the turn keeps no copy of the
+//!   conversation.
 //! * `scope` separates what must not share a session: the engine makes it from the client's
 //!   identity (different API keys never share one) and a digest of the offered tools (a session
 //!   whose instructions named other tools is not continued).
@@ -32,7 +37,7 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
-use super::{Message, Role};
+use super::{Message, Role, ToolCall};
 
 type Key = [u8; 32];
 
@@ -149,14 +154,27 @@ impl SessionCache {
         entry: SessionEntry,
         now: Instant,
     ) -> bool {
-        if self.max_entries == 0
-            || conversation
-                .last()
-                .is_none_or(|m| m.role != Role::Assistant)
-        {
+        let mut digest = ConversationDigest::new(scope);
+        conversation.iter().for_each(|m| digest.push(m));
+        self.insert_digest_at(digest, entry, now)
+    }
+
+    /// Records that the conversation `digest` covers (a request's messages, then the answer:
+    /// [`ConversationDigest::push_answer`]) lives in `entry`'s session; as [`insert`](Self::insert).
+    pub fn insert_digest(&self, digest: ConversationDigest, entry: SessionEntry) -> bool {
+        self.insert_digest_at(digest, entry, Instant::now())
+    }
+
+    fn insert_digest_at(
+        &self,
+        digest: ConversationDigest,
+        entry: SessionEntry,
+        now: Instant,
+    ) -> bool {
+        if self.max_entries == 0 || digest.last != Some(Role::Assistant) {
             return false;
         }
-        let key = key(scope, conversation);
+        let key = digest.key();
         let mut inner = self.lock();
         inner.remove(&key);
         inner.purge_expired(now, self.ttl);
@@ -185,20 +203,46 @@ impl SessionCache {
     /// Looks up the session holding all of `messages` up to its last assistant message, when
     /// that message is followed by one or more non-assistant messages, and consumes the entry.
     pub fn take<'m>(&self, scope: &str, messages: &'m [Message]) -> Option<Hit<'m>> {
-        self.take_at(scope, messages, Instant::now())
+        self.lookup(scope, messages).0
     }
 
-    fn take_at<'m>(&self, scope: &str, messages: &'m [Message], now: Instant) -> Option<Hit<'m>> {
+    /// [`take`](Self::take), and the digest of all of `messages` (each hashed once), for the turn
+    /// to extend with its answer and [`insert_digest`](Self::insert_digest).
+    pub fn lookup<'m>(
+        &self,
+        scope: &str,
+        messages: &'m [Message],
+    ) -> (Option<Hit<'m>>, ConversationDigest) {
+        self.lookup_at(scope, messages, Instant::now())
+    }
+
+    fn lookup_at<'m>(
+        &self,
+        scope: &str,
+        messages: &'m [Message],
+        now: Instant,
+    ) -> (Option<Hit<'m>>, ConversationDigest) {
+        let mut digest = ConversationDigest::new(scope);
         // The cached prefix must end with an assistant message and the rest must not contain
         // one, so the only candidate prefix ends at the last assistant message.
-        let last_assistant = messages.iter().rposition(|m| m.role == Role::Assistant)?;
-        let k = last_assistant + 1;
-        if k == messages.len() {
-            return None;
-        }
-        let key = key(scope, &messages[..k]);
+        let candidate = messages
+            .iter()
+            .rposition(|m| m.role == Role::Assistant)
+            .map(|last| last + 1)
+            .filter(|&k| k < messages.len());
+        let Some(k) = candidate else {
+            messages.iter().for_each(|m| digest.push(m));
+            return (None, digest);
+        };
+        messages[..k].iter().for_each(|m| digest.push(m));
+        let hit = self.take_key(&digest.key(), &messages[k..], now);
+        messages[k..].iter().for_each(|m| digest.push(m));
+        (hit, digest)
+    }
+
+    fn take_key<'m>(&self, key: &Key, rest: &'m [Message], now: Instant) -> Option<Hit<'m>> {
         let mut inner = self.lock();
-        let found = match inner.remove(&key) {
+        let found = match inner.remove(key) {
             Some(slot) if now.saturating_duration_since(slot.inserted) >= self.ttl => {
                 inner.stats.expirations += 1;
                 None
@@ -210,7 +254,7 @@ impl SessionCache {
                 inner.stats.hits += 1;
                 Some(Hit {
                     entry: slot.entry,
-                    new_messages: &messages[k..],
+                    new_messages: rest,
                 })
             }
             None => {
@@ -302,36 +346,92 @@ fn put_bytes(h: &mut Sha256, bytes: &[u8]) {
     h.update(bytes);
 }
 
-/// SHA-256 over a prefix-free encoding: every variable-length field is length-prefixed, so two
-/// different (scope, conversation) pairs never encode to the same bytes.
-fn key(scope: &str, messages: &[Message]) -> Key {
-    let mut h = Sha256::new();
-    h.update(b"lingma-gw/session-cache/v2\0");
-    put_bytes(&mut h, scope.as_bytes());
-    h.update((messages.len() as u64).to_le_bytes());
-    for m in messages {
-        h.update([role_tag(m.role)]);
-        match &m.tool_call_id {
+/// The running cache key of a conversation: SHA-256 over a prefix-free encoding of the scope and
+/// the messages pushed so far (every variable-length field is length-prefixed and the message
+/// count comes last, so two different (scope, conversation) pairs never encode to the same
+/// bytes). Cloning it forks the hash state, so a prefix's key costs no second pass.
+#[derive(Clone)]
+pub struct ConversationDigest {
+    hasher: Sha256,
+    messages: u64,
+    last: Option<Role>,
+}
+
+impl std::fmt::Debug for ConversationDigest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConversationDigest")
+            .field("messages", &self.messages)
+            .field("last", &self.last)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ConversationDigest {
+    pub fn new(scope: &str) -> Self {
+        let mut hasher = Sha256::new();
+        hasher.update(b"lingma-gw/session-cache/v3\0");
+        put_bytes(&mut hasher, scope.as_bytes());
+        Self {
+            hasher,
+            messages: 0,
+            last: None,
+        }
+    }
+
+    pub fn push(&mut self, m: &Message) {
+        self.put(
+            m.role,
+            m.tool_call_id.as_deref(),
+            m.is_error,
+            &m.content,
+            &m.tool_calls,
+        );
+    }
+
+    /// The assistant's answer as the next message (what [`push`](Self::push) of the message the
+    /// client will send back hashes to), without building that message.
+    pub fn push_answer(&mut self, text: &str, calls: &[ToolCall]) {
+        self.put(Role::Assistant, None, false, text, calls);
+    }
+
+    fn put(
+        &mut self,
+        role: Role,
+        tool_call_id: Option<&str>,
+        is_error: bool,
+        text: &str,
+        calls: &[ToolCall],
+    ) {
+        let h = &mut self.hasher;
+        h.update([role_tag(role)]);
+        match tool_call_id {
             None => h.update([0]),
             Some(id) => {
                 h.update([1]);
-                put_bytes(&mut h, id.as_bytes());
+                put_bytes(h, id.as_bytes());
             }
         }
-        h.update([u8::from(m.is_error)]);
-        let text = match m.role {
-            Role::Assistant => m.content.trim(),
-            _ => m.content.as_str(),
+        h.update([u8::from(is_error)]);
+        let text = match role {
+            Role::Assistant => text.trim(),
+            _ => text,
         };
-        put_bytes(&mut h, text.as_bytes());
-        h.update((m.tool_calls.len() as u64).to_le_bytes());
-        for c in &m.tool_calls {
-            put_bytes(&mut h, c.id.as_bytes());
-            put_bytes(&mut h, c.name.as_bytes());
-            put_bytes(&mut h, canonical_json(&c.input).as_bytes());
+        put_bytes(h, text.as_bytes());
+        h.update((calls.len() as u64).to_le_bytes());
+        for c in calls {
+            put_bytes(h, c.id.as_bytes());
+            put_bytes(h, c.name.as_bytes());
+            put_bytes(h, canonical_json(&c.input).as_bytes());
         }
+        self.messages += 1;
+        self.last = Some(role);
     }
-    h.finalize().into()
+
+    fn key(&self) -> Key {
+        let mut h = self.hasher.clone();
+        h.update(self.messages.to_le_bytes());
+        h.finalize().into()
+    }
 }
 
 /// JSON with object keys sorted at every level: the same value, however a client ordered or
@@ -400,6 +500,12 @@ mod tests {
     }
 
     const SCOPE: &str = "abc123\nqwen";
+
+    fn key(scope: &str, messages: &[Message]) -> Key {
+        let mut d = ConversationDigest::new(scope);
+        messages.iter().for_each(|m| d.push(m));
+        d.key()
+    }
 
     #[test]
     fn hit_on_exact_history_returns_new_turn_and_is_consumed() {
@@ -578,6 +684,48 @@ mod tests {
     }
 
     #[test]
+    fn a_lookups_digest_extended_with_the_answer_is_what_the_next_request_finds() {
+        let c = SessionCache::new(10, TTL);
+        let call = ToolCall {
+            id: "call_1".into(),
+            name: "read".into(),
+            input: serde_json::json!({"b": 1, "a": [true, null]}),
+        };
+        // First turn: no lookup candidate, the digest still covers the whole request.
+        let first = vec![s("sys"), u("read it")];
+        let (hit, mut d) = c.lookup(SCOPE, &first);
+        assert!(hit.is_none());
+        d.push_answer("  Reading.\n", std::slice::from_ref(&call));
+        assert!(c.insert_digest(d, entry("S")));
+        // The client sends the answer back as a message (trimmed, keys reordered) and a result.
+        let mut echoed = Message::new(Role::Assistant, "Reading.");
+        echoed.tool_calls = vec![ToolCall {
+            input: serde_json::json!({"a": [true, null], "b": 1}),
+            ..call.clone()
+        }];
+        let second = with(
+            first.clone(),
+            &[echoed.clone(), Message::tool_result("call_1", "42")],
+        );
+        let (hit, mut d) = c.lookup(SCOPE, &second);
+        assert_eq!(hit.expect("hit").entry, entry("S"));
+        // The digest went on over the new messages: the answer to them makes the next key.
+        d.push_answer("It says 42.", &[]);
+        assert!(c.insert_digest(d, entry("S")));
+        let third = with(second.clone(), &[a("It says 42."), u("thanks")]);
+        assert_eq!(
+            c.take(SCOPE, &third).expect("hit").new_messages,
+            &[u("thanks")]
+        );
+        // Forking the running hash gives the key of hashing the conversation from the start.
+        let (_, d) = c.lookup(SCOPE, &third);
+        assert_eq!(d.key(), key(SCOPE, &third));
+        // A digest that does not end with an answer is not stored.
+        let (_, d) = c.lookup(SCOPE, &[u("q")]);
+        assert!(!c.insert_digest(d, entry("S")));
+    }
+
+    #[test]
     fn expired_entries_miss_and_are_purged() {
         let c = SessionCache::new(10, Duration::from_secs(60));
         let t0 = Instant::now();
@@ -590,14 +738,16 @@ mod tests {
         );
         let later = t0 + Duration::from_secs(61);
         assert!(
-            c.take_at(SCOPE, &[u("old"), a("1"), u("x")], later)
+            c.lookup_at(SCOPE, &[u("old"), a("1"), u("x")], later)
+                .0
                 .is_none()
         );
         let st = c.stats();
         assert_eq!((st.expirations, st.misses, st.entries), (1, 1, 1));
         // The newer one is still valid at t0+61 (inserted at t0+30).
         assert!(
-            c.take_at(SCOPE, &[u("new"), a("2"), u("x")], later)
+            c.lookup_at(SCOPE, &[u("new"), a("2"), u("x")], later)
+                .0
                 .is_some()
         );
 
