@@ -69,9 +69,25 @@ impl TokenCounter {
         }
     }
 
-    pub fn push_str(&mut self, text: &str) {
-        for c in text.chars() {
+    pub fn push_str(&mut self, mut text: &str) {
+        // The same as `push_char` for each char, with runs of ASCII (most of a prompt: English,
+        // code, JSON) counted in one step: every ASCII byte adds one byte, whitespace or not, and
+        // only whether one of them is not whitespace matters beyond that.
+        loop {
+            let ascii = text
+                .bytes()
+                .position(|b| !b.is_ascii())
+                .unwrap_or(text.len());
+            let (run, rest) = text.split_at(ascii);
+            self.other_bytes += run.len() as u64;
+            if !self.saw_non_whitespace {
+                self.saw_non_whitespace =
+                    run.bytes().any(|b| !b.is_ascii_whitespace() && b != 0x0B);
+            }
+            let mut chars = rest.chars();
+            let Some(c) = chars.next() else { return };
             self.push_char(c);
+            text = chars.as_str();
         }
     }
 
@@ -134,6 +150,8 @@ mod tests {
             0,
             "ideographic space is whitespace"
         );
+        // Every Unicode whitespace char counts, the ASCII ones too (vertical tab included).
+        assert_eq!(estimate_tokens("\u{0B}\u{0C}\r\n\t \u{85}\u{A0}"), 0);
     }
 
     #[test]
@@ -203,6 +221,17 @@ mod tests {
                 c.push_str(p);
             }
             prop_assert_eq!(c.tokens(), estimate_tokens(&parts.concat()));
+        }
+
+        #[test]
+        fn a_str_counts_as_its_chars_one_by_one(
+            text in "[ \t\n\r\u{0B}\u{0C}\u{85}\u{A0}\u{3000}]{0,6}|[a-z \t\n\r\u{0B}\u{0C}\u{85}\u{A0}\u{3000}\u{4E00}\u{AC00}é😀]{0,40}|.{0,40}",
+        ) {
+            let mut by_char = TokenCounter::new();
+            text.chars().for_each(|c| by_char.push_char(c));
+            let mut by_str = TokenCounter::new();
+            by_str.push_str(&text);
+            prop_assert_eq!(by_str, by_char);
         }
 
         #[test]
