@@ -3,6 +3,7 @@
 
     scripts/callgrind-gateway.py [--bin target/release/lingma-gw] [--mode complete|stream]
                                  [--chats 40,200] [--connections 4] [--keep DIR]
+                                 [--target gateway|direct] [--history-bytes N]
 
 Timing on a shared 2-core machine scatters by 20% and more between runs; an instruction count
 does not. This runs `lingma-gw serve --sim` under `valgrind --tool=callgrind` (only the gateway
@@ -12,7 +13,12 @@ with a small and a larger number of chats; the difference divided by the differe
 what one chat costs in user-space instructions, start-up and shut-down cancelled out. Kernel time
 (the syscalls) is not in it: `perf stat` and the benchmark's CPU columns cover that.
 
-Compare two builds by running it on each (`--bin`). Needs valgrind (Debian: valgrind).
+Compare two builds by running it on each (`--bin`). `--target direct` counts the same chats sent
+by the Lingma client alone instead (the benchmark's direct path: `bench --direct-only N` under
+callgrind, its simulator native), so the two counts give the gateway/client ratio of the issue
+without the machine's noise. `--history-bytes N` puts a conversation of about N bytes (a user
+message and an answer) before the question, as an agent's requests carry, to see what the gateway
+spends per byte of history. Needs valgrind (Debian: valgrind).
 """
 
 import argparse
@@ -51,6 +57,34 @@ def healthy(port):
         return False
 
 
+def one_direct_run(args, chats, dir_):
+    out = os.path.join(dir_, "callgrind.out")
+    bench = os.path.join(os.path.dirname(args.bin), "bench")
+    if not os.access(bench, os.X_OK):
+        sys.exit(f"{bench} is not an executable (cargo build --release --workspace first)")
+    env = dict(os.environ, TMPDIR=dir_)
+    # As the gateway path: one warm-up chat per connection (bench does it), then the chats.
+    per = max(1, chats // args.connections)
+    cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", bench,
+           "--direct-only", str(per * args.connections), "--concurrency", str(args.connections),
+           "--modes", args.mode]
+    r = subprocess.run(cmd, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True)
+    if r.returncode != 0:
+        sys.exit(f"bench --direct-only failed ({r.returncode}):\n{r.stdout}{r.stderr[-2000:]}")
+    return total_instructions(out), per * args.connections
+
+
+def total_instructions(out):
+    total = 0
+    with open(out) as f:
+        for line in f:
+            if line.startswith(("summary:", "totals:")):
+                total = max(total, int(line.split()[1]))
+    if not total:
+        sys.exit(f"no instruction total in {out}")
+    return total
+
+
 def one_run(args, chats, dir_):
     out = os.path.join(dir_, "callgrind.out")
     log_path = os.path.join(dir_, "gateway.log")
@@ -78,8 +112,13 @@ def one_run(args, chats, dir_):
 
         p = wait_for("the gateway's listening line", port)
         wait_for("/healthz 200", lambda: healthy(p))
+        history = []
+        if args.history_bytes:
+            words = " ".join(f"word{i}" for i in range(args.history_bytes // 6 + 1))
+            history = [{"role": "user", "content": words[: args.history_bytes]},
+                       {"role": "assistant", "content": "Noted."}]
         body = json.dumps({"model": "auto", "stream": args.mode == "stream",
-                           "messages": [{"role": "user", "content": QUESTION}]})
+                           "messages": history + [{"role": "user", "content": QUESTION}]})
         failures = []
 
         def worker(n):
@@ -108,14 +147,7 @@ def one_run(args, chats, dir_):
     finally:
         gw.send_signal(signal.SIGTERM)
         gw.wait(timeout=300)
-    total = 0
-    with open(out) as f:
-        for line in f:
-            if line.startswith(("summary:", "totals:")):
-                total = max(total, int(line.split()[1]))
-    if not total:
-        sys.exit(f"no instruction total in {out}")
-    return total, per * args.connections
+    return total_instructions(out), per * args.connections
 
 
 def main():
@@ -125,24 +157,31 @@ def main():
     ap.add_argument("--chats", default="40,200", help="the two run sizes, small,large")
     ap.add_argument("--connections", type=int, default=4)
     ap.add_argument("--keep", help="keep the runs' directories (callgrind output, logs) here")
+    ap.add_argument("--history-bytes", type=int, default=0,
+                    help="a conversation of about this many bytes before the question")
+    ap.add_argument("--target", choices=["gateway", "direct"], default="gateway",
+                    help="the gateway process, or the Lingma client alone (the bench's direct path)")
     args = ap.parse_args()
     if shutil.which("valgrind") is None:
         sys.exit("valgrind is not installed (apt-get install valgrind)")
     if not os.access(args.bin, os.X_OK):
         sys.exit(f"{args.bin} is not an executable (cargo build --release first)")
     small, large = (int(x) for x in args.chats.split(","))
+    if args.history_bytes and args.target == "direct":
+        sys.exit("--history-bytes: the gateway target only (the direct client sends a question)")
     if not 0 < small < large:
         sys.exit("--chats: two sizes, the first smaller")
     base = args.keep or tempfile.mkdtemp(prefix="callgrind-gateway-")
     runs = []
     for n in (small, large):
-        d = os.path.join(base, f"{args.mode}-{n}")
+        d = os.path.join(base, f"{args.target}-{args.mode}-{n}")
         os.makedirs(d, exist_ok=True)
-        runs.append(one_run(args, n, d))
+        runs.append((one_direct_run if args.target == "direct" else one_run)(args, n, d))
     if not args.keep:
         shutil.rmtree(base, ignore_errors=True)
     (a, na), (b, nb) = runs
-    print(f"{args.bin} {args.mode}: {(b - a) / (nb - na):,.0f} instructions per chat "
+    who = args.bin if args.target == "gateway" else "direct client (bench --direct-only)"
+    print(f"{who} {args.mode}: {(b - a) / (nb - na):,.0f} instructions per chat "
           f"({a:,} for {na} chats, {b:,} for {nb})")
 
 

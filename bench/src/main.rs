@@ -81,6 +81,11 @@ struct Args {
     /// the streams open); errors always exit 1.
     #[arg(long)]
     check: bool,
+    /// Only send N chats over the direct client (at the first --concurrency and --modes) and exit:
+    /// no gateway, no table. For counting the client's own instructions per chat
+    /// (`scripts/callgrind-gateway.py --target direct`).
+    #[arg(long, value_name = "N")]
+    direct_only: Option<usize>,
 }
 
 /// Added p99 below saturation (paced rows at concurrency 16), in ms.
@@ -175,6 +180,14 @@ async fn run(args: Args) -> Result<ExitCode> {
         bin.display(),
         work.display()
     );
+
+    if let Some(chats) = args.direct_only {
+        let r = direct_only(&args, &bin, &work, chats).await;
+        if r.is_ok() && !args.keep_work_dir {
+            let _ = std::fs::remove_dir_all(&work);
+        }
+        return r;
+    }
 
     let started = Instant::now();
     let result = measure(
@@ -291,6 +304,54 @@ async fn run(args: Args) -> Result<ExitCode> {
     })
 }
 
+/// A `--modes` item.
+fn parse_mode(m: &str) -> Result<Mode> {
+    match m {
+        "complete" | "non-streaming" => Ok(Mode::Complete),
+        "stream" | "streaming" => Ok(Mode::Stream),
+        other => anyhow::bail!("unknown mode {other:?}: use complete or stream"),
+    }
+}
+
+/// `--direct-only N`: a simulator and the direct client only; a warm-up chat on every connection,
+/// then N chats. Any wrong answer fails the run.
+async fn direct_only(
+    args: &Args,
+    bin: &std::path::Path,
+    work: &std::path::Path,
+    chats: usize,
+) -> Result<ExitCode> {
+    let c = args.concurrency.first().copied().unwrap_or(1).max(1);
+    let mode = args
+        .modes
+        .first()
+        .map_or(Ok(Mode::Complete), |m| parse_mode(m))?;
+    let sim_dir = work.join("direct-sim");
+    let mut sim = procs::Sim::start(bin, &sim_dir)?;
+    let ws = load::workspace(&sim_dir);
+    std::fs::create_dir_all(&ws)?;
+    let direct = Endpoint::Direct {
+        url: sim.ws_url(),
+        workspace: ws,
+    };
+    let w = Arc::new(Workload::new(args.words));
+    let mut conns = load::connect_all(&direct, c).await?;
+    let warm = load::run(&mut conns, &w, mode, c, None).await;
+    let r = load::run(&mut conns, &w, mode, chats, None).await;
+    drop(conns);
+    sim.child.stop(Duration::from_secs(30));
+    if let Some(e) = warm.errors.iter().chain(&r.errors).next() {
+        anyhow::bail!("a direct chat failed: {e}");
+    }
+    println!(
+        "bench: {} direct {} chats at concurrency {c} in {:.2} s",
+        r.samples.len(),
+        mode.as_str(),
+        r.wall.as_secs_f64()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Question bytes per step of one agent loop.
 #[derive(Debug, serde::Serialize)]
 struct AgentLoop {
@@ -376,14 +437,11 @@ async fn measure(
     };
     let gateway = Endpoint::Gateway(gw.addr);
     let w = Arc::new(Workload::new(args.words));
-    let mut modes = Vec::new();
-    for m in &args.modes {
-        modes.push(match m.as_str() {
-            "complete" | "non-streaming" => Mode::Complete,
-            "stream" | "streaming" => Mode::Stream,
-            other => anyhow::bail!("unknown mode {other:?}: use complete or stream"),
-        });
-    }
+    let modes = args
+        .modes
+        .iter()
+        .map(|m| parse_mode(m))
+        .collect::<Result<Vec<_>>>()?;
 
     // Warm both paths (connections, allocator, caches) and check that both answer correctly.
     let warm_c = max_c.min(16);
