@@ -3,7 +3,7 @@
 
     scripts/callgrind-gateway.py [--bin target/release/lingma-gw] [--mode complete|stream]
                                  [--chats 40,200] [--connections 4] [--keep DIR]
-                                 [--target gateway|direct] [--history-bytes N]
+                                 [--target gateway|direct] [--history-bytes N] [--native]
 
 Timing on a shared 2-core machine scatters by 20% and more between runs; an instruction count
 does not. This runs `lingma-gw serve --sim` under `valgrind --tool=callgrind` (only the gateway
@@ -18,7 +18,9 @@ by the Lingma client alone instead (the benchmark's direct path: `bench --direct
 callgrind, its simulator native), so the two counts give the gateway/client ratio of the issue
 without the machine's noise. `--history-bytes N` puts a conversation of about N bytes (a user
 message and an answer) before the question, as an agent's requests carry, to see what the gateway
-spends per byte of history. Needs valgrind (Debian: valgrind).
+spends per byte of history. `--native` runs the large run without valgrind and reports user and
+system CPU time per chat instead (timed, so noisy here: compare runs side by side). Needs valgrind
+(Debian: valgrind) unless --native.
 """
 
 import argparse
@@ -65,13 +67,29 @@ def one_direct_run(args, chats, dir_):
     env = dict(os.environ, TMPDIR=dir_)
     # As the gateway path: one warm-up chat per connection (bench does it), then the chats.
     per = max(1, chats // args.connections)
-    cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", bench,
-           "--direct-only", str(per * args.connections), "--concurrency", str(args.connections),
-           "--modes", args.mode]
+    cmd = valgrind(args, out) + [
+        bench, "--direct-only", str(per * args.connections), "--concurrency",
+        str(args.connections), "--modes", args.mode]
     r = subprocess.run(cmd, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True)
     if r.returncode != 0:
         sys.exit(f"bench --direct-only failed ({r.returncode}):\n{r.stdout}{r.stderr[-2000:]}")
+    if args.native:
+        m = re.search(r"user (\d+) µs, system (\d+) µs", r.stdout)
+        if not m:
+            sys.exit(f"no CPU figures in bench's output:\n{r.stdout}")
+        return (int(m.group(1)), int(m.group(2))), per * args.connections
     return total_instructions(out), per * args.connections
+
+
+def valgrind(args, out):
+    return [] if args.native else ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"]
+
+
+def cpu_seconds(pid):
+    """User and system CPU time of a process so far, from /proc/PID/stat."""
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
 
 
 def total_instructions(out):
@@ -99,8 +117,7 @@ def one_run(args, chats, dir_):
         env.pop(k, None)
     with open(log_path, "w") as log:
         gw = subprocess.Popen(
-            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", args.bin, "serve",
-             "--sim", "--port", "0", "--instances", "1", "--work-dir", os.path.join(dir_, "work"),
+            valgrind(args, out) + [args.bin, "serve", "--sim", "--port", "0", "--instances", "1", "--work-dir", os.path.join(dir_, "work"),
              "--max-in-flight", str(args.connections)],
             env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log)
     try:
@@ -141,13 +158,18 @@ def one_run(args, chats, dir_):
 
         wave(1)  # every connection (HTTP and upstream) opened and warm
         per = max(1, chats // args.connections)
+        before = cpu_seconds(gw.pid)
         wave(per)
+        after = cpu_seconds(gw.pid)
         if failures:
             sys.exit(f"a chat failed: {failures[0]}")
     finally:
         gw.send_signal(signal.SIGTERM)
         gw.wait(timeout=300)
-    return total_instructions(out), per * args.connections
+    n = per * args.connections
+    if args.native:
+        return tuple(round((a - b) * 1e6 / n) for a, b in zip(after, before)), n
+    return total_instructions(out), n
 
 
 def main():
@@ -159,10 +181,13 @@ def main():
     ap.add_argument("--keep", help="keep the runs' directories (callgrind output, logs) here")
     ap.add_argument("--history-bytes", type=int, default=0,
                     help="a conversation of about this many bytes before the question")
+    ap.add_argument("--native", action="store_true",
+                    help="no valgrind: user and system CPU time per chat of the large run instead "
+                         "(timings: noisy on a shared machine, compare runs side by side)")
     ap.add_argument("--target", choices=["gateway", "direct"], default="gateway",
                     help="the gateway process, or the Lingma client alone (the bench's direct path)")
     args = ap.parse_args()
-    if shutil.which("valgrind") is None:
+    if not args.native and shutil.which("valgrind") is None:
         sys.exit("valgrind is not installed (apt-get install valgrind)")
     if not os.access(args.bin, os.X_OK):
         sys.exit(f"{args.bin} is not an executable (cargo build --release first)")
@@ -172,6 +197,16 @@ def main():
     if not 0 < small < large:
         sys.exit("--chats: two sizes, the first smaller")
     base = args.keep or tempfile.mkdtemp(prefix="callgrind-gateway-")
+    who = args.bin if args.target == "gateway" else "direct client (bench --direct-only)"
+    if args.native:
+        d = os.path.join(base, f"native-{args.target}-{args.mode}-{large}")
+        os.makedirs(d, exist_ok=True)
+        run = one_direct_run if args.target == "direct" else one_run
+        (user, system), n = run(args, large, d)
+        if not args.keep:
+            shutil.rmtree(base, ignore_errors=True)
+        print(f"{who} {args.mode}: user {user} µs + system {system} µs CPU per chat ({n} chats)")
+        return
     runs = []
     for n in (small, large):
         d = os.path.join(base, f"{args.target}-{args.mode}-{n}")
@@ -180,7 +215,6 @@ def main():
     if not args.keep:
         shutil.rmtree(base, ignore_errors=True)
     (a, na), (b, nb) = runs
-    who = args.bin if args.target == "gateway" else "direct client (bench --direct-only)"
     print(f"{who} {args.mode}: {(b - a) / (nb - na):,.0f} instructions per chat "
           f"({a:,} for {na} chats, {b:,} for {nb})")
 

@@ -337,17 +337,22 @@ async fn direct_only(
     let w = Arc::new(Workload::new(args.words));
     let mut conns = load::connect_all(&direct, c).await?;
     let warm = load::run(&mut conns, &w, mode, c, None).await;
+    let before = procs::own_cpu()?;
     let r = load::run(&mut conns, &w, mode, chats, None).await;
+    let after = procs::own_cpu()?;
     drop(conns);
     sim.child.stop(Duration::from_secs(30));
     if let Some(e) = warm.errors.iter().chain(&r.errors).next() {
         anyhow::bail!("a direct chat failed: {e}");
     }
+    let n = r.samples.len().max(1) as f64;
     println!(
-        "bench: {} direct {} chats at concurrency {c} in {:.2} s",
+        "bench: {} direct {} chats at concurrency {c} in {:.2} s; the client's CPU per chat: user {:.0} µs, system {:.0} µs",
         r.samples.len(),
         mode.as_str(),
-        r.wall.as_secs_f64()
+        r.wall.as_secs_f64(),
+        (after.user - before.user).as_secs_f64() * 1e6 / n,
+        (after.system - before.system).as_secs_f64() * 1e6 / n,
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -331,6 +331,24 @@ pub fn open_fds(pid: u32) -> usize {
         .unwrap_or(0)
 }
 
+/// User and system CPU time this process has used so far.
+pub struct OwnCpu {
+    pub user: Duration,
+    pub system: Duration,
+}
+
+pub fn own_cpu() -> Result<OwnCpu> {
+    use nix::sys::resource::{UsageWho, getrusage};
+    let tv = |t: nix::sys::time::TimeVal| {
+        Duration::new(t.tv_sec().max(0) as u64, (t.tv_usec().max(0) as u32) * 1000)
+    };
+    let u = getrusage(UsageWho::RUSAGE_SELF).context("getrusage failed")?;
+    Ok(OwnCpu {
+        user: tv(u.user_time()),
+        system: tv(u.system_time()),
+    })
+}
+
 /// CPU time a process has used so far (all its live threads), in nanoseconds, from
 /// `/proc/PID/task/*/schedstat`. Unlike wall time this does not grow when a shared machine is busy.
 pub fn cpu_ns(pid: u32) -> u64 {
