@@ -6,7 +6,7 @@
 //! the caller gets native calls. Earlier calls and their results are rendered back into the
 //! conversation in the same syntax ([`render`]), so the model sees what it did.
 //!
-//! * `mod.rs`: the tool set a turn offers (specs, name resolution, compiled schemas).
+//! * `mod.rs`: the tool set a turn offers (specs, name resolution, schemas compiled on first use).
 //! * `parser.rs`: the streaming scanner (text vs call blocks, nothing lost or doubled).
 //! * `decode.rs`: block → checked call (every syntax, repairs, validation, problems).
 //! * `schema.rs`: schema-guided coercion and the compact parameter rendering.
@@ -18,6 +18,7 @@ pub mod render;
 pub mod schema;
 
 use std::collections::HashSet;
+use std::sync::OnceLock;
 
 use serde_json::Value;
 
@@ -116,12 +117,14 @@ pub enum ToolChoice {
 #[error("two tools are named `{0}`")]
 pub struct DuplicateTool(pub String);
 
-/// The tools of one turn, with their schemas compiled once.
+/// The tools of one turn. A tool's schema is compiled the first time a call of it is checked, and
+/// only then: an agent offers twenty-odd tools with every request and calls one or two, and
+/// compiling them all was over half of the gateway's work on such a request.
 pub struct ToolSet {
     specs: Vec<ToolSpec>,
-    /// Per spec: its compiled schema, or `None` when it does not compile (then nothing is
+    /// Per spec, once compiled: its schema, or `None` when it does not compile (then nothing is
     /// checked beyond JSON: a client's odd schema must not make its tool unusable).
-    validators: Vec<Option<jsonschema::Validator>>,
+    validators: Vec<OnceLock<Option<jsonschema::Validator>>>,
 }
 
 impl std::fmt::Debug for ToolSet {
@@ -140,19 +143,7 @@ impl ToolSet {
                 return Err(DuplicateTool(s.name.clone()));
             }
         }
-        let validators = specs
-            .iter()
-            .map(|s| match s.kind {
-                ToolKind::Freeform => None,
-                ToolKind::Function => match jsonschema::validator_for(&s.parameters) {
-                    Ok(v) => Some(v),
-                    Err(e) => {
-                        tracing::debug!(tool = %s.name, error = %e, "tool schema does not compile; arguments are not checked");
-                        None
-                    }
-                },
-            })
-            .collect();
+        let validators = specs.iter().map(|_| OnceLock::new()).collect();
         Ok(Self { specs, validators })
     }
 
@@ -204,7 +195,18 @@ impl ToolSet {
         let Some(i) = self.specs.iter().position(|s| s.name == name) else {
             return Vec::new();
         };
-        let Some(v) = &self.validators[i] else {
+        let spec = &self.specs[i];
+        let compiled = self.validators[i].get_or_init(|| match spec.kind {
+            ToolKind::Freeform => None,
+            ToolKind::Function => match jsonschema::validator_for(&spec.parameters) {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    tracing::debug!(tool = %spec.name, error = %e, "tool schema does not compile; arguments are not checked");
+                    None
+                }
+            },
+        });
+        let Some(v) = compiled else {
             return Vec::new();
         };
         v.iter_errors(args)
@@ -218,5 +220,41 @@ impl ToolSet {
                 }
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn arguments_are_checked_against_a_schema_that_compiles_and_not_against_one_that_does_not() {
+        let tools = ToolSet::new(vec![
+            ToolSpec::function(
+                "read",
+                "Reads a file.",
+                json!({"type": "object", "properties": {"path": {"type": "string"}},
+                       "required": ["path"]}),
+            ),
+            // Not a schema jsonschema compiles (`type` must name a type).
+            ToolSpec::function("odd", "A client's odd schema.", json!({"type": 12})),
+        ])
+        .expect("distinct names");
+        assert!(tools.validate("read", &json!({"path": "a.txt"})).is_empty());
+        let errors = tools.validate("read", &json!({"path": 3}));
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].contains("at `/path`"), "{errors:?}");
+        assert!(!tools.validate("read", &json!({})).is_empty());
+        // Compiled once, the same answer again.
+        assert_eq!(tools.validate("read", &json!({"path": 3})), errors);
+        // The odd schema leaves its tool usable, unchecked beyond JSON.
+        assert!(jsonschema::validator_for(&json!({"type": 12})).is_err());
+        assert!(
+            tools
+                .validate("odd", &json!({"anything": [1, 2]}))
+                .is_empty()
+        );
+        assert!(tools.validate("nope", &json!({})).is_empty());
     }
 }
