@@ -438,38 +438,44 @@ impl ConversationDigest {
 /// spaced it, gives the same text.
 pub fn canonical_json(v: &serde_json::Value) -> String {
     use serde_json::Value;
-    fn write(v: &Value, out: &mut String) {
+    // Into bytes, keys and leaves by serde_json's own writer: no string per key or leaf.
+    fn write(v: &Value, out: &mut Vec<u8>) {
         match v {
             Value::Object(m) => {
-                let mut keys: Vec<&String> = m.keys().collect();
-                keys.sort();
-                out.push('{');
-                for (i, k) in keys.into_iter().enumerate() {
+                let mut entries: Vec<(&String, &Value)> = m.iter().collect();
+                entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+                out.push(b'{');
+                for (i, (k, v)) in entries.into_iter().enumerate() {
                     if i > 0 {
-                        out.push(',');
+                        out.push(b',');
                     }
-                    out.push_str(&Value::String(k.clone()).to_string());
-                    out.push(':');
-                    write(&m[k], out);
+                    leaf(k, out);
+                    out.push(b':');
+                    write(v, out);
                 }
-                out.push('}');
+                out.push(b'}');
             }
             Value::Array(a) => {
-                out.push('[');
+                out.push(b'[');
                 for (i, x) in a.iter().enumerate() {
                     if i > 0 {
-                        out.push(',');
+                        out.push(b',');
                     }
                     write(x, out);
                 }
-                out.push(']');
+                out.push(b']');
             }
-            other => out.push_str(&other.to_string()),
+            other => leaf(other, out),
         }
     }
-    let mut out = String::new();
+    fn leaf<T: serde::Serialize + ?Sized>(v: &T, out: &mut Vec<u8>) {
+        // Writing a string, number, bool or null into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *out, v);
+    }
+    let mut out = Vec::new();
     write(v, &mut out);
-    out
+    // serde_json writes UTF-8 and so does everything above.
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 #[cfg(test)]
@@ -642,6 +648,67 @@ mod tests {
             canonical_json(&a),
             r#"{"a":"s","b":{"x":[{"p":2,"q":1}],"y":1}}"#
         );
+    }
+
+    /// The straightforward form (a string per key and leaf), as the oracle of the one in use.
+    fn canonical_json_reference(v: &serde_json::Value) -> String {
+        use serde_json::Value;
+        match v {
+            Value::Object(m) => {
+                let mut keys: Vec<&String> = m.keys().collect();
+                keys.sort();
+                let items: Vec<String> = keys
+                    .into_iter()
+                    .map(|k| {
+                        format!(
+                            "{}:{}",
+                            Value::String(k.clone()),
+                            canonical_json_reference(&m[k])
+                        )
+                    })
+                    .collect();
+                format!("{{{}}}", items.join(","))
+            }
+            Value::Array(a) => {
+                let items: Vec<String> = a.iter().map(canonical_json_reference).collect();
+                format!("[{}]", items.join(","))
+            }
+            other => other.to_string(),
+        }
+    }
+
+    fn json_value() -> impl proptest::strategy::Strategy<Value = serde_json::Value> {
+        use proptest::prelude::*;
+        use serde_json::Value;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(Value::from),
+            "[a-z\"\\\n\u{1}é😀]{0,8}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(3, 32, 5, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..5).prop_map(Value::from),
+                proptest::collection::vec(("[a-z\"\\\u{1}é]{0,4}", inner), 0..5)
+                    .prop_map(|kv| Value::Object(kv.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn canonical_json_is_the_reference_form(v in json_value()) {
+            let got = canonical_json(&v);
+            proptest::prop_assert_eq!(&got, &canonical_json_reference(&v));
+            // The same value (read back the way the plain text reads: serde_json parses floats
+            // to the nearest value, not always to the one it printed).
+            let back: serde_json::Value = serde_json::from_str(&got).unwrap();
+            let plain: serde_json::Value = serde_json::from_str(&v.to_string()).unwrap();
+            proptest::prop_assert_eq!(back, plain);
+        }
     }
 
     #[test]
