@@ -4,6 +4,7 @@
     scripts/callgrind-gateway.py [--bin target/release/lingma-gw] [--mode complete|stream]
                                  [--chats 40,200] [--connections 4] [--keep DIR]
                                  [--target gateway|direct] [--history-bytes N] [--native]
+                                 [--request FILE [--path /v1/messages]]
 
 Timing on a shared 2-core machine scatters by 20% and more between runs; an instruction count
 does not. This runs `lingma-gw serve --sim` under `valgrind --tool=callgrind` (only the gateway
@@ -18,7 +19,8 @@ by the Lingma client alone instead (the benchmark's direct path: `bench --direct
 callgrind, its simulator native), so the two counts give the gateway/client ratio of the issue
 without the machine's noise. `--history-bytes N` puts a conversation of about N bytes (a user
 message and an answer) before the question, as an agent's requests carry, to see what the gateway
-spends per byte of history. `--native` runs the large run without valgrind and reports user and
+spends per byte of history; `--request FILE --path /v1/messages` sends a recorded client request
+instead (for instance the body Claude Code posts, captured with any HTTP listener). `--native` runs the large run without valgrind and reports user and
 system CPU time per chat instead (timed, so noisy here: compare runs side by side). Needs valgrind
 (Debian: valgrind) unless --native.
 """
@@ -81,6 +83,19 @@ def one_direct_run(args, chats, dir_):
     return total_instructions(out), per * args.connections
 
 
+def request_body(args):
+    """A recorded client request (e.g. what Claude Code sends), streamed or not as --mode says,
+    with the simulator's directive for the benchmark's answer appended to its last message."""
+    req = json.load(open(args.request))
+    req["stream"] = args.mode == "stream"
+    last = req["messages"][-1]
+    if isinstance(last.get("content"), str):
+        last["content"] += "\n" + QUESTION
+    else:
+        last.setdefault("content", []).append({"type": "text", "text": QUESTION})
+    return json.dumps(req)
+
+
 def valgrind(args, out):
     return [] if args.native else ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"]
 
@@ -136,12 +151,15 @@ def one_run(args, chats, dir_):
                        {"role": "assistant", "content": "Noted."}]
         body = json.dumps({"model": "auto", "stream": args.mode == "stream",
                            "messages": history + [{"role": "user", "content": QUESTION}]})
+        if args.request:
+            body = request_body(args)
         failures = []
 
         def worker(n):
             c = http.client.HTTPConnection("127.0.0.1", p, timeout=300)
             for _ in range(n):
-                c.request("POST", "/v1/chat/completions", body, {"content-type": "application/json"})
+                c.request("POST", args.path, body, {"content-type": "application/json",
+                                                    "anthropic-version": "2023-06-01"})
                 r = c.getresponse()
                 data = r.read()
                 if r.status != 200 or EXPECTED_TAIL not in data:
@@ -181,6 +199,11 @@ def main():
     ap.add_argument("--keep", help="keep the runs' directories (callgrind output, logs) here")
     ap.add_argument("--history-bytes", type=int, default=0,
                     help="a conversation of about this many bytes before the question")
+    ap.add_argument("--request", metavar="FILE",
+                    help="send this recorded request body instead of the benchmark's question "
+                         "(its last message gets the simulator's directive; see --path)")
+    ap.add_argument("--path", default="/v1/chat/completions",
+                    help="where to send it (/v1/messages for an Anthropic body)")
     ap.add_argument("--native", action="store_true",
                     help="no valgrind: user and system CPU time per chat of the large run instead "
                          "(timings: noisy on a shared machine, compare runs side by side)")
@@ -192,8 +215,8 @@ def main():
     if not os.access(args.bin, os.X_OK):
         sys.exit(f"{args.bin} is not an executable (cargo build --release first)")
     small, large = (int(x) for x in args.chats.split(","))
-    if args.history_bytes and args.target == "direct":
-        sys.exit("--history-bytes: the gateway target only (the direct client sends a question)")
+    if (args.history_bytes or args.request) and args.target == "direct":
+        sys.exit("--history-bytes, --request: the gateway target only (the direct client sends a question)")
     if not 0 < small < large:
         sys.exit("--chats: two sizes, the first smaller")
     base = args.keep or tempfile.mkdtemp(prefix="callgrind-gateway-")
