@@ -185,14 +185,26 @@ pub fn parameter_lines(schema: &Value, description_limit: usize) -> Vec<String> 
         .collect()
 }
 
-/// `text` on one line, at most `limit` characters (an ellipsis marks a cut).
+/// `text` on one line (words joined by one space), at most `limit` characters (an ellipsis marks
+/// a cut). Reads only as far as the cut: an agent's tool descriptions run to many kilobytes.
 pub fn cut(text: &str, limit: usize) -> String {
-    let one_line = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    if one_line.chars().count() <= limit {
-        return one_line;
+    let mut out = String::new();
+    let mut chars = 0usize;
+    for word in text.split_whitespace() {
+        if !out.is_empty() {
+            out.push(' ');
+            chars += 1;
+        }
+        out.push_str(word);
+        chars += word.chars().count();
+        if chars > limit {
+            let keep = limit.saturating_sub(1);
+            let end = out.char_indices().nth(keep).map_or(out.len(), |(i, _)| i);
+            out.truncate(end);
+            out.push('…');
+            return out;
+        }
     }
-    let mut out: String = one_line.chars().take(limit.saturating_sub(1)).collect();
-    out.push('…');
     out
 }
 
@@ -222,6 +234,35 @@ mod tests {
         // A string that is no number stays (validation reports it).
         let mut v = json!({"n": "five"});
         assert!(!coerce(&mut v, &schema));
+    }
+
+    /// The plain form: the whole text on one line, then cut.
+    fn cut_reference(text: &str, limit: usize) -> String {
+        let one_line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        if one_line.chars().count() <= limit {
+            return one_line;
+        }
+        let mut out: String = one_line.chars().take(limit.saturating_sub(1)).collect();
+        out.push('…');
+        out
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn cut_is_the_plain_form(text in "[ab é😀\t\n\u{3000}]{0,30}|.{0,30}", limit in 0usize..25) {
+            proptest::prop_assert_eq!(cut(&text, limit), cut_reference(&text, limit));
+        }
+    }
+
+    #[test]
+    fn cut_reads_only_as_far_as_the_cut() {
+        assert_eq!(cut("  one\n two   three ", 100), "one two three");
+        assert_eq!(cut("one two three", 13), "one two three");
+        assert_eq!(cut("one two three", 12), "one two thr…");
+        assert_eq!(cut("one two three", 1), "…");
+        assert_eq!(cut("one", 0), "…");
+        assert_eq!(cut(" \n ", 0), "");
+        assert_eq!(cut("é😀 é😀", 3), "é😀…");
     }
 
     #[test]
