@@ -153,13 +153,15 @@ def one_run(args, chats, dir_):
                            "messages": history + [{"role": "user", "content": QUESTION}]})
         if args.request:
             body = request_body(args)
+        headers = {"content-type": "application/json"}
+        if args.path == "/v1/messages":
+            headers["anthropic-version"] = "2023-06-01"
         failures = []
 
         def worker(n):
             c = http.client.HTTPConnection("127.0.0.1", p, timeout=300)
             for _ in range(n):
-                c.request("POST", args.path, body, {"content-type": "application/json",
-                                                    "anthropic-version": "2023-06-01"})
+                c.request("POST", args.path, body, headers)
                 r = c.getresponse()
                 data = r.read()
                 if r.status != 200 or EXPECTED_TAIL not in data:
@@ -215,6 +217,8 @@ def main():
     if not os.access(args.bin, os.X_OK):
         sys.exit(f"{args.bin} is not an executable (cargo build --release first)")
     small, large = (int(x) for x in args.chats.split(","))
+    if args.history_bytes and args.request:
+        sys.exit("--history-bytes and --request: one or the other (a recorded request has its own history)")
     if (args.history_bytes or args.request) and args.target == "direct":
         sys.exit("--history-bytes, --request: the gateway target only (the direct client sends a question)")
     if not 0 < small < large:

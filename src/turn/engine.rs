@@ -165,8 +165,7 @@ impl Engine {
         let offered = !tools.is_empty() && req.tool_choice != ToolChoice::None;
         let scope = format!("{}\n{}", req.identity, tools_digest(&tools, offered));
         let (hit, digest) = if self.config.session_reuse {
-            let (hit, digest) = self.sessions.lookup(&scope, &req.messages);
-            (hit, Some(digest))
+            self.sessions.lookup(&scope, &req.messages)
         } else {
             (None, None)
         };
@@ -987,7 +986,6 @@ impl Turn {
         e.metrics
             .add_tokens(usage.prompt_tokens, usage.completion_tokens);
         if self.cacheable
-            && e.config.session_reuse
             && let Some(mut digest) = self.digest.take()
         {
             digest.push_answer(&self.text, &self.calls);

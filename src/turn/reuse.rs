@@ -207,12 +207,13 @@ impl SessionCache {
     }
 
     /// [`take`](Self::take), and the digest of all of `messages` (each hashed once), for the turn
-    /// to extend with its answer and [`insert_digest`](Self::insert_digest).
+    /// to extend with its answer and [`insert_digest`](Self::insert_digest); no digest when the
+    /// cache is disabled (nothing would be stored).
     pub fn lookup<'m>(
         &self,
         scope: &str,
         messages: &'m [Message],
-    ) -> (Option<Hit<'m>>, ConversationDigest) {
+    ) -> (Option<Hit<'m>>, Option<ConversationDigest>) {
         self.lookup_at(scope, messages, Instant::now())
     }
 
@@ -221,8 +222,7 @@ impl SessionCache {
         scope: &str,
         messages: &'m [Message],
         now: Instant,
-    ) -> (Option<Hit<'m>>, ConversationDigest) {
-        let mut digest = ConversationDigest::new(scope);
+    ) -> (Option<Hit<'m>>, Option<ConversationDigest>) {
         // The cached prefix must end with an assistant message and the rest must not contain
         // one, so the only candidate prefix ends at the last assistant message.
         let candidate = messages
@@ -230,14 +230,21 @@ impl SessionCache {
             .rposition(|m| m.role == Role::Assistant)
             .map(|last| last + 1)
             .filter(|&k| k < messages.len());
+        if self.max_entries == 0 {
+            if candidate.is_some() {
+                self.lock().stats.misses += 1;
+            }
+            return (None, None);
+        }
+        let mut digest = ConversationDigest::new(scope);
         let Some(k) = candidate else {
             messages.iter().for_each(|m| digest.push(m));
-            return (None, digest);
+            return (None, Some(digest));
         };
         messages[..k].iter().for_each(|m| digest.push(m));
         let hit = self.take_key(&digest.key(), &messages[k..], now);
         messages[k..].iter().for_each(|m| digest.push(m));
-        (hit, digest)
+        (hit, Some(digest))
     }
 
     fn take_key<'m>(&self, key: &Key, rest: &'m [Message], now: Instant) -> Option<Hit<'m>> {
@@ -346,10 +353,12 @@ fn put_bytes(h: &mut Sha256, bytes: &[u8]) {
     h.update(bytes);
 }
 
-/// The running cache key of a conversation: SHA-256 over a prefix-free encoding of the scope and
-/// the messages pushed so far (every variable-length field is length-prefixed and the message
-/// count comes last, so two different (scope, conversation) pairs never encode to the same
-/// bytes). Cloning it forks the hash state, so a prefix's key costs no second pass.
+/// The running cache key of a conversation: SHA-256 over an unambiguous encoding of the scope and
+/// the messages pushed so far (the scope and every variable-length field of a message are
+/// length-prefixed and every message starts with fixed-size tags, so each message delimits
+/// itself and two different (scope, conversation) pairs never encode to the same bytes; the
+/// message count ends the key). Cloning it forks the hash state, so a prefix's key costs no
+/// second pass.
 #[derive(Clone)]
 pub struct ConversationDigest {
     hasher: Sha256,
@@ -760,8 +769,9 @@ mod tests {
         };
         // First turn: no lookup candidate, the digest still covers the whole request.
         let first = vec![s("sys"), u("read it")];
-        let (hit, mut d) = c.lookup(SCOPE, &first);
+        let (hit, d) = c.lookup(SCOPE, &first);
         assert!(hit.is_none());
+        let mut d = d.expect("a digest while the cache is on");
         d.push_answer("  Reading.\n", std::slice::from_ref(&call));
         assert!(c.insert_digest(d, entry("S")));
         // The client sends the answer back as a message (trimmed, keys reordered) and a result.
@@ -774,8 +784,9 @@ mod tests {
             first.clone(),
             &[echoed.clone(), Message::tool_result("call_1", "42")],
         );
-        let (hit, mut d) = c.lookup(SCOPE, &second);
+        let (hit, d) = c.lookup(SCOPE, &second);
         assert_eq!(hit.expect("hit").entry, entry("S"));
+        let mut d = d.expect("a digest while the cache is on");
         // The digest went on over the new messages: the answer to them makes the next key.
         d.push_answer("It says 42.", &[]);
         assert!(c.insert_digest(d, entry("S")));
@@ -786,10 +797,10 @@ mod tests {
         );
         // Forking the running hash gives the key of hashing the conversation from the start.
         let (_, d) = c.lookup(SCOPE, &third);
-        assert_eq!(d.key(), key(SCOPE, &third));
+        assert_eq!(d.expect("digest").key(), key(SCOPE, &third));
         // A digest that does not end with an answer is not stored.
         let (_, d) = c.lookup(SCOPE, &[u("q")]);
-        assert!(!c.insert_digest(d, entry("S")));
+        assert!(!c.insert_digest(d.expect("digest"), entry("S")));
     }
 
     #[test]
@@ -866,6 +877,36 @@ mod tests {
         assert!(!c.insert(SCOPE, &[u("1"), a("1")], entry("1")));
         assert!(c.take(SCOPE, &[u("1"), a("1"), u("x")]).is_none());
         assert_eq!(c.len(), 0);
+        // Nothing to hash for: a lookup gives no digest, and a continuation still counts a miss.
+        assert!(matches!(
+            c.lookup(SCOPE, &[u("1"), a("1"), u("x")]),
+            (None, None)
+        ));
+        assert!(matches!(c.lookup(SCOPE, &[u("first")]), (None, None)));
+        assert_eq!(c.misses(), 2);
+    }
+
+    #[test]
+    fn the_key_encoding_is_pinned() {
+        // A change of the encoding must be deliberate (a new version tag in the header): this is
+        // SHA-256 of the v3 bytes of a fixed conversation with a tool call and a tool result,
+        // computed apart from this code (hashlib over the bytes the encoding describes).
+        let mut call_msg = Message::new(Role::Assistant, " Reading. ");
+        call_msg.tool_calls = vec![ToolCall {
+            id: "call_1".into(),
+            name: "read".into(),
+            input: serde_json::json!({"path": "a.txt", "n": 1}),
+        }];
+        let conversation = [
+            s("sys"),
+            u("read a.txt"),
+            call_msg,
+            Message::tool_result("call_1", "hello"),
+        ];
+        assert_eq!(
+            hex::encode(key("scope\ntools", &conversation)),
+            "f677c2b7c32db3e35bb8db9a8fee998200b36b571482c8894d25795918d370d4"
+        );
     }
 
     #[test]

@@ -229,7 +229,7 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn arguments_are_checked_against_a_schema_that_compiles_and_not_against_one_that_does_not() {
+    fn a_schema_is_compiled_when_a_call_is_checked_and_one_that_does_not_compile_checks_nothing() {
         let tools = ToolSet::new(vec![
             ToolSpec::function(
                 "read",
@@ -241,12 +241,15 @@ mod tests {
             ToolSpec::function("odd", "A client's odd schema.", json!({"type": 12})),
         ])
         .expect("distinct names");
+        // Nothing is compiled until a call is checked.
+        assert!(tools.validators.iter().all(|v| v.get().is_none()));
         assert!(tools.validate("read", &json!({"path": "a.txt"})).is_empty());
+        assert!(tools.validators[0].get().is_some_and(Option::is_some));
+        assert!(tools.validators[1].get().is_none());
         let errors = tools.validate("read", &json!({"path": 3}));
         assert_eq!(errors.len(), 1, "{errors:?}");
         assert!(errors[0].contains("at `/path`"), "{errors:?}");
         assert!(!tools.validate("read", &json!({})).is_empty());
-        // Compiled once, the same answer again.
         assert_eq!(tools.validate("read", &json!({"path": 3})), errors);
         // The odd schema leaves its tool usable, unchecked beyond JSON.
         assert!(jsonschema::validator_for(&json!({"type": 12})).is_err());
@@ -255,6 +258,7 @@ mod tests {
                 .validate("odd", &json!({"anything": [1, 2]}))
                 .is_empty()
         );
+        assert!(tools.validators[1].get().is_some_and(Option::is_none));
         assert!(tools.validate("nope", &json!({})).is_empty());
     }
 }

@@ -186,7 +186,8 @@ pub fn parameter_lines(schema: &Value, description_limit: usize) -> Vec<String> 
 }
 
 /// `text` on one line (words joined by one space), at most `limit` characters (an ellipsis marks
-/// a cut). Reads only as far as the cut: an agent's tool descriptions run to many kilobytes.
+/// a cut). Reads only up to the word that crosses the cut: an agent's tool descriptions run to
+/// many kilobytes.
 pub fn cut(text: &str, limit: usize) -> String {
     let mut out = String::new();
     let mut chars = 0usize;
@@ -255,7 +256,7 @@ mod tests {
     }
 
     #[test]
-    fn cut_reads_only_as_far_as_the_cut() {
+    fn cut_joins_words_and_marks_the_cut() {
         assert_eq!(cut("  one\n two   three ", 100), "one two three");
         assert_eq!(cut("one two three", 13), "one two three");
         assert_eq!(cut("one two three", 12), "one two thr…");
