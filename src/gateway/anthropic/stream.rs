@@ -3,6 +3,7 @@
 
 use axum::body::Bytes;
 use axum::response::Response;
+use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::gateway::event_stream;
@@ -95,7 +96,7 @@ struct Stream {
     open: Option<(usize, Open)>,
 }
 
-fn event(out: &mut Vec<u8>, name: &str, data: &Value) {
+fn event(out: &mut Vec<u8>, name: &str, data: &impl Serialize) {
     out.extend_from_slice(b"event: ");
     out.extend_from_slice(name.as_bytes());
     out.extend_from_slice(b"\ndata: ");
@@ -103,6 +104,38 @@ fn event(out: &mut Vec<u8>, name: &str, data: &Value) {
         out.extend_from_slice(b"{}");
     }
     out.extend_from_slice(b"\n\n");
+}
+
+/// A `content_block_delta` event's data, written straight from the borrowed text (most events of
+/// a stream are these: no `Value` built per delta). The bytes are those of the `json!` form.
+#[derive(Serialize)]
+struct BlockDelta<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    index: usize,
+    delta: Delta<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type")]
+enum Delta<'a> {
+    #[serde(rename = "text_delta")]
+    Text { text: &'a str },
+    #[serde(rename = "thinking_delta")]
+    Thinking { thinking: &'a str },
+    #[serde(rename = "input_json_delta")]
+    InputJson { partial_json: &'a str },
+    #[serde(rename = "signature_delta")]
+    Signature { signature: &'a str },
+}
+
+fn block_delta(out: &mut Vec<u8>, index: usize, delta: Delta<'_>) {
+    let data = BlockDelta {
+        kind: "content_block_delta",
+        index,
+        delta,
+    };
+    event(out, "content_block_delta", &data);
 }
 
 impl Stream {
@@ -132,9 +165,7 @@ impl Stream {
             Some(Ok(TurnEvent::Text(t))) => {
                 let i =
                     self.ensure_open(&mut out, Open::Text, || json!({"type": "text", "text": ""}));
-                let delta = json!({"type": "content_block_delta", "index": i,
-                                   "delta": {"type": "text_delta", "text": t}});
-                event(&mut out, "content_block_delta", &delta);
+                block_delta(&mut out, i, Delta::Text { text: &t });
             }
             Some(Ok(TurnEvent::Reasoning(t))) => {
                 if !self.thinking {
@@ -145,9 +176,7 @@ impl Stream {
                     Open::Thinking,
                     || json!({"type": "thinking", "thinking": "", "signature": ""}),
                 );
-                let delta = json!({"type": "content_block_delta", "index": i,
-                                   "delta": {"type": "thinking_delta", "thinking": t}});
-                event(&mut out, "content_block_delta", &delta);
+                block_delta(&mut out, i, Delta::Thinking { thinking: &t });
             }
             Some(Ok(TurnEvent::ToolCallStart { id, name, .. })) => {
                 self.close(&mut out);
@@ -160,9 +189,13 @@ impl Stream {
             }
             Some(Ok(TurnEvent::ToolCallDelta { delta, .. })) => {
                 if let Some((i, Open::ToolUse)) = self.open {
-                    let d = json!({"type": "content_block_delta", "index": i,
-                                   "delta": {"type": "input_json_delta", "partial_json": delta}});
-                    event(&mut out, "content_block_delta", &d);
+                    block_delta(
+                        &mut out,
+                        i,
+                        Delta::InputJson {
+                            partial_json: &delta,
+                        },
+                    );
                 }
             }
             Some(Ok(TurnEvent::ToolCallEnd { .. })) => self.close(&mut out),
@@ -216,9 +249,13 @@ impl Stream {
     fn close(&mut self, out: &mut Vec<u8>) {
         if let Some((i, kind)) = self.open.take() {
             if kind == Open::Thinking {
-                let sig = json!({"type": "content_block_delta", "index": i,
-                                 "delta": {"type": "signature_delta", "signature": SIGNATURE}});
-                event(out, "content_block_delta", &sig);
+                block_delta(
+                    out,
+                    i,
+                    Delta::Signature {
+                        signature: SIGNATURE,
+                    },
+                );
             }
             event(
                 out,
@@ -233,6 +270,47 @@ impl Stream {
 mod tests {
     use super::*;
     use crate::turn::{ToolCall, Usage};
+
+    #[test]
+    fn a_block_delta_is_the_bytes_of_its_json_form() {
+        let text = "Hello, \"quoted\" é\n\t\u{1}😀 </script>";
+        let cases = [
+            (
+                Delta::Text { text },
+                json!({"type": "text_delta", "text": text}),
+            ),
+            (
+                Delta::Thinking { thinking: text },
+                json!({"type": "thinking_delta", "thinking": text}),
+            ),
+            (
+                Delta::InputJson {
+                    partial_json: "{\"a\": [1,",
+                },
+                json!({"type": "input_json_delta", "partial_json": "{\"a\": [1,"}),
+            ),
+            (
+                Delta::Signature {
+                    signature: SIGNATURE,
+                },
+                json!({"type": "signature_delta", "signature": SIGNATURE}),
+            ),
+        ];
+        for (i, (delta, expected)) in cases.into_iter().enumerate() {
+            let mut typed = Vec::new();
+            block_delta(&mut typed, i, delta);
+            let mut plain = Vec::new();
+            event(
+                &mut plain,
+                "content_block_delta",
+                &json!({"type": "content_block_delta", "index": i, "delta": expected}),
+            );
+            assert_eq!(
+                String::from_utf8(typed).unwrap(),
+                String::from_utf8(plain).unwrap()
+            );
+        }
+    }
 
     #[test]
     fn a_non_streaming_message_has_blocks_stop_reason_and_usage() {
