@@ -155,7 +155,7 @@ impl SessionCache {
         now: Instant,
     ) -> bool {
         let mut digest = ConversationDigest::new(scope);
-        conversation.iter().for_each(|m| digest.push(m));
+        digest.extend(conversation);
         self.insert_digest_at(digest, entry, now)
     }
 
@@ -236,14 +236,11 @@ impl SessionCache {
             }
             return (None, None);
         }
+        let k = candidate.unwrap_or(messages.len());
         let mut digest = ConversationDigest::new(scope);
-        let Some(k) = candidate else {
-            messages.iter().for_each(|m| digest.push(m));
-            return (None, Some(digest));
-        };
-        messages[..k].iter().for_each(|m| digest.push(m));
-        let hit = self.take_key(&digest.key(), &messages[k..], now);
-        messages[k..].iter().for_each(|m| digest.push(m));
+        digest.extend(&messages[..k]);
+        let hit = candidate.and_then(|k| self.take_key(&digest.key(), &messages[k..], now));
+        digest.extend(&messages[k..]);
         (hit, Some(digest))
     }
 
@@ -397,6 +394,10 @@ impl ConversationDigest {
         );
     }
 
+    pub fn extend(&mut self, messages: &[Message]) {
+        messages.iter().for_each(|m| self.push(m));
+    }
+
     /// The assistant's answer as the next message (what [`push`](Self::push) of the message the
     /// client will send back hashes to), without building that message.
     pub fn push_answer(&mut self, text: &str, calls: &[ToolCall]) {
@@ -518,7 +519,7 @@ mod tests {
 
     fn key(scope: &str, messages: &[Message]) -> Key {
         let mut d = ConversationDigest::new(scope);
-        messages.iter().for_each(|m| d.push(m));
+        d.extend(messages);
         d.key()
     }
 

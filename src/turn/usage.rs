@@ -71,8 +71,8 @@ impl TokenCounter {
 
     pub fn push_str(&mut self, mut text: &str) {
         // The same as `push_char` for each char, with runs of ASCII (most of a prompt: English,
-        // code, JSON) counted in one step: every ASCII byte adds one byte, whitespace or not, and
-        // only whether one of them is not whitespace matters beyond that.
+        // code, JSON) counted in one step: every ASCII char adds one byte, whitespace or not, and
+        // only whether one of them is not whitespace (as `push_char` tells it) matters beyond that.
         loop {
             let ascii = text
                 .bytes()
@@ -81,8 +81,7 @@ impl TokenCounter {
             let (run, rest) = text.split_at(ascii);
             self.other_bytes += run.len() as u64;
             if !self.saw_non_whitespace {
-                self.saw_non_whitespace =
-                    run.bytes().any(|b| !b.is_ascii_whitespace() && b != 0x0B);
+                self.saw_non_whitespace = run.bytes().any(|b| !char::from(b).is_whitespace());
             }
             let mut chars = rest.chars();
             let Some(c) = chars.next() else { return };
