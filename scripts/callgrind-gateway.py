@@ -225,10 +225,10 @@ def main():
         sys.exit("--chats: two sizes, the first smaller")
     base = args.keep or tempfile.mkdtemp(prefix="callgrind-gateway-")
     who = args.bin if args.target == "gateway" else "direct client (bench --direct-only)"
+    run = one_direct_run if args.target == "direct" else one_run
     if args.native:
         d = os.path.join(base, f"native-{args.target}-{args.mode}-{large}")
         os.makedirs(d, exist_ok=True)
-        run = one_direct_run if args.target == "direct" else one_run
         (user, system), n = run(args, large, d)
         if not args.keep:
             shutil.rmtree(base, ignore_errors=True)
@@ -238,7 +238,7 @@ def main():
     for n in (small, large):
         d = os.path.join(base, f"{args.target}-{args.mode}-{n}")
         os.makedirs(d, exist_ok=True)
-        runs.append((one_direct_run if args.target == "direct" else one_run)(args, n, d))
+        runs.append(run(args, n, d))
     if not args.keep:
         shutil.rmtree(base, ignore_errors=True)
     (a, na), (b, nb) = runs

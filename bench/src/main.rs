@@ -304,6 +304,19 @@ async fn run(args: Args) -> Result<ExitCode> {
     })
 }
 
+/// The direct path's own simulator (in `work/direct-sim`) and the endpoint that reaches it.
+fn start_direct(bin: &std::path::Path, work: &std::path::Path) -> Result<(procs::Sim, Endpoint)> {
+    let sim_dir = work.join("direct-sim");
+    let sim = procs::Sim::start(bin, &sim_dir)?;
+    let workspace = load::workspace(&sim_dir);
+    std::fs::create_dir_all(&workspace)?;
+    let direct = Endpoint::Direct {
+        url: sim.ws_url(),
+        workspace,
+    };
+    Ok((sim, direct))
+}
+
 /// A `--modes` item.
 fn parse_mode(m: &str) -> Result<Mode> {
     match m {
@@ -326,14 +339,7 @@ async fn direct_only(
         .modes
         .first()
         .map_or(Ok(Mode::Complete), |m| parse_mode(m))?;
-    let sim_dir = work.join("direct-sim");
-    let mut sim = procs::Sim::start(bin, &sim_dir)?;
-    let ws = load::workspace(&sim_dir);
-    std::fs::create_dir_all(&ws)?;
-    let direct = Endpoint::Direct {
-        url: sim.ws_url(),
-        workspace: ws,
-    };
+    let (mut sim, direct) = start_direct(bin, work)?;
     let w = Arc::new(Workload::new(args.words));
     let mut conns = load::connect_all(&direct, c).await?;
     let warm = load::run(&mut conns, &w, mode, c, None).await;
@@ -424,10 +430,7 @@ async fn measure(
     min_requests: usize,
     rounds: usize,
 ) -> Result<(Vec<Comparison>, Vec<String>, Value)> {
-    let sim_dir = work.join("direct-sim");
-    let mut sim = procs::Sim::start(bin, &sim_dir)?;
-    let ws = load::workspace(&sim_dir);
-    std::fs::create_dir_all(&ws)?;
+    let (mut sim, direct) = start_direct(bin, work)?;
     let mut gw = procs::Gateway::start(bin, &work.join("gateway"), max_c)?;
     println!(
         "bench: simulator pid {} on {}; gateway pid {} on http://{} ({max_c} connections)",
@@ -436,10 +439,6 @@ async fn measure(
         gw.child.pid(),
         gw.addr
     );
-    let direct = Endpoint::Direct {
-        url: sim.ws_url(),
-        workspace: ws,
-    };
     let gateway = Endpoint::Gateway(gw.addr);
     let w = Arc::new(Workload::new(args.words));
     let modes = args
